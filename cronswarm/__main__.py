@@ -1,0 +1,3 @@
+from cronswarm.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,54 @@
+"""Running a master or a worker process until SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+
+from aiohttp import web
+
+from ..common import ServiceUnavailable, Settings
+from ..coord import EtcdStore
+from ..logstore import MongoLogStore
+from ..master import create_app
+from ..worker import DirectSink, Worker
+
+log = logging.getLogger(__name__)
+
+
+def stop_on_signals() -> asyncio.Event:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
+async def serve_master(settings: Settings, stop: asyncio.Event | None = None) -> None:
+    stop = stop or stop_on_signals()
+    runner = web.AppRunner(create_app(settings), access_log=None)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, settings.master_host, settings.master_port)
+        await site.start()
+        log.info("master listening on http://%s:%d/", settings.master_host, settings.master_port)
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+
+
+async def serve_worker(settings: Settings, stop: asyncio.Event | None = None) -> None:
+    stop = stop or stop_on_signals()
+    store = EtcdStore(settings.etcd_endpoints, timeout=settings.etcd_timeout)
+    logs = MongoLogStore(settings.mongodb_uri, database=settings.mongodb_database,
+                         default_retention_days=settings.retention_days)
+    try:
+        with contextlib.suppress(ServiceUnavailable):
+            await logs.ensure_indexes()
+        worker = Worker(settings, store, DirectSink(logs))
+        await worker.run(stop)
+    finally:
+        await logs.close()
+        await store.close()

@@ -1,0 +1,69 @@
+"""Pure building blocks shared by masters and workers."""
+
+from ._clock import Clock, SkewedClock, SystemClock, loop_deadline
+from ._config import Settings
+from ._cron import CronSchedule, from_ms, load_timezone, preview, to_ms, validate_expression
+from ._errors import (
+    AuthError,
+    ConfigError,
+    ConflictError,
+    CronswarmError,
+    FieldProblem,
+    NotFoundError,
+    PermissionDenied,
+    PreconditionFailed,
+    ServiceStartError,
+    ServiceUnavailable,
+    ValidationError,
+)
+from ._job import (
+    MISFIRE_POLICIES,
+    OVERLAP_POLICIES,
+    HttpRequest,
+    Job,
+    RetryPolicy,
+    check_name,
+    validate_name,
+)
+from ._keys import Keyspace, decode_tick, encode_tick, parse_run_id, run_id
+from ._run import RunRecord, RunStatus, Trigger
+
+__all__ = [
+    "MISFIRE_POLICIES",
+    "OVERLAP_POLICIES",
+    "AuthError",
+    "Clock",
+    "ConfigError",
+    "ConflictError",
+    "CronSchedule",
+    "CronswarmError",
+    "FieldProblem",
+    "HttpRequest",
+    "Job",
+    "Keyspace",
+    "NotFoundError",
+    "PermissionDenied",
+    "PreconditionFailed",
+    "RetryPolicy",
+    "RunRecord",
+    "RunStatus",
+    "ServiceStartError",
+    "ServiceUnavailable",
+    "Settings",
+    "SkewedClock",
+    "SystemClock",
+    "Trigger",
+    "ValidationError",
+    "check_name",
+    "decode_tick",
+    "encode_tick",
+    "from_ms",
+    "load_timezone",
+    "loop_deadline",
+    "parse_run_id",
+    "preview",
+    "run_id",
+    "to_ms",
+    "validate_expression",
+    "validate_name",
+]

@@ -1,0 +1,230 @@
+"""Settings of masters and workers: defaults, then a TOML file, then environment.
+
+Every setting has one environment variable; a TOML file (``--config``) uses the
+field names as keys, flat or under a ``[cronswarm]`` table. Required settings
+that are missing fail with the variable's name.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import tomllib
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import MISSING, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from ._errors import ConfigError
+from ._job import check_name
+
+_REQUIRED: Any = object()
+
+
+def _endpoints(raw: object) -> tuple[str, ...]:
+    items = raw if isinstance(raw, list | tuple) else str(raw).split(",")
+    out = []
+    for item in items:
+        text = str(item).strip()
+        if not text:
+            continue
+        for scheme in ("http://", "https://"):
+            text = text.removeprefix(scheme)
+        host, sep, port = text.rstrip("/").rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"{item!r} is not host:port")
+        out.append(f"{host}:{int(port)}")
+    if not out:
+        raise ValueError("no endpoints given")
+    return tuple(out)
+
+
+def _labels(raw: object) -> dict[str, str]:
+    if isinstance(raw, Mapping):
+        return {str(k): str(v) for k, v in raw.items()}
+    out: dict[str, str] = {}
+    for item in str(raw).split(","):
+        if not item.strip():
+            continue
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"{item!r} is not key=value")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def _prefix(raw: object) -> str:
+    text = "/" + str(raw).strip().strip("/")
+    if text == "/" or any(not part or part in (".", "..") for part in text[1:].split("/")):
+        raise ValueError(f"{raw!r} is not a key prefix such as /cron")
+    return text
+
+
+def _port(raw: object) -> int:
+    value = int(str(raw))
+    if not 0 <= value < 65536:
+        raise ValueError(f"{raw!r} is not a TCP port")
+    return value
+
+
+def _positive_float(raw: object) -> float:
+    value = float(str(raw))
+    if not value > 0:
+        raise ValueError(f"{raw!r} must be greater than 0")
+    return value
+
+
+def _non_negative_float(raw: object) -> float:
+    value = float(str(raw))
+    if not value >= 0:
+        raise ValueError(f"{raw!r} must be 0 or more")
+    return value
+
+
+def _positive_int(raw: object) -> int:
+    value = int(str(raw))
+    if value < 1:
+        raise ValueError(f"{raw!r} must be at least 1")
+    return value
+
+
+def _boolean(raw: object) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    text = str(raw).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{raw!r} is not a boolean (true/false)")
+
+
+def _worker_id(raw: object) -> str:
+    text = str(raw)
+    if (reason := check_name(text)) is not None:
+        raise ValueError(f"{text!r} {reason}")
+    return text
+
+
+def default_worker_id() -> str:
+    host = "".join(c if c.isalnum() or c in "-_." else "-" for c in socket.gethostname())
+    return f"{host[:80] or 'worker'}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+def _setting(env: str, parse: Callable[[object], Any], default: Any = _REQUIRED,
+             factory: Callable[[], Any] | None = None) -> Any:
+    meta = {"env": env, "parse": parse}
+    if factory is not None:
+        return field(default_factory=factory, metadata=meta)
+    if default is _REQUIRED:
+        return field(metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything a master or worker needs to run."""
+
+    etcd_endpoints: tuple[str, ...] = _setting("CRONSWARM_ETCD_ENDPOINTS", _endpoints)
+    mongodb_uri: str = _setting("MONGODB_URI", str)
+    mongodb_database: str = _setting("CRONSWARM_MONGODB_DATABASE", str, "cronswarm")
+    key_prefix: str = _setting("CRONSWARM_KEY_PREFIX", _prefix, "/cron")
+    etcd_timeout: float = _setting("CRONSWARM_ETCD_TIMEOUT", _positive_float, 5.0)
+    # master
+    master_host: str = _setting("CRONSWARM_MASTER_HOST", str, "127.0.0.1")
+    master_port: int = _setting("CRONSWARM_MASTER_PORT", _port, 8080)
+    secret_key: str | None = _setting("CRONSWARM_SECRET_KEY", str, None)
+    retention_days: int = _setting("CRONSWARM_RETENTION_DAYS", _positive_int, 30)
+    # worker
+    worker_id: str = _setting("CRONSWARM_WORKER_ID", _worker_id, factory=default_worker_id)
+    worker_labels: Mapping[str, str] = _setting("CRONSWARM_WORKER_LABELS", _labels,
+                                                factory=dict)
+    lease_ttl: int = _setting("CRONSWARM_LEASE_TTL", _positive_int, 10)
+    max_concurrent_runs: int = _setting("CRONSWARM_MAX_CONCURRENT_RUNS", _positive_int, 32)
+    shell: str = _setting("CRONSWARM_SHELL", str, "/bin/sh")
+    handoff_delay: float = _setting("CRONSWARM_HANDOFF_DELAY", _non_negative_float, 0.25)
+    shutdown_grace: float = _setting("CRONSWARM_SHUTDOWN_GRACE", _non_negative_float, 30.0)
+    stats_interval: float = _setting("CRONSWARM_STATS_INTERVAL", _positive_float, 5.0)
+    output_head_bytes: int = _setting("CRONSWARM_OUTPUT_HEAD_BYTES", _positive_int, 65536)
+    output_tail_bytes: int = _setting("CRONSWARM_OUTPUT_TAIL_BYTES", _positive_int, 65536)
+    log_batch_size: int = _setting("CRONSWARM_LOG_BATCH_SIZE", _positive_int, 200)
+    log_flush_interval: float = _setting("CRONSWARM_LOG_FLUSH_INTERVAL", _positive_float, 0.5)
+    spool_dir: str = _setting("CRONSWARM_SPOOL_DIR", str, "var/spool")
+    spool_max_bytes: int = _setting("CRONSWARM_SPOOL_MAX_BYTES", _positive_int, 1 << 30)
+    allow_run_as: bool = _setting("CRONSWARM_ALLOW_RUN_AS", _boolean, True)
+
+    @classmethod
+    def load(
+        cls,
+        env: Mapping[str, str] | None = None,
+        config_file: str | Path | None = None,
+        **overrides: Any,
+    ) -> Settings:
+        """Build settings: defaults < ``config_file`` < ``env`` < ``overrides``."""
+        env = os.environ if env is None else env
+        file_values: dict[str, Any] = {}
+        if config_file is not None:
+            file_values = _read_toml(Path(config_file))
+        known = {f.name for f in fields(cls)}
+        for key in file_values:
+            if key not in known:
+                raise ConfigError(f"{config_file}: {key}", "unknown setting")
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            var = f.metadata["env"]
+            parse = f.metadata["parse"]
+            if f.name in overrides:
+                values[f.name] = overrides[f.name]
+                continue
+            if var in env and env[var].strip() != "":
+                raw, source = env[var], var
+            elif f.name in file_values:
+                raw, source = file_values[f.name], f"{config_file}: {f.name}"
+            else:
+                continue
+            try:
+                values[f.name] = parse(raw)
+            except (ValueError, TypeError) as exc:
+                raise ConfigError(source, str(exc)) from exc
+        missing = [f for f in fields(cls) if f.name not in values and f.default is MISSING
+                   and f.default_factory is MISSING]
+        if missing:
+            var = missing[0].metadata["env"]
+            raise ConfigError(var, f"is required (set the environment variable {var} "
+                                   f"or '{missing[0].name}' in the config file)")
+        return cls(**values)
+
+    def with_overrides(self, **changes: Any) -> Settings:
+        return replace(self, **changes)
+
+    def env(self) -> dict[str, str]:
+        """These settings as environment variables (to start child processes)."""
+        out: dict[str, str] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if value is None:
+                continue
+            if isinstance(value, tuple):
+                text = ",".join(value)
+            elif isinstance(value, Mapping):
+                text = ",".join(f"{k}={v}" for k, v in value.items())
+            elif isinstance(value, bool):
+                text = "true" if value else "false"
+            else:
+                text = str(value)
+            out[f.metadata["env"]] = text
+        return out
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError as exc:
+        raise ConfigError(str(path), "config file not found") from exc
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(str(path), f"cannot read config file: {exc}") from exc
+    section = data.get("cronswarm", data)
+    if not isinstance(section, dict):
+        raise ConfigError(str(path), "the [cronswarm] table must be a table")
+    return section

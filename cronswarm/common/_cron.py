@@ -1,0 +1,177 @@
+"""Cron expressions and fire times: pure functions of an expression and ``now``.
+
+Expressions have five fields (minute hour day-of-month month day-of-week) or
+six with seconds first (``second minute hour day-of-month month day-of-week``),
+as in the seed chapter on second-level cron. The ``@hourly``-style shortcuts
+are accepted too.
+
+Fire times are computed in the job's IANA timezone on wall-clock time, then
+mapped to instants. The daylight-saving rule:
+
+* a wall-clock time skipped by the spring jump fires once, at the first valid
+  instant after the gap (the instant of the jump);
+* a wall-clock time repeated by the autumn fall-back fires once, at its first
+  occurrence; the repeated hour does not fire again.
+
+Instants are epoch milliseconds (``int``) throughout; ``tick`` means one such
+scheduled instant.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+from collections.abc import Iterator
+from dataclasses import dataclass
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from croniter import croniter
+
+from ._errors import ValidationError
+
+UTC = dt.UTC
+_SHORTCUTS = frozenset(
+    {"@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"}
+)
+# The longest a wall-clock search may walk before it gives up: an expression
+# such as "0 0 30 2 *" (30 February) never fires, and croniter would loop.
+_MAX_YEARS_AHEAD = 5
+
+
+def to_ms(instant: dt.datetime) -> int:
+    """Epoch milliseconds of an aware datetime."""
+    if instant.tzinfo is None:
+        raise ValueError("naive datetime: pass an aware one")
+    return int(instant.timestamp() * 1000)
+
+
+def from_ms(ms: int) -> dt.datetime:
+    """The aware UTC datetime of an epoch-millisecond instant."""
+    return dt.datetime.fromtimestamp(ms / 1000, tz=UTC)
+
+
+@functools.lru_cache(maxsize=4096)
+def load_timezone(name: str) -> ZoneInfo:
+    """The IANA zone ``name``; raises ValidationError for unknown names."""
+    if not name or name != name.strip() or "\\" in name or name.startswith("/") or ".." in name:
+        raise ValidationError.single("timezone", f"{name!r} is not an IANA timezone name")
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValidationError.single(
+            "timezone", f"unknown IANA timezone {name!r} (for example 'UTC', 'Europe/Paris')"
+        ) from exc
+
+
+def _fields(expression: str) -> tuple[str, bool]:
+    """Normalise ``expression``; returns it and whether seconds come first."""
+    expr = " ".join(expression.split())
+    if not expr:
+        raise ValidationError.single("schedule", "the cron expression is empty")
+    if expr.startswith("@"):
+        if expr.lower() not in _SHORTCUTS:
+            raise ValidationError.single(
+                "schedule",
+                f"unknown shortcut {expr!r}; use one of {', '.join(sorted(_SHORTCUTS))}",
+            )
+        return expr.lower(), False
+    count = len(expr.split(" "))
+    if count not in (5, 6):
+        raise ValidationError.single(
+            "schedule",
+            f"a cron expression has 5 fields (minute hour day month weekday) or 6 with "
+            f"seconds first; {expr!r} has {count}",
+        )
+    return expr, count == 6
+
+
+@functools.lru_cache(maxsize=65536)
+def validate_expression(expression: str) -> str:
+    """The normalised expression; raises ValidationError naming what is wrong."""
+    expr, seconds_first = _fields(expression)
+    try:
+        croniter.expand(expr, second_at_beginning=seconds_first)
+    except (ValueError, TypeError, KeyError, IndexError) as exc:
+        raise ValidationError.single(
+            "schedule", f"invalid cron expression {expr!r}: {exc}") from exc
+    return expr
+
+
+@dataclass(frozen=True, slots=True)
+class CronSchedule:
+    """A validated expression in a timezone; computes fire instants."""
+
+    expression: str
+    timezone: str = "UTC"
+
+    @classmethod
+    def parse(cls, expression: str, timezone: str = "UTC") -> CronSchedule:
+        expr = validate_expression(expression)
+        load_timezone(timezone)
+        return cls(expr, timezone)
+
+    @property
+    def seconds_first(self) -> bool:
+        return not self.expression.startswith("@") and len(self.expression.split(" ")) == 6
+
+    def next_after(self, after_ms: int) -> int | None:
+        """The first fire instant strictly after ``after_ms``; None if it never fires."""
+        zone = load_timezone(self.timezone)
+        start = from_ms(after_ms).astimezone(zone)
+        wall = start.replace(tzinfo=None, microsecond=(start.microsecond // 1000) * 1000)
+        limit = wall + dt.timedelta(days=366 * _MAX_YEARS_AHEAD)
+        # croniter walks naive wall-clock time: no DST surprises inside it.
+        it = croniter(self.expression, wall, second_at_beginning=self.seconds_first)
+        while True:
+            candidate: dt.datetime = it.get_next(dt.datetime)
+            if candidate > limit:
+                return None
+            instant = _wall_to_instant_ms(candidate, zone)
+            if instant > after_ms:
+                return instant
+
+    def fires_between(self, after_ms: int, until_ms: int) -> Iterator[int]:
+        """Every fire instant in ``(after_ms, until_ms]``, in order."""
+        current = after_ms
+        while True:
+            nxt = self.next_after(current)
+            if nxt is None or nxt > until_ms:
+                return
+            yield nxt
+            current = nxt
+
+
+def _wall_to_instant_ms(wall: dt.datetime, zone: ZoneInfo) -> int:
+    """Map a naive wall-clock time in ``zone`` to an instant by the DST rule."""
+    first = wall.replace(tzinfo=zone, fold=0)
+    instant = to_ms(first)
+    if first.astimezone(UTC).astimezone(zone).replace(tzinfo=None) == wall:
+        return instant  # exists (if repeated, fold=0 is its first occurrence)
+    # Skipped by a spring-forward gap: fire at the jump, the first valid
+    # instant whose wall-clock time is past ``wall``.
+    low = to_ms(wall.replace(tzinfo=zone, fold=1))
+    high = instant
+    if low > high:
+        low, high = high, low
+    while high - low > 1000:
+        mid = (low + high) // 2
+        if from_ms(mid).astimezone(zone).replace(tzinfo=None) >= wall:
+            high = mid
+        else:
+            low = mid
+    return high - high % 1000
+
+
+def preview(expression: str, timezone: str, n: int, now: dt.datetime) -> list[dt.datetime]:
+    """The next ``n`` fire times after ``now``, as aware datetimes in ``timezone``."""
+    schedule = CronSchedule.parse(expression, timezone)
+    zone = load_timezone(timezone)
+    out: list[dt.datetime] = []
+    current = to_ms(now)
+    while len(out) < n:
+        nxt = schedule.next_after(current)
+        if nxt is None:
+            break
+        out.append(from_ms(nxt).astimezone(zone))
+        current = nxt
+    return out

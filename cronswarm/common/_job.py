@@ -1,0 +1,341 @@
+"""The job model: what to run, when, and under which policies.
+
+``Job.from_dict`` validates untrusted input once, at the boundary, and reports
+every bad field; ``Job.to_dict``/``to_json`` and ``from_json`` are the one
+place the etcd encoding lives.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from ._cron import load_timezone, validate_expression
+from ._errors import ValidationError
+from ._fields import FieldReader
+
+NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
+_ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+_LABEL_KEY_RE = re.compile(r"^[A-Za-z0-9_.\-/]{1,63}$")
+_HEADER_RE = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,128}$")
+
+Overlap = Literal["allow", "forbid", "replace"]
+Misfire = Literal["skip", "run_latest", "run_all"]
+OVERLAP_POLICIES: tuple[Overlap, ...] = ("allow", "forbid", "replace")
+MISFIRE_POLICIES: tuple[Misfire, ...] = ("skip", "run_latest", "run_all")
+HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+MAX_TIMEOUT_S = 7 * 24 * 3600.0
+
+
+def check_name(name: str) -> str | None:
+    """Why ``name`` is not a valid job name, or None if it is."""
+    if not NAME_RE.match(name):
+        return "must be 1-128 characters of letters, digits, '-', '_' and '.'"
+    if ".." in name or name == ".":
+        return "must not be '.' or contain '..'"
+    return None
+
+
+def validate_name(name: object, field_name: str = "name") -> str:
+    """``name`` if it is a valid job name; raises ValidationError otherwise."""
+    if not isinstance(name, str):
+        raise ValidationError.single(field_name, "must be a string")
+    if (reason := check_name(name)) is not None:
+        raise ValidationError.single(field_name, reason)
+    return name
+
+
+def _check_env_key(key: str) -> str | None:
+    if not _ENV_KEY_RE.match(key):
+        return "is not a valid environment variable name"
+    if key.upper().startswith("CRONSWARM_"):
+        return "CRONSWARM_* variables are set by the worker and cannot be overridden"
+    return None
+
+
+def _check_label_key(key: str) -> str | None:
+    return None if _LABEL_KEY_RE.match(key) else "label names are 1-63 of [A-Za-z0-9_.-/]"
+
+
+def _check_header(key: str) -> str | None:
+    return None if _HEADER_RE.match(key) else "is not a valid HTTP header name"
+
+
+def _check_url(url: str) -> str | None:
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:
+        return f"is not a valid URL: {exc}"
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        return "must be an absolute http:// or https:// URL"
+    return None
+
+
+def _check_schedule(expr: str) -> str | None:
+    try:
+        validate_expression(expr)
+    except ValidationError as exc:
+        return exc.problems[0].reason
+    return None
+
+
+def _check_timezone(name: str) -> str | None:
+    try:
+        load_timezone(name)
+    except ValidationError as exc:
+        return exc.problems[0].reason
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class HttpRequest:
+    """An HTTP call made by an HTTP job."""
+
+    url: str
+    method: str = "GET"
+    headers: Mapping[str, str] = field(default_factory=dict)
+    body: str | None = None
+    expect_status: tuple[int, ...] | None = None  # None: any 2xx succeeds
+    follow_redirects: bool = True
+
+    FIELDS = ("url", "method", "headers", "body", "expect_status", "follow_redirects")
+
+    @classmethod
+    def from_dict(cls, data: object, path: str = "http") -> HttpRequest:
+        r = FieldReader(data, path=path, allowed=cls.FIELDS)
+        url = r.string("url", max_len=8192, check=_check_url)
+        method = r.data.get("method", "GET")
+        if isinstance(method, str):
+            method = method.upper()
+        if method not in HTTP_METHODS:
+            r.fail("method", f"must be one of {', '.join(HTTP_METHODS)} (got {method!r})")
+        headers = r.string_map("headers", max_items=64, key_check=_check_header)
+        body = r.string("body", None, max_len=1 << 20, non_empty=False)
+        expect = r.int_list("expect_status", minimum=100, maximum=599)
+        follow = r.boolean("follow_redirects", True)
+        r.finish()
+        return cls(url, method, headers, body, expect, follow)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"url": self.url, "method": self.method}
+        if self.headers:
+            out["headers"] = dict(self.headers)
+        if self.body is not None:
+            out["body"] = self.body
+        if self.expect_status is not None:
+            out["expect_status"] = list(self.expect_status)
+        out["follow_redirects"] = self.follow_redirects
+        return out
+
+    def status_ok(self, status: int) -> bool:
+        if self.expect_status is None:
+            return 200 <= status < 300
+        return status in self.expect_status
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How failed attempts of one tick are retried."""
+
+    attempts: int = 1  # total attempts, 1 = no retry
+    delay: float = 1.0  # seconds before the first retry
+    multiplier: float = 2.0
+    max_delay: float = 300.0
+    jitter: float = 0.1  # fraction of the delay, added at random
+    on_exit_codes: tuple[int, ...] | None = None  # None: any failure retries
+    on_http_statuses: tuple[int, ...] | None = None
+    any_worker: bool = False  # may a retry run on another worker?
+
+    FIELDS = (
+        "attempts", "delay", "multiplier", "max_delay", "jitter", "on_exit_codes",
+        "on_http_statuses", "any_worker",
+    )
+
+    @classmethod
+    def from_dict(cls, data: object, path: str = "retry") -> RetryPolicy:
+        r = FieldReader(data, path=path, allowed=cls.FIELDS)
+        attempts = r.integer("attempts", minimum=1, maximum=100)
+        delay = r.number("delay", 1.0, minimum=0, maximum=86400)
+        multiplier = r.number("multiplier", 2.0, minimum=1, maximum=100)
+        max_delay = r.number("max_delay", 300.0, minimum=0, maximum=86400)
+        jitter = r.number("jitter", 0.1, minimum=0, maximum=1)
+        codes = r.int_list("on_exit_codes", minimum=1, maximum=255)
+        statuses = r.int_list("on_http_statuses", minimum=100, maximum=599)
+        any_worker = r.boolean("any_worker", False)
+        if isinstance(delay, float) and isinstance(max_delay, float) and max_delay < delay:
+            r.fail("max_delay", f"must be at least delay ({delay:g})")
+        r.finish()
+        return cls(attempts, delay, multiplier, max_delay, jitter, codes, statuses, any_worker)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "attempts": self.attempts, "delay": self.delay, "multiplier": self.multiplier,
+            "max_delay": self.max_delay, "jitter": self.jitter, "any_worker": self.any_worker,
+        }
+        if self.on_exit_codes is not None:
+            out["on_exit_codes"] = list(self.on_exit_codes)
+        if self.on_http_statuses is not None:
+            out["on_http_statuses"] = list(self.on_http_statuses)
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """One scheduled job. Exactly one of ``command`` and ``http`` is set."""
+
+    name: str
+    schedule: str
+    command: str | None = None
+    http: HttpRequest | None = None
+    timezone: str = "UTC"
+    enabled: bool = True
+    description: str = ""
+    shell: str | None = None  # None: the worker's configured shell
+    cwd: str | None = None
+    env: Mapping[str, str] = field(default_factory=dict)
+    user: str | None = None  # run as this user (worker must be root)
+    timeout: float | None = None  # seconds; None: no limit
+    kill_grace: float = 5.0  # seconds between SIGTERM and SIGKILL
+    overlap: Overlap = "forbid"
+    misfire: Misfire = "run_latest"
+    misfire_window: float = 60.0  # seconds a late tick may still start
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    priority: int = 0  # higher starts first when a worker is saturated
+    targets: Mapping[str, str] = field(default_factory=dict)  # worker labels required
+    retention_days: int | None = None  # None: the cluster default
+    expect_success_within: float | None = None  # seconds, dead-man alert
+
+    FIELDS = (
+        "name", "schedule", "command", "http", "timezone", "enabled", "description", "shell",
+        "cwd", "env", "user", "timeout", "kill_grace", "overlap", "misfire", "misfire_window",
+        "retry", "priority", "targets", "retention_days", "expect_success_within",
+    )
+
+    @property
+    def kind(self) -> Literal["shell", "http"]:
+        return "http" if self.http is not None else "shell"
+
+    @property
+    def summary(self) -> str:
+        """What the job runs, in one line (for logs and run records)."""
+        if self.http is not None:
+            return f"{self.http.method} {self.http.url}"
+        return self.command or ""
+
+    @classmethod
+    def from_dict(cls, data: object, *, name: str | None = None) -> Job:
+        """Validate an untrusted JSON object; ``name`` overrides/provides the name."""
+        if name is not None and isinstance(data, Mapping):
+            data = {**data, "name": name}
+        r = FieldReader(data, allowed=cls.FIELDS)
+        job_name = r.string("name", max_len=128, check=check_name)
+        schedule = r.string("schedule", max_len=256, check=_check_schedule)
+        timezone = r.string("timezone", "UTC", max_len=64, check=_check_timezone)
+        command = r.string("command", None, max_len=65536)
+        http = r.nested("http", HttpRequest.from_dict, None)
+        if "http" not in r.data or r.data.get("http") is None:
+            if command is None and "command" not in r.data:
+                r.fail("command", "is required (or give 'http' for an HTTP job)")
+        elif command is not None:
+            r.fail("http", "give either 'command' or 'http', not both")
+        enabled = r.boolean("enabled", True)
+        description = r.string("description", "", max_len=1024, non_empty=False)
+        shell = r.string("shell", None, max_len=1024)
+        cwd = r.string("cwd", None, max_len=4096)
+        if isinstance(cwd, str) and not cwd.startswith("/"):
+            r.fail("cwd", "must be an absolute path")
+        env = r.string_map("env", key_check=_check_env_key)
+        user = r.string("user", None, max_len=64)
+        timeout = r.number("timeout", None, minimum=0, maximum=MAX_TIMEOUT_S,
+                           exclusive_minimum=True)
+        kill_grace = r.number("kill_grace", 5.0, minimum=0, maximum=3600)
+        overlap = r.choice("overlap", OVERLAP_POLICIES, "forbid")
+        misfire = r.choice("misfire", MISFIRE_POLICIES, "run_latest")
+        misfire_window = r.number("misfire_window", 60.0, minimum=0, maximum=MAX_TIMEOUT_S)
+        retry = r.nested("retry", RetryPolicy.from_dict, RetryPolicy())
+        priority = r.integer("priority", 0, minimum=-1000, maximum=1000)
+        targets = r.string_map("targets", max_items=32, key_check=_check_label_key,
+                               max_value_len=256)
+        retention = r.integer("retention_days", None, minimum=1, maximum=3650)
+        dead_man = r.number("expect_success_within", None, minimum=1, maximum=366 * 86400)
+        if http is not None and (shell or cwd or user):
+            for key in ("shell", "cwd", "user"):
+                if r.data.get(key) is not None:
+                    r.fail(key, "applies to shell jobs only, not to HTTP jobs")
+        r.finish()
+        return cls(
+            name=job_name, schedule=" ".join(schedule.split()), command=command, http=http,
+            timezone=timezone, enabled=enabled, description=description, shell=shell, cwd=cwd,
+            env=env, user=user, timeout=timeout, kill_grace=kill_grace, overlap=overlap,
+            misfire=misfire, misfire_window=misfire_window, retry=retry, priority=priority,
+            targets=targets, retention_days=retention, expect_success_within=dead_man,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The canonical JSON object (the API shape and the etcd encoding)."""
+        out: dict[str, Any] = {"name": self.name, "schedule": self.schedule}
+        if self.command is not None:
+            out["command"] = self.command
+        if self.http is not None:
+            out["http"] = self.http.to_dict()
+        out.update(
+            timezone=self.timezone, enabled=self.enabled, description=self.description,
+            timeout=self.timeout, kill_grace=self.kill_grace, overlap=self.overlap,
+            misfire=self.misfire, misfire_window=self.misfire_window,
+            retry=self.retry.to_dict(), priority=self.priority, targets=dict(self.targets),
+        )
+        for key in ("shell", "cwd", "user", "retention_days", "expect_success_within"):
+            value = getattr(self, key)
+            if value is not None:
+                out[key] = value
+        if self.env:
+            out["env"] = dict(self.env)
+        return out
+
+    def to_json(self) -> bytes:
+        return json.dumps(self.to_dict(), separators=(",", ":"), sort_keys=True).encode()
+
+    @classmethod
+    def from_json(cls, raw: bytes | str) -> Job:
+        try:
+            data = json.loads(raw)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ValidationError.single("body", f"is not valid JSON: {exc}") from exc
+        return cls.from_dict(data)
+
+    def patched(self, changes: Mapping[str, Any]) -> Job:
+        """A new job with ``changes`` applied (a JSON merge patch); revalidated."""
+        if not isinstance(changes, Mapping):
+            raise ValidationError.single("body", "must be a JSON object")
+        if "name" in changes and changes["name"] != self.name:
+            raise ValidationError.single("name", "cannot be changed; create a new job instead")
+        merged = _merge_patch(self.to_dict(), changes)
+        if "http" in changes and changes["http"] is not None:
+            merged.pop("command", None)
+        if "command" in changes and changes["command"] is not None:
+            merged.pop("http", None)
+        return Job.from_dict(merged)
+
+    def with_enabled(self, enabled: bool) -> Job:
+        return replace(self, enabled=enabled)
+
+    def matches(self, labels: Mapping[str, str]) -> bool:
+        """Whether a worker advertising ``labels`` may run this job."""
+        return all(labels.get(k) == v for k, v in self.targets.items())
+
+
+def _merge_patch(target: dict[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
+    """RFC 7386 JSON merge patch."""
+    out = dict(target)
+    for key, value in patch.items():
+        if value is None:
+            out.pop(key, None)
+        elif isinstance(value, Mapping) and isinstance(out.get(key), dict):
+            out[key] = _merge_patch(out[key], value)
+        else:
+            out[key] = value
+    return out

@@ -1,0 +1,118 @@
+"""The etcd key layout (DESIGN.md section 2), in one place.
+
+Names are validated slugs, so a key built here can never escape its prefix or
+collide with another kind of key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ._job import validate_name
+
+TICK_DIGITS = 16  # zero-padded epoch ms: byte order equals numeric order
+
+
+def encode_tick(tick_ms: int) -> bytes:
+    """A tick as the fixed-width value stored in ``/last/<name>``."""
+    if not 0 <= tick_ms < 10**TICK_DIGITS:
+        raise ValueError(f"tick {tick_ms} out of range")
+    return f"{tick_ms:0{TICK_DIGITS}d}".encode()
+
+
+def decode_tick(raw: bytes) -> int:
+    return int(raw.decode())
+
+
+def run_id(job: str, tick_ms: int) -> str:
+    """The run id of a tick, ``<name>@<tick>`` (the same for all attempts)."""
+    return f"{job}@{tick_ms}"
+
+
+def parse_run_id(value: str) -> tuple[str, int]:
+    """Inverse of ``run_id``; raises ValueError when ``value`` is not one."""
+    name, sep, tick = value.rpartition("@")
+    if not sep or not tick.isdigit():
+        raise ValueError(f"{value!r} is not a run id (<job>@<tick>)")
+    validate_name(name)
+    return name, int(tick)
+
+
+@dataclass(frozen=True, slots=True)
+class Keyspace:
+    """Keys under one prefix (default ``/cron``)."""
+
+    prefix: str = "/cron"
+
+    def _dir(self, kind: str) -> str:
+        return f"{self.prefix}/{kind}/"
+
+    @property
+    def jobs(self) -> str:
+        return self._dir("jobs")
+
+    @property
+    def last_dir(self) -> str:
+        return self._dir("last")
+
+    @property
+    def lock_dir(self) -> str:
+        return self._dir("lock")
+
+    @property
+    def killer_dir(self) -> str:
+        return self._dir("killer")
+
+    @property
+    def once_dir(self) -> str:
+        return self._dir("once")
+
+    @property
+    def running_dir(self) -> str:
+        return self._dir("running")
+
+    @property
+    def workers(self) -> str:
+        return self._dir("workers")
+
+    @property
+    def tokens(self) -> str:
+        return self._dir("tokens")
+
+    @property
+    def election(self) -> str:
+        return self._dir("leader")
+
+    def job(self, name: str) -> str:
+        return self.jobs + validate_name(name)
+
+    def last(self, name: str) -> str:
+        return self.last_dir + validate_name(name)
+
+    def lock(self, name: str) -> str:
+        return self.lock_dir + validate_name(name)
+
+    def killer(self, name: str) -> str:
+        return self.killer_dir + validate_name(name)
+
+    def once(self, name: str) -> str:
+        return self.once_dir + validate_name(name)
+
+    def running_of(self, name: str) -> str:
+        return f"{self.running_dir}{validate_name(name)}/"
+
+    def running(self, name: str, run: str) -> str:
+        return self.running_of(name) + run
+
+    def worker(self, worker_id: str) -> str:
+        return self.workers + validate_name(worker_id, "worker_id")
+
+    def token(self, token_id: str) -> str:
+        return self.tokens + validate_name(token_id, "token_id")
+
+    @staticmethod
+    def name_of(key: str, directory: str) -> str:
+        """The last component of ``key`` under ``directory``."""
+        if not key.startswith(directory):
+            raise ValueError(f"{key!r} is not under {directory!r}")
+        return key[len(directory):]

@@ -1,0 +1,41 @@
+"""The coordination store (etcd) seam: interface, etcd implementation, helpers."""
+
+from ._abc import (
+    Compare,
+    CoordStore,
+    CoordUnavailable,
+    Delete,
+    Get,
+    KeyValue,
+    Put,
+    Txn,
+    TxnOp,
+    TxnResult,
+    WatchCompacted,
+    WatchEvent,
+)
+from ._etcd import EtcdStore, channel_target, prefix_end
+from ._lease import LeaseKeeper
+from ._mirror import PrefixMirror
+from ._wait import wait_deleted
+
+__all__ = [
+    "Compare",
+    "CoordStore",
+    "CoordUnavailable",
+    "Delete",
+    "EtcdStore",
+    "Get",
+    "KeyValue",
+    "LeaseKeeper",
+    "PrefixMirror",
+    "Put",
+    "Txn",
+    "TxnOp",
+    "TxnResult",
+    "WatchCompacted",
+    "WatchEvent",
+    "channel_target",
+    "prefix_end",
+    "wait_deleted",
+]

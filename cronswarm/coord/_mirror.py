@@ -1,0 +1,85 @@
+"""A local copy of every key under one prefix, kept fresh by a watch."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+from ._abc import CoordStore, CoordUnavailable, KeyValue, WatchCompacted
+
+log = logging.getLogger(__name__)
+
+ChangeCallback = Callable[[str, KeyValue | None], None]
+
+
+class PrefixMirror:
+    """Mirrors ``prefix``: ``items`` maps the key suffix to its KeyValue.
+
+    ``on_change(name, kv)`` is called for every change (``kv`` None: deleted),
+    including those found by a reload after the watch history was compacted.
+    ``ready`` is set once the first snapshot is loaded and the watch is open.
+    """
+
+    def __init__(
+        self, store: CoordStore, prefix: str, *, on_change: ChangeCallback | None = None
+    ) -> None:
+        self.store = store
+        self.prefix = prefix
+        self.items: dict[str, KeyValue] = {}
+        self.revision = 0
+        self.ready = asyncio.Event()
+        self._on_change = on_change
+        self._changed = asyncio.Event()
+
+    def _apply(self, name: str, kv: KeyValue | None) -> None:
+        if kv is None:
+            if self.items.pop(name, None) is None:
+                return
+        else:
+            old = self.items.get(name)
+            if old is not None and old.mod_revision >= kv.mod_revision:
+                return
+            self.items[name] = kv
+        if self._on_change is not None:
+            self._on_change(name, kv)
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    async def _load(self) -> None:
+        kvs, revision = await self.store.get_prefix(self.prefix)
+        fresh = {kv.key[len(self.prefix):]: kv for kv in kvs}
+        for name in [n for n in self.items if n not in fresh]:
+            self._apply(name, None)
+        for name, kv in fresh.items():
+            self._apply(name, kv)
+        self.revision = revision
+        self._notify()
+
+    async def run(self) -> None:
+        """Load and follow the prefix until cancelled."""
+        delay = 0.05
+        while True:
+            try:
+                await self._load()
+                self.ready.set()
+                delay = 0.05
+                async for batch in self.store.watch_prefix(self.prefix, self.revision + 1):
+                    for event in batch:
+                        name = event.key[len(self.prefix):]
+                        self._apply(name, None if event.type == "delete" else event.kv)
+                        self.revision = max(self.revision, event.mod_revision)
+                    self._notify()
+            except WatchCompacted as exc:
+                log.info("watch on %s fell behind compaction (%s); reloading", self.prefix, exc)
+            except CoordUnavailable as exc:
+                log.warning("cannot load %s (%s); retrying in %.2fs", self.prefix, exc, delay)
+                await asyncio.sleep(delay)  # reconnect backoff
+                delay = min(delay * 2, 2.0)
+
+    async def wait_for(self, predicate: Callable[[], bool]) -> None:
+        """Return once ``predicate()`` holds (checked after every change)."""
+        while not predicate():
+            await self._changed.wait()

@@ -1,0 +1,19 @@
+"""Local etcd and MongoDB-protocol servers for development and tests."""
+
+from ._process import (
+    EtcdCluster,
+    EtcdServer,
+    MongoServer,
+    ServerProcess,
+    find_executable,
+    free_port,
+)
+
+__all__ = [
+    "EtcdCluster",
+    "EtcdServer",
+    "MongoServer",
+    "ServerProcess",
+    "find_executable",
+    "free_port",
+]

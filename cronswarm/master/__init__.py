@@ -1,0 +1,16 @@
+"""The master: stateless HTTP API and dashboard over etcd and MongoDB."""
+
+from ._app import create_app
+from ._auth import Principal, Role, TokenRecord, TokenStore
+from ._jobs import JobService, StoredJob, parse_etag
+
+__all__ = [
+    "JobService",
+    "Principal",
+    "Role",
+    "StoredJob",
+    "TokenRecord",
+    "TokenStore",
+    "create_app",
+    "parse_etag",
+]

@@ -1,0 +1,134 @@
+"""The master's aiohttp application factory."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp_jinja2
+import jinja2
+from aiohttp import web
+
+from ..common import AuthError, Keyspace, Settings, SystemClock
+from ..coord import CoordStore, EtcdStore, PrefixMirror
+from ..logstore import LogStore, MongoLogStore
+from . import _api, _pages
+from ._auth import Principal, TokenRecord, TokenStore
+from ._http import (
+    COORD,
+    JOBS,
+    LOGS,
+    PRINCIPAL,
+    SESSION_KEY,
+    SETTINGS,
+    TOKEN_MIRROR,
+    TOKENS,
+    Handler,
+    authenticate_token,
+    bearer_token,
+    error_middleware,
+)
+from ._jobs import JobService
+from ._session import COOKIE, load_session_key, read_session
+
+log = logging.getLogger(__name__)
+
+WEB_DIR = Path(__file__).resolve().parent.parent / "web"
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Attach the caller (bearer token, or dashboard session) to the request."""
+    token = bearer_token(request)
+    if token is not None:
+        request[PRINCIPAL] = authenticate_token(request, token)
+    elif (cookie := request.cookies.get(COOKIE)) is not None:
+        try:
+            token_id = read_session(request.app[SESSION_KEY], cookie,
+                                    request.app[JOBS].clock.now_ms())
+            kv = request.app[TOKEN_MIRROR].items.get(token_id)
+            if kv is not None:
+                record = TokenRecord.decode(kv, token_id)
+                request[PRINCIPAL] = Principal(token_id, record.name, record.role)
+        except AuthError:
+            pass  # an invalid session is no session: pages redirect to the login
+    return await handler(request)
+
+
+@web.middleware
+async def security_headers(request: web.Request, handler: Handler) -> web.StreamResponse:
+    response = await handler(request)
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("X-Frame-Options", "DENY")
+    response.headers.setdefault("Referrer-Policy", "same-origin")
+    if not request.path.startswith("/api/"):
+        response.headers.setdefault(
+            "Content-Security-Policy",
+            "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+            "frame-ancestors 'none'; form-action 'self'",
+        )
+    return response
+
+
+def create_app(
+    settings: Settings,
+    *,
+    store: CoordStore | None = None,
+    logs: LogStore | None = None,
+) -> web.Application:
+    """The master app. Pass ``store``/``logs`` to share clients (the caller closes them)."""
+    app = web.Application(
+        middlewares=[error_middleware, security_headers, auth_middleware],
+        client_max_size=2 << 20,
+    )
+    app[SETTINGS] = settings
+    keys = Keyspace(settings.key_prefix)
+    aiohttp_jinja2.setup(
+        app,
+        loader=jinja2.FileSystemLoader(str(WEB_DIR / "templates")),
+        autoescape=jinja2.select_autoescape(default=True),
+        undefined=jinja2.StrictUndefined,
+    )
+
+    async def services(app: web.Application) -> AsyncIterator[None]:
+        async with contextlib.AsyncExitStack() as stack:
+            coord = store
+            if coord is None:
+                etcd = EtcdStore(settings.etcd_endpoints, timeout=settings.etcd_timeout)
+                stack.push_async_callback(etcd.close)
+                coord = etcd
+            log_store = logs
+            if log_store is None:
+                mongo = MongoLogStore(settings.mongodb_uri, database=settings.mongodb_database,
+                                      default_retention_days=settings.retention_days)
+                stack.push_async_callback(mongo.close)
+                log_store = mongo
+            app[COORD] = coord
+            app[LOGS] = log_store
+            app[JOBS] = JobService(coord, log_store, keys, SystemClock())
+            app[TOKENS] = TokenStore(coord, keys)
+            app[SESSION_KEY] = await load_session_key(coord, keys, settings.secret_key)
+            try:
+                await log_store.ensure_indexes()
+            except Exception as exc:
+                log.warning("cannot create MongoDB indexes now: %s", exc)
+            mirror = PrefixMirror(coord, keys.tokens)
+            app[TOKEN_MIRROR] = mirror
+            task = asyncio.create_task(mirror.run(), name="token-mirror")
+            try:
+                async with asyncio.timeout(settings.etcd_timeout * 2):
+                    await mirror.ready.wait()
+                yield
+            finally:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    app.cleanup_ctx.append(services)
+    app.router.add_routes(_api.routes)
+    app.router.add_routes(_pages.routes)
+    app.router.add_static("/static/", WEB_DIR / "static", name="static")
+    return app

@@ -1,0 +1,143 @@
+"""HTTP plumbing: app keys, the error shape, authentication middleware."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from ..common import (
+    AuthError,
+    ConflictError,
+    CronswarmError,
+    NotFoundError,
+    PermissionDenied,
+    PreconditionFailed,
+    ServiceUnavailable,
+    Settings,
+    ValidationError,
+)
+from ..coord import CoordStore, PrefixMirror
+from ..logstore import LogStore
+from ._auth import Principal, Role, TokenStore, split_token
+from ._jobs import JobService
+
+log = logging.getLogger(__name__)
+
+SETTINGS = web.AppKey("settings", Settings)
+COORD = web.AppKey("coord", CoordStore)
+LOGS = web.AppKey("logs", LogStore)
+JOBS = web.AppKey("jobs", JobService)
+TOKENS = web.AppKey("tokens", TokenStore)
+TOKEN_MIRROR = web.AppKey("token_mirror", PrefixMirror)
+SESSION_KEY = web.AppKey("session_key", bytes)
+
+PRINCIPAL = "cronswarm.principal"
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), default=str)
+
+
+def json_response(data: Any, *, status: int = 200, headers: dict[str, str] | None = None
+                  ) -> web.Response:
+    return web.json_response(data, status=status, headers=headers, dumps=dumps)
+
+
+def error_response(status: int, code: str, message: str,
+                   fields: list[dict[str, str]] | None = None,
+                   headers: dict[str, str] | None = None) -> web.Response:
+    """The one error shape of the API: ``{"error": {code, message, fields?}}``."""
+    body: dict[str, Any] = {"code": code, "message": message}
+    if fields:
+        body["fields"] = fields
+    return json_response({"error": body}, status=status, headers=headers)
+
+
+def map_error(exc: CronswarmError) -> web.Response:
+    if isinstance(exc, ValidationError):
+        return error_response(400, "invalid", str(exc), [p.as_dict() for p in exc.problems])
+    if isinstance(exc, AuthError):
+        return error_response(401, "unauthenticated", str(exc),
+                              headers={"WWW-Authenticate": 'Bearer realm="cronswarm"'})
+    if isinstance(exc, PermissionDenied):
+        return error_response(403, "forbidden", str(exc))
+    if isinstance(exc, NotFoundError):
+        return error_response(404, "not_found", str(exc))
+    if isinstance(exc, PreconditionFailed):
+        return error_response(412, "precondition_failed", str(exc))
+    if isinstance(exc, ConflictError):
+        return error_response(409, "conflict", str(exc))
+    if isinstance(exc, ServiceUnavailable):
+        return error_response(503, "unavailable", str(exc))
+    return error_response(500, "error", str(exc))
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Typed errors become JSON for the API; anything unexpected is a logged 500."""
+    try:
+        return await handler(request)
+    except CronswarmError as exc:
+        if not request.path.startswith("/api/") and isinstance(exc, AuthError):
+            raise web.HTTPFound("/login?next=" + request.path_qs) from exc
+        return map_error(exc)
+    except web.HTTPException as exc:
+        if request.path.startswith("/api/") and exc.status >= 400:
+            code = {404: "not_found", 405: "method_not_allowed",
+                    413: "too_large"}.get(exc.status, "http_error")
+            return error_response(exc.status, code, exc.reason)
+        raise
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return error_response(500, "internal", "internal server error (see the master log)")
+
+
+def bearer_token(request: web.Request) -> str | None:
+    header = request.headers.get("Authorization")
+    if not header:
+        return None
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise AuthError("Authorization must be 'Bearer <token>'")
+    return token.strip()
+
+
+def authenticate_token(request: web.Request, token: str) -> Principal:
+    mirror = request.app[TOKEN_MIRROR]
+    token_id, _ = split_token(token)
+    return TokenStore.verify(token, mirror.items.get(token_id))
+
+
+def principal(request: web.Request) -> Principal:
+    """The authenticated caller; raises AuthError when there is none."""
+    found = request.get(PRINCIPAL)
+    if found is None:
+        raise AuthError("authentication required: send 'Authorization: Bearer <token>'")
+    assert isinstance(found, Principal)
+    return found
+
+
+def require(request: web.Request, role: Role) -> Principal:
+    who = principal(request)
+    who.require(role)
+    return who
+
+
+async def read_json(request: web.Request, *, optional: bool = False) -> Any:
+    if not request.can_read_body:
+        if optional:
+            return {}
+        raise ValidationError.single("body", "a JSON body is required")
+    if request.content_type not in ("application/json", "application/merge-patch+json"):
+        raise ValidationError.single(
+            "Content-Type", f"must be application/json (got {request.content_type!r})")
+    try:
+        return await request.json()
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ValidationError.single("body", f"is not valid JSON: {exc}") from exc

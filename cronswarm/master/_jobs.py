@@ -1,0 +1,226 @@
+"""Job operations shared by the API and the dashboard, each one audited.
+
+Masters keep no state: every call reads and writes etcd (jobs, requests) and
+MongoDB (runs, audit), so any number of masters agree at once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ..common import (
+    Clock,
+    ConflictError,
+    Job,
+    Keyspace,
+    NotFoundError,
+    PreconditionFailed,
+    SystemClock,
+    ValidationError,
+    encode_tick,
+    run_id,
+    validate_name,
+)
+from ..coord import Compare, CoordStore, Delete, KeyValue, Put, Txn
+from ..logstore import AuditEntry, LogStore, LogStoreUnavailable
+
+log = logging.getLogger(__name__)
+
+REQUEST_TTL = 60  # seconds a run-now or kill request waits for a worker
+
+
+@dataclass(frozen=True, slots=True)
+class StoredJob:
+    job: Job
+    revision: int  # etcd mod_revision: the ETag for optimistic concurrency
+
+    @property
+    def etag(self) -> str:
+        return f'"{self.revision}"'
+
+
+def parse_etag(value: str | None) -> int | None:
+    """The revision in an ``If-Match`` header (``"123"`` or ``123``); None if absent."""
+    if value is None:
+        return None
+    text = value.strip()
+    if text.startswith("W/"):
+        text = text[2:]
+    text = text.strip('"')
+    if not text.isdigit():
+        raise ValidationError.single("If-Match", "must be an ETag returned by this API")
+    return int(text)
+
+
+class JobService:
+    def __init__(self, store: CoordStore, logs: LogStore, keys: Keyspace,
+                 clock: Clock | None = None) -> None:
+        self.store = store
+        self.logs = logs
+        self.keys = keys
+        self.clock = clock or SystemClock()
+
+    # -- reads ----------------------------------------------------------------
+
+    async def list_jobs(self) -> list[StoredJob]:
+        kvs, _ = await self.store.get_prefix(self.keys.jobs)
+        out = []
+        for kv in kvs:
+            try:
+                out.append(StoredJob(Job.from_json(kv.value), kv.mod_revision))
+            except ValidationError as exc:
+                log.error("skipping invalid job at %s: %s", kv.key, exc)
+        return sorted(out, key=lambda s: s.job.name)
+
+    async def get(self, name: str) -> StoredJob:
+        validate_name(name)
+        kv = await self.store.get(self.keys.job(name))
+        if kv is None:
+            raise NotFoundError("job", name)
+        return StoredJob(Job.from_json(kv.value), kv.mod_revision)
+
+    async def running(self, name: str | None = None) -> list[dict[str, Any]]:
+        prefix = self.keys.running_of(name) if name else self.keys.running_dir
+        kvs, _ = await self.store.get_prefix(prefix)
+        return [_json(kv) for kv in kvs]
+
+    async def workers(self) -> list[dict[str, Any]]:
+        kvs, _ = await self.store.get_prefix(self.keys.workers)
+        return sorted((_json(kv) for kv in kvs), key=lambda w: str(w.get("id")))
+
+    # -- writes ---------------------------------------------------------------
+
+    def _bump_last(self, name: str, now: int) -> Txn:
+        """Move the fencing token forward to ``now``, never backward.
+
+        A new or re-enabled or rescheduled job starts from now: ticks before it
+        are not "missed". The token only ever grows, so a tick already claimed
+        can never be claimed again.
+        """
+        last = self.keys.last(name)
+        token = encode_tick(now)
+        return Txn((Compare.value(last, "<", token),), (Put(last, token),),
+                   (Txn((Compare.absent(last),), (Put(last, token),)),))
+
+    async def create(self, job: Job, *, actor: str) -> StoredJob:
+        key = self.keys.job(job.name)
+        now = self.clock.now_ms()
+        result = await self.store.txn(
+            [Compare.absent(key)],
+            [Put(key, job.to_json()), self._bump_last(job.name, now)],
+            [],
+        )
+        if not result.succeeded:
+            raise ConflictError(f"job {job.name!r} already exists")
+        await self._audit(actor, "job.create", job.name, None, job.to_dict())
+        return StoredJob(job, result.revision)
+
+    async def replace(self, job: Job, *, actor: str, if_match: int | None) -> StoredJob:
+        current = await self.get(job.name)
+        return await self._write(current, job, actor=actor, if_match=if_match,
+                                 action="job.update")
+
+    async def patch(self, name: str, changes: Mapping[str, Any], *, actor: str,
+                    if_match: int | None, action: str = "job.update") -> StoredJob:
+        current = await self.get(name)
+        return await self._write(current, current.job.patched(changes), actor=actor,
+                                 if_match=if_match, action=action)
+
+    async def _write(self, current: StoredJob, job: Job, *, actor: str,
+                     if_match: int | None, action: str) -> StoredJob:
+        key = self.keys.job(job.name)
+        expected = current.revision if if_match is None else if_match
+        ops: list[Any] = [Put(key, job.to_json())]
+        old = current.job
+        if (job.schedule, job.timezone) != (old.schedule, old.timezone) or (
+                job.enabled and not old.enabled):
+            ops.append(self._bump_last(job.name, self.clock.now_ms()))
+        result = await self.store.txn([Compare.mod_revision(key, "==", expected)], ops, [])
+        if not result.succeeded:
+            if if_match is not None:
+                raise PreconditionFailed(
+                    f"job {job.name!r} changed since revision {if_match}; reload and retry")
+            raise ConflictError(f"job {job.name!r} changed meanwhile; retry")
+        await self._audit(actor, action, job.name, old.to_dict(), job.to_dict())
+        return StoredJob(job, result.revision)
+
+    async def delete(self, name: str, *, actor: str, if_match: int | None = None) -> None:
+        current = await self.get(name)
+        key = self.keys.job(name)
+        expected = current.revision if if_match is None else if_match
+        result = await self.store.txn(
+            [Compare.mod_revision(key, "==", expected)],
+            [Delete(key), Delete(self.keys.last(name)), Delete(self.keys.once(name))],
+            [],
+        )
+        if not result.succeeded:
+            raise PreconditionFailed(f"job {name!r} changed since revision {expected}")
+        await self._audit(actor, "job.delete", name, current.job.to_dict(), None)
+
+    async def set_enabled(self, name: str, enabled: bool, *, actor: str,
+                          if_match: int | None = None) -> StoredJob:
+        return await self.patch(name, {"enabled": enabled}, actor=actor, if_match=if_match,
+                                action="job.resume" if enabled else "job.pause")
+
+    async def run_now(self, name: str, *, actor: str) -> str:
+        """Ask one matching worker to run the job once; returns the run id."""
+        await self.get(name)
+        at = self.clock.now_ms()
+        if at % 1000 == 0:
+            at += 1  # never a whole second, so never the id of a scheduled tick
+        lease = await self.store.grant_lease(REQUEST_TTL)
+        body = json.dumps({"at": at, "by": actor}).encode()
+        key = self.keys.once(name)
+        result = await self.store.txn([Compare.absent(key)], [Put(key, body, lease)],
+                                      [])
+        if not result.succeeded:
+            await self.store.revoke_lease(lease)
+            raise ConflictError(f"a run-now request for {name!r} is already waiting for a worker")
+        rid = run_id(name, at)
+        await self._audit(actor, "job.run", name, None, None, {"run_id": rid})
+        return rid
+
+    async def kill(self, name: str, *, actor: str, target_run: str | None = None,
+                   reason: str = "kill requested") -> list[str]:
+        """Ask the workers to stop the job's live runs (or one of them)."""
+        await self.get(name)
+        running = [r for r in await self.running(name)
+                   if target_run is None or r.get("run_id") == target_run]
+        if target_run is not None and not running:
+            raise NotFoundError("running run", target_run)
+        lease = await self.store.grant_lease(REQUEST_TTL)
+        body = json.dumps({"run_id": target_run, "by": actor, "reason": reason,
+                           "at": self.clock.now_ms()}).encode()
+        await self.store.put(self.keys.killer(name), body, lease=lease)
+        runs = [str(r.get("run_id")) for r in running]
+        await self._audit(actor, "job.kill", name, None, None,
+                          {"run_id": target_run, "runs": runs})
+        return runs
+
+    async def _audit(self, actor: str, action: str, target: str,
+                     before: Mapping[str, Any] | None, after: Mapping[str, Any] | None,
+                     details: Mapping[str, Any] | None = None) -> None:
+        entry = AuditEntry(self.clock.now_ms(), actor, action, target, before, after,
+                           dict(details or {}))
+        await write_audit(self.logs, entry)
+
+
+async def write_audit(logs: LogStore, entry: AuditEntry) -> None:
+    """Record ``entry``; if MongoDB is down, the entry goes to the error log whole."""
+    try:
+        await logs.write_audit(entry)
+    except LogStoreUnavailable as exc:
+        log.error("audit store unavailable (%s); audit entry: %s", exc,
+                  json.dumps(entry.to_dict(), default=str))
+
+
+def _json(kv: KeyValue) -> dict[str, Any]:
+    try:
+        value = json.loads(kv.value)
+    except ValueError:
+        return {"key": kv.key, "raw": kv.value.decode(errors="replace")}
+    return value if isinstance(value, dict) else {"key": kv.key, "value": value}

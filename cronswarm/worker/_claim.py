@@ -1,0 +1,257 @@
+"""Claiming a tick: the fencing-token transaction of DESIGN.md section 3.
+
+A claim is one etcd transaction that succeeds only if the tick is newer than
+``/last/<job>`` and writes the tick there, so a tick can be claimed once and
+only once in the cluster, whatever the workers' clocks. The lock is never what
+makes a tick unique: it only tells the overlap policy whether a run is live.
+
+* ``allow``: the claim writes the fencing token and the running key.
+* ``forbid``: a nested transaction takes the lock if it is free; if not, the
+  tick is still claimed (so exactly one worker records it) but as ``skipped``.
+* ``replace``: the claim reads the lock's holder, takes the lock, and the
+  winner asks the holder to stop through the killer key before it runs.
+
+Everything here but ``claim`` is pure.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+from ..common import CronSchedule, Job, Keyspace, decode_tick, encode_tick
+from ..coord import Compare, CoordStore, Delete, Get, KeyValue, Put, Txn, TxnOp, TxnResult
+
+
+class Outcome(Enum):
+    WON = "won"  # claimed: run it
+    SKIP = "skip"  # claimed, but the overlap policy says skip (forbid, lock held)
+    TAKEN = "taken"  # another worker claimed this tick or a later one
+    STALE = "stale"  # the fencing token moved under a catch-up plan: re-plan
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    outcome: Outcome
+    last: int | None = None  # the fencing token seen when the claim failed
+    holder: Mapping[str, Any] | None = None  # the lock's value: the live run (skip/replace)
+    revision: int = 0
+
+
+def run_info(*, run_id: str, worker: str, lease: int, tick: int, attempt: int = 1,
+             started: int | None = None, pid: int | None = None) -> bytes:
+    """The value of the lock and running keys."""
+    return json.dumps(
+        {"run_id": run_id, "worker": worker, "lease": lease, "tick": tick,
+         "attempt": attempt, "started": started, "pid": pid},
+        separators=(",", ":"),
+    ).encode()
+
+
+def build_claim(
+    keys: Keyspace,
+    job: Job,
+    tick: int,
+    *,
+    run_id: str,
+    info: bytes,
+    lease: int,
+    first: bool = False,
+    once_revision: int | None = None,
+) -> tuple[list[Compare], list[TxnOp], list[TxnOp]]:
+    """The claim transaction (compare, success, failure).
+
+    ``first`` claims a job whose ``/last`` key does not exist yet (etcd fails
+    every value compare on a missing key). ``once_revision`` claims a run-now
+    request instead of a tick: the request key must still be at that revision,
+    and the claim deletes it.
+    """
+    last_key, lock_key = keys.last(job.name), keys.lock(job.name)
+    running_key = keys.running(job.name, run_id)
+    success: list[TxnOp]
+    if once_revision is not None:
+        once_key = keys.once(job.name)
+        compare = [Compare.mod_revision(once_key, "==", once_revision)]
+        success = [Delete(once_key)]
+        failure: list[TxnOp] = [Get(once_key)]
+    else:
+        if first:
+            compare = [Compare.absent(last_key)]
+        else:
+            compare = [Compare.value(last_key, "<", encode_tick(tick))]
+        success = [Put(last_key, encode_tick(tick))]
+        failure = [Get(last_key)]
+    run_ops: tuple[TxnOp, ...] = (Put(lock_key, info, lease), Put(running_key, info, lease))
+    if job.overlap == "forbid":
+        success.append(Txn((Compare.absent(lock_key),), run_ops, (Get(lock_key),)))
+    elif job.overlap == "replace":
+        success.append(Get(lock_key))
+        success.extend(run_ops)
+    else:
+        success.append(Put(running_key, info, lease))
+    return compare, success, failure
+
+
+def read_claim(job: Job, result: TxnResult, *, once: bool = False) -> Claim:
+    """Interpret the result of a ``build_claim`` transaction."""
+    if not result.succeeded:
+        found = result.gets[0] if result.gets else []
+        last = decode_tick(found[0].value) if found and not once else None
+        return Claim(Outcome.TAKEN, last=last, revision=result.revision)
+    if job.overlap == "forbid":
+        inner = result.nested[0]
+        if inner.succeeded:
+            return Claim(Outcome.WON, revision=result.revision)
+        holder = inner.gets[0][0] if inner.gets and inner.gets[0] else None
+        return Claim(Outcome.SKIP, holder=_decode(holder), revision=result.revision)
+    if job.overlap == "replace":
+        holder = result.gets[0][0] if result.gets and result.gets[0] else None
+        return Claim(Outcome.WON, holder=_decode(holder), revision=result.revision)
+    return Claim(Outcome.WON, revision=result.revision)
+
+
+def _decode(kv: KeyValue | None) -> dict[str, Any] | None:
+    if kv is None:
+        return None
+    try:
+        value = json.loads(kv.value)
+    except ValueError:
+        return {"raw": kv.value.decode(errors="replace")}
+    return value if isinstance(value, dict) else {"raw": value}
+
+
+async def claim(
+    store: CoordStore,
+    keys: Keyspace,
+    job: Job,
+    tick: int,
+    *,
+    run_id: str,
+    info: bytes,
+    lease: int,
+    once_revision: int | None = None,
+) -> Claim:
+    """Try to claim ``tick`` of ``job`` (one transaction, two for a job's first tick),
+    or with ``once_revision`` the run-now request at that revision."""
+    once = once_revision is not None
+    ops = build_claim(keys, job, tick, run_id=run_id, info=info, lease=lease,
+                      once_revision=once_revision)
+    outcome = read_claim(job, await store.txn(*ops), once=once)
+    if outcome.outcome is Outcome.TAKEN and outcome.last is None and not once:
+        # /last does not exist (a job written without it): claim the first tick.
+        ops = build_claim(keys, job, tick, run_id=run_id, info=info, lease=lease, first=True)
+        outcome = read_claim(job, await store.txn(*ops))
+    return outcome
+
+
+async def claim_skip(store: CoordStore, keys: Keyspace, job: Job, *, fence: bytes,
+                     until: int) -> Claim:
+    """Claim a range of missed ticks as skipped (see ``build_skip``)."""
+    result = await store.txn(*build_skip(keys, job, fence=fence, until=until))
+    if result.succeeded:
+        return Claim(Outcome.WON, revision=result.revision)
+    found = result.gets[0] if result.gets else []
+    return Claim(Outcome.STALE, last=decode_tick(found[0].value) if found else None,
+                 revision=result.revision)
+
+
+def rendezvous_owner(key: str, workers: Iterable[str]) -> str | None:
+    """The worker that owns ``key``: highest hash of (key, worker); stable, no coordination.
+
+    When a worker leaves, only the keys it owned move; each to a different
+    survivor.
+    """
+    best: tuple[bytes, str] | None = None
+    for worker in workers:
+        digest = hashlib.blake2b(f"{key}\x00{worker}".encode(), digest_size=8).digest()
+        if best is None or digest > best[0]:
+            best = (digest, worker)
+    return None if best is None else best[1]
+
+
+@dataclass(frozen=True, slots=True)
+class TickPlan:
+    """What to do with a job's unclaimed ticks, those in ``(last, now]``.
+
+    Ticks in ``skip_first..skip_until`` will not run; they are claimed at once
+    and recorded as one ``skipped`` run at ``skip_first`` (``skip_count`` of
+    them, counted up to a cap). ``run`` holds the ticks to claim and run, oldest
+    first; every one of them is newer than ``skip_until``.
+    """
+
+    skip_first: int | None = None
+    skip_until: int | None = None
+    skip_count: int = 0
+    run: tuple[int, ...] = ()
+
+    @property
+    def empty(self) -> bool:
+        return self.skip_count == 0 and not self.run
+
+
+def plan_ticks(
+    schedule: CronSchedule,
+    job: Job,
+    *,
+    last: int,
+    now: int,
+    on_time_ms: int,
+    cap: int = 10_000,
+) -> TickPlan:
+    """Apply the job's misfire policy to its unclaimed ticks ``(last, now]``.
+
+    The newest of them is on time if it is at most ``on_time_ms`` old; every
+    other one was missed (workers or etcd were down, or the job was just
+    loaded). With ``W = misfire_window``:
+
+    * ``skip``: missed ticks are skipped; the newest runs only if on time;
+    * ``run_latest``: the newest runs if at most W old; older ones are skipped;
+    * ``run_all``: every tick at most W old runs, oldest first (the newest
+      ``cap``); older ones are skipped.
+    """
+    window_ms = int(job.misfire_window * 1000)
+    recent_from = max(last, now - max(window_ms, on_time_ms) - 1)
+    skip_first: int | None = None
+    skip_until: int | None = None
+    count = 0
+    for tick in schedule.fires_between(last, recent_from):
+        if skip_first is None:
+            skip_first = tick
+        skip_until = tick
+        count += 1
+        if count >= cap:
+            skip_until = recent_from  # a fence past every old tick, counted or not
+            break
+    recent: list[int] = []
+    for tick in schedule.fires_between(recent_from, now):
+        recent.append(tick)
+        if len(recent) > cap:
+            del recent[0]
+    newest = recent[-1] if recent else None
+    if newest is None:
+        to_run: list[int] = []
+    elif job.misfire == "skip":
+        to_run = [newest] if now - newest <= on_time_ms else []
+    elif job.misfire == "run_latest":
+        to_run = [newest] if now - newest <= max(window_ms, on_time_ms) else []
+    else:
+        to_run = [t for t in recent if now - t <= max(window_ms, on_time_ms)]
+    dropped = [t for t in recent if not to_run or t < to_run[0]]
+    if dropped:
+        skip_first = dropped[0] if skip_first is None else skip_first
+        skip_until = dropped[-1]
+        count += len(dropped)
+    return TickPlan(skip_first, skip_until, count, tuple(to_run))
+
+
+def build_skip(keys: Keyspace, job: Job, *, fence: bytes, until: int
+               ) -> tuple[list[Compare], list[TxnOp], list[TxnOp]]:
+    """Claim a range of missed ticks as skipped: move the token from ``fence`` to ``until``."""
+    last_key = keys.last(job.name)
+    return ([Compare.value(last_key, "==", fence)], [Put(last_key, encode_tick(until))],
+            [Get(last_key)])
+

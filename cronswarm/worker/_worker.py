@@ -1,0 +1,552 @@
+"""The worker: holds the job table, claims ticks, runs them, reports them.
+
+Life of one tick (DESIGN.md section 3):
+
+1. the timetable wakes the scheduler at the earliest next tick;
+2. the owner of the job (rendezvous hash over live matching workers) plans
+   at once; other workers wait ``handoff_delay`` or until their mirror of
+   ``/last`` shows the tick claimed;
+3. the plan (``plan_ticks``) applies the misfire policy; each tick is claimed
+   with the fencing-token transaction (``claim``);
+4. a won tick runs as its own task (executor, kill switch, retries); its
+   records go to the sink; its running key and lock live on the worker lease.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import random
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..common import (
+    Clock,
+    Job,
+    Keyspace,
+    RunRecord,
+    RunStatus,
+    Settings,
+    SystemClock,
+    Trigger,
+    ValidationError,
+    decode_tick,
+    encode_tick,
+    loop_deadline,
+    run_id,
+)
+from ..coord import (
+    Compare,
+    CoordStore,
+    CoordUnavailable,
+    Delete,
+    KeyValue,
+    LeaseKeeper,
+    PrefixMirror,
+    Put,
+    wait_deleted,
+)
+from ._claim import Claim, Outcome, claim, claim_skip, plan_ticks, rendezvous_owner, run_info
+from ._executor import ExecResult, Executor, KillSwitch, RunContext, ShellExecutor
+from ._output import BoundedOutput
+from ._registry import WorkerInfo
+from ._sink import RunSink
+from ._timetable import Timetable
+
+log = logging.getLogger(__name__)
+
+ON_TIME_MS = 2000  # a tick claimed at most this late is on time (not a misfire)
+
+
+class KeyedLock:
+    """One asyncio lock per key, kept only while someone holds or awaits it."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+
+    @contextlib.asynccontextmanager
+    async def hold(self, key: str) -> AsyncIterator[None]:
+        lock, users = self._locks.get(key, (asyncio.Lock(), 0))
+        self._locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[key]
+            if users == 1:
+                del self._locks[key]
+            else:
+                self._locks[key] = (lock, users - 1)
+
+
+@dataclass(slots=True)
+class LiveRun:
+    """A run in progress on this worker."""
+
+    job: Job
+    tick: int
+    run_id: str
+    trigger: Trigger
+    attempt: int = 1
+    kill: KillSwitch = field(default_factory=KillSwitch)
+    output: BoundedOutput = field(default_factory=BoundedOutput)
+    created_revision: int = 0  # etcd revision of the claim (kill requests compare to it)
+    info: bytes = b""
+    task: asyncio.Task[None] | None = None
+
+
+class Worker:
+    def __init__(
+        self,
+        settings: Settings,
+        store: CoordStore,
+        sink: RunSink,
+        *,
+        clock: Clock | None = None,
+        executors: dict[str, Executor] | None = None,
+        worker_id: str | None = None,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.sink = sink
+        self.clock = clock or SystemClock()
+        self.id = worker_id or settings.worker_id
+        self.keys = Keyspace(settings.key_prefix)
+        self.labels = dict(settings.worker_labels)
+        self.executors: dict[str, Executor] = executors or {"shell": ShellExecutor()}
+        self.timetable = Timetable()
+        self.runs: dict[str, LiveRun] = {}  # by run id
+        self.lease = LeaseKeeper(store, settings.lease_ttl, on_renewed=self._on_lease_renewed)
+        self.jobs = PrefixMirror(store, self.keys.jobs, on_change=self._on_job)
+        self.last = PrefixMirror(store, self.keys.last_dir)
+        self.workers = PrefixMirror(store, self.keys.workers)
+        self.killers = PrefixMirror(store, self.keys.killer_dir, on_change=self._on_killer)
+        self.once = PrefixMirror(store, self.keys.once_dir, on_change=self._on_once)
+        self.info = WorkerInfo(self.id, self.labels, self.clock.now_ms())
+        self.ready = asyncio.Event()
+        self.draining = False
+        self.counters: dict[str, int] = {
+            "claims_won": 0, "claims_lost": 0, "claims_skipped": 0, "claim_errors": 0,
+            "ticks_skipped": 0, "runs_started": 0, "runs_finished": 0,
+        }
+        self._wake = asyncio.Event()
+        self._job_locks = KeyedLock()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._runs_idle = asyncio.Event()
+        self._runs_idle.set()
+
+    # -- life cycle ---------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Serve until ``stop`` is set, then shut down gracefully."""
+        await self.lease.grant()
+        await self._register()
+        try:
+            async with asyncio.TaskGroup() as tg:
+                background = [
+                    tg.create_task(self.lease.run(), name="lease"),
+                    tg.create_task(self.sink.run(), name="sink"),
+                    tg.create_task(self.workers.run(), name="workers-mirror"),
+                    tg.create_task(self.last.run(), name="last-mirror"),
+                    tg.create_task(self.killers.run(), name="killer-mirror"),
+                ]
+                for mirror in (self.workers, self.last, self.killers):
+                    await mirror.ready.wait()
+                # Jobs come after /last is known, so the first plan of each job
+                # sees its fencing token.
+                background.append(tg.create_task(self.jobs.run(), name="jobs-mirror"))
+                await self.jobs.ready.wait()
+                background.append(tg.create_task(self.once.run(), name="once-mirror"))
+                background.append(tg.create_task(self._stats_loop(), name="stats"))
+                scheduler = tg.create_task(self._schedule_loop(), name="scheduler")
+                self.ready.set()
+                log.info("worker %s ready with %d jobs", self.id, len(self.timetable))
+                await stop.wait()
+                await self._shutdown(scheduler)
+                for task in background:
+                    task.cancel()
+        finally:
+            with contextlib.suppress(CoordUnavailable):
+                await self.lease.revoke()
+
+    async def _shutdown(self, scheduler: asyncio.Task[None]) -> None:
+        log.info("worker %s draining: %d runs in progress", self.id, len(self.runs))
+        self.draining = True
+        scheduler.cancel()
+        # Plans in flight finish (they claim nothing new while draining): a
+        # plan cancelled between its claim and its record would leave a gap.
+        await asyncio.gather(*[t for t in self._tasks if t.get_name().startswith("plan:")],
+                             return_exceptions=True)
+        grace = self.settings.shutdown_grace
+        try:
+            async with asyncio.timeout(grace):
+                await self._runs_idle.wait()
+        except TimeoutError:
+            log.warning("killing %d runs still going after %.0fs", len(self.runs), grace)
+            for live in list(self.runs.values()):
+                live.kill.pull(f"worker:{self.id}", "worker shutdown")
+            await self._runs_idle.wait()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.sink.close()
+
+    async def _register(self) -> None:
+        value = self.info.encode(running=len(self.runs), now_ms=self.clock.now_ms(),
+                                 max_runs=self.settings.max_concurrent_runs)
+        await self.store.put(self.keys.worker(self.id), value, lease=self.lease.lease_id)
+
+    async def _on_lease_renewed(self, lease: int) -> None:
+        """The old lease expired (etcd or this worker was unreachable): rewrite our keys."""
+        await self._register()
+        for live in list(self.runs.values()):
+            await self.store.put(self.keys.running(live.job.name, live.run_id), live.info,
+                                 lease=lease)
+            if live.job.overlap != "allow":
+                await self.store.txn([Compare.absent(self.keys.lock(live.job.name))],
+                                     [Put(self.keys.lock(live.job.name), live.info, lease)])
+
+    async def _stats_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.stats_interval)  # refresh timer
+            try:
+                await self._register()
+            except CoordUnavailable as exc:
+                log.warning("cannot refresh worker registration: %s", exc)
+
+    def _spawn(self, coro: Awaitable[Any], name: str) -> asyncio.Task[Any]:
+        task = asyncio.ensure_future(coro)
+        task.set_name(name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    # -- job table ----------------------------------------------------------
+
+    def _last_of(self, name: str) -> int | None:
+        kv = self.last.items.get(name)
+        return decode_tick(kv.value) if kv is not None else None
+
+    def _on_job(self, name: str, kv: KeyValue | None) -> None:
+        if kv is None:
+            self.timetable.remove(name)
+        else:
+            try:
+                job = Job.from_json(kv.value)
+            except ValidationError as exc:
+                log.error("ignoring invalid job %s in etcd: %s", name, exc)
+                self.timetable.remove(name)
+                return
+            if job.name != name or not job.enabled or not job.matches(self.labels):
+                self.timetable.remove(name)
+            else:
+                now = self.clock.now_ms()
+                last = self._last_of(name)
+                # From the fencing token on: ticks missed since then are due at
+                # once, and plan_ticks applies the misfire policy to them.
+                self.timetable.set(job, min(now, last) if last is not None else now)
+        self._wake.set()
+
+    # -- scheduling ---------------------------------------------------------
+
+    async def _schedule_loop(self) -> None:
+        while True:
+            self._wake.clear()
+            due_at = self.timetable.next_due()
+            now = self.clock.now_ms()
+            if due_at is None or due_at > now:
+                deadline = None if due_at is None else loop_deadline(self.clock, due_at)
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout_at(deadline):
+                        await self._wake.wait()
+                continue
+            for entry, tick in self.timetable.pop_due(now):
+                self._spawn(self._plan(entry.job, tick), name=f"plan:{entry.job.name}")
+
+    def _owner(self, key: str, job: Job) -> str:
+        candidates = [
+            name for name, kv in self.workers.items.items()
+            if job.matches(_labels_of(kv))
+        ]
+        return rendezvous_owner(key, candidates) or self.id
+
+    async def _hand_off(self, job: Job, key: str, claimed: Callable[[], bool],
+                        mirror: PrefixMirror) -> bool:
+        """Wait for our turn; returns False if the owner claimed meanwhile."""
+        if self._owner(key, job) == self.id:
+            return True
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self.settings.handoff_delay):
+                await mirror.wait_for(claimed)
+        return not claimed()
+
+    async def _plan(self, job: Job, tick: int) -> None:
+        """Handle every unclaimed tick of ``job`` up to now (``tick`` is the newest due)."""
+        try:
+            async with self._job_locks.hold(job.name):
+                def claimed() -> bool:
+                    last = self._last_of(job.name)
+                    return last is not None and last >= tick
+
+                if claimed() or not await self._hand_off(job, job.name, claimed, self.last):
+                    self.counters["claims_lost"] += 1
+                    return
+                await self._execute_plan(job)
+        except CoordUnavailable as exc:
+            self.counters["claim_errors"] += 1
+            log.warning("cannot claim %s@%d: %s", job.name, tick, exc)
+        finally:
+            entry = self.timetable.get(job.name)
+            if entry is not None and entry.job is job and not self.draining:
+                self.timetable.advance(job.name, max(tick, self.clock.now_ms()))
+                self._wake.set()
+
+    async def _execute_plan(self, job: Job) -> None:
+        schedule = self.timetable.get(job.name)
+        if schedule is None:
+            return
+        last = self._last_of(job.name)
+        for _ in range(5):  # re-plan when another worker moved the token meanwhile
+            now = self.clock.now_ms()
+            if last is None:
+                # No token yet: only the newest tick (nothing can have been missed).
+                newest = schedule.schedule.next_after(now - ON_TIME_MS - 1)
+                ticks = (newest,) if newest is not None and newest <= now else ()
+                await self._claim_and_run(job, ticks)
+                return
+            plan = plan_ticks(schedule.schedule, job, last=last, now=now, on_time_ms=ON_TIME_MS)
+            if plan.skip_count and not self.draining:
+                assert plan.skip_first is not None
+                assert plan.skip_until is not None
+                result = await claim_skip(self.store, self.keys, job,
+                                          fence=encode_tick(last), until=plan.skip_until)
+                if result.outcome is Outcome.STALE:
+                    if result.last is None:
+                        return
+                    last = result.last
+                    continue
+                self.counters["ticks_skipped"] += plan.skip_count
+                await self._record_skip(job, plan.skip_first, reason="misfire", extra={
+                    "skipped_ticks": plan.skip_count, "skipped_until": plan.skip_until,
+                    "misfire": job.misfire,
+                })
+            await self._claim_and_run(job, plan.run)
+            return
+
+    async def _claim_and_run(self, job: Job, ticks: tuple[int, ...]) -> None:
+        for tick in ticks:
+            if self.draining:
+                return
+            rid = run_id(job.name, tick)
+            info = run_info(run_id=rid, worker=self.id, lease=self.lease.lease_id, tick=tick)
+            result = await claim(self.store, self.keys, job, tick, run_id=rid, info=info,
+                                 lease=self.lease.lease_id)
+            self._start_claimed(job, tick, rid, info, result, Trigger.SCHEDULE)
+
+    def _start_claimed(self, job: Job, tick: int, rid: str, info: bytes, result: Claim,
+                       trigger: Trigger) -> None:
+        if result.outcome is Outcome.TAKEN:
+            self.counters["claims_lost"] += 1
+            return
+        if result.outcome is Outcome.SKIP:
+            self.counters["claims_skipped"] += 1
+            holder = (result.holder or {}).get("run_id", "?")
+            self._spawn(self._record_skip(job, tick, reason="overlap", extra={
+                "overlap": "forbid", "running": holder}, trigger=trigger), name=f"skip:{rid}")
+            return
+        self.counters["claims_won"] += 1
+        live = LiveRun(job, tick, rid, trigger, created_revision=result.revision, info=info,
+                       output=BoundedOutput(self.settings.output_head_bytes,
+                                            self.settings.output_tail_bytes))
+        self.runs[rid] = live
+        self._runs_idle.clear()
+        live.task = self._spawn(self._run(live, replacing=result.holder), name=f"run:{rid}")
+
+    async def _record_skip(self, job: Job, tick: int, *, reason: str, extra: dict[str, Any],
+                           trigger: Trigger = Trigger.SCHEDULE) -> None:
+        now = self.clock.now_ms()
+        record = RunRecord(
+            run_id=run_id(job.name, tick), job=job.name, tick=tick, attempt=1, worker=self.id,
+            summary=job.summary, status=RunStatus.SKIPPED, trigger=trigger, started=None,
+            ended=now, error=f"skipped: {reason}", retention_days=job.retention_days,
+            extra={"reason": reason, **extra},
+        )
+        await self.sink.submit(record)
+
+    # -- running ------------------------------------------------------------
+
+    async def _run(self, live: LiveRun, *, replacing: Mapping[str, Any] | None) -> None:
+        job = live.job
+        try:
+            if replacing and replacing.get("run_id") and replacing.get("run_id") != live.run_id:
+                await self._replace(job, str(replacing["run_id"]), live.run_id)
+            policy = job.retry
+            while True:
+                result = await self._attempt(live)
+                if live.kill.requested.is_set() or self.draining:
+                    break
+                if live.attempt >= policy.attempts or not _retryable(job, result):
+                    break
+                delay = retry_delay(policy.delay, policy.multiplier, policy.max_delay,
+                                    policy.jitter, live.attempt)
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(delay):
+                        await live.kill.requested.wait()
+                if live.kill.requested.is_set():
+                    break
+                live.attempt += 1
+                live.trigger = Trigger.RETRY
+                live.output = BoundedOutput(self.settings.output_head_bytes,
+                                            self.settings.output_tail_bytes)
+        finally:
+            await self._release(live)
+            self.runs.pop(live.run_id, None)
+            if not self.runs:
+                self._runs_idle.set()
+
+    async def _attempt(self, live: LiveRun) -> ExecResult:
+        job = live.job
+        started = self.clock.now_ms()
+        record = RunRecord(
+            run_id=live.run_id, job=job.name, tick=live.tick, attempt=live.attempt,
+            worker=self.id, summary=job.summary, status=RunStatus.RUNNING,
+            trigger=live.trigger, started=started, retention_days=job.retention_days,
+        )
+        self.counters["runs_started"] += 1
+        await self.sink.submit(record)
+        ctx = RunContext(job, live.run_id, live.tick, live.attempt, self.id, kill=live.kill,
+                         output=live.output, shell=self.settings.shell,
+                         allow_run_as=self.settings.allow_run_as)
+        executor = self.executors.get(job.kind)
+        if executor is None:
+            result = ExecResult(RunStatus.FAILED, error=f"this worker cannot run {job.kind} jobs")
+        else:
+            try:
+                result = await executor.execute(ctx)
+            except Exception as exc:  # an executor bug must not lose the record
+                log.exception("executor failed on %s", live.run_id)
+                result = ExecResult(RunStatus.FAILED, error=f"internal error: {exc!r}")
+        head, tail = live.output.text()
+        record.status = result.status
+        record.ended = self.clock.now_ms()
+        record.exit_code = result.exit_code
+        record.http_status = result.http_status
+        record.error = result.error
+        record.killed_by = result.killed_by
+        record.output, record.output_tail = head, tail
+        record.output_bytes = live.output.total
+        record.truncated = live.output.truncated
+        record.extra = dict(result.details)
+        self.counters["runs_finished"] += 1
+        await self.sink.submit(record)
+        return result
+
+    async def _replace(self, job: Job, old_run: str, new_run: str) -> None:
+        """``replace`` policy: ask the live run to stop, wait (bounded) until it has."""
+        request = json.dumps({"run_id": old_run, "by": f"replace:{new_run}",
+                              "at": self.clock.now_ms()}).encode()
+        await self.store.put(self.keys.killer(job.name), request, lease=self.lease.lease_id)
+        try:
+            async with asyncio.timeout(job.kill_grace + 5):
+                await wait_deleted(self.store, self.keys.running(job.name, old_run))
+        except TimeoutError:
+            log.warning("%s still running after kill_grace; %s starts anyway", old_run, new_run)
+
+    async def _release(self, live: LiveRun) -> None:
+        lock = self.keys.lock(live.job.name)
+        running = Delete(self.keys.running(live.job.name, live.run_id))
+        try:
+            # The lock goes only if it is still ours (replace may have taken it).
+            await self.store.txn([Compare.value(lock, "==", live.info)],
+                                 [Delete(lock), running], [running])
+        except CoordUnavailable as exc:
+            # The keys live on our lease: they vanish when it expires.
+            log.warning("cannot release %s now (%s); the lease will", live.run_id, exc)
+
+    # -- kill and run-now requests -------------------------------------------
+
+    def _on_killer(self, name: str, kv: KeyValue | None) -> None:
+        if kv is None:
+            return
+        try:
+            request = json.loads(kv.value)
+        except ValueError:
+            log.error("ignoring malformed kill request for %s", name)
+            return
+        target = request.get("run_id")
+        by = str(request.get("by", "unknown"))
+        for live in list(self.runs.values()):
+            if live.job.name != name or (target and target != live.run_id):
+                continue
+            if live.created_revision < kv.mod_revision:
+                log.info("killing %s at the request of %s", live.run_id, by)
+                live.kill.pull(by, str(request.get("reason", "kill requested")))
+
+    def _on_once(self, name: str, kv: KeyValue | None) -> None:
+        if kv is None or self.draining:
+            return
+        entry = self.timetable.get(name)
+        job = entry.job if entry is not None else self._job_from_mirror(name)
+        if job is None or not job.matches(self.labels):
+            return
+        self._spawn(self._run_once(job, kv), name=f"once:{name}")
+
+    def _job_from_mirror(self, name: str) -> Job | None:
+        kv = self.jobs.items.get(name)
+        if kv is None:
+            return None
+        try:
+            return Job.from_json(kv.value)
+        except ValidationError:
+            return None
+
+    async def _run_once(self, job: Job, kv: KeyValue) -> None:
+        try:
+            request = json.loads(kv.value)
+            tick = int(request["at"])
+        except (ValueError, KeyError, TypeError):
+            log.error("ignoring malformed run-now request for %s", job.name)
+            return
+
+        def claimed() -> bool:
+            current = self.once.items.get(job.name)
+            return current is None or current.mod_revision != kv.mod_revision
+
+        try:
+            if not await self._hand_off(job, f"{job.name}@{tick}", claimed, self.once):
+                return
+            rid = run_id(job.name, tick)
+            info = run_info(run_id=rid, worker=self.id, lease=self.lease.lease_id, tick=tick)
+            result = await claim(self.store, self.keys, job, tick, run_id=rid, info=info,
+                                 lease=self.lease.lease_id, once_revision=kv.mod_revision)
+            self._start_claimed(job, tick, rid, info, result, Trigger.RUN_NOW)
+        except CoordUnavailable as exc:
+            log.warning("cannot claim run-now of %s: %s", job.name, exc)
+
+
+def _labels_of(kv: KeyValue) -> dict[str, str]:
+    try:
+        labels = json.loads(kv.value).get("labels") or {}
+    except (ValueError, AttributeError):
+        return {}
+    return {str(k): str(v) for k, v in labels.items()} if isinstance(labels, dict) else {}
+
+
+def _retryable(job: Job, result: ExecResult) -> bool:
+    if result.status not in (RunStatus.FAILED, RunStatus.TIMEOUT):
+        return False
+    policy = job.retry
+    if result.http_status is not None and policy.on_http_statuses is not None:
+        return result.http_status in policy.on_http_statuses
+    if result.exit_code is not None and policy.on_exit_codes is not None:
+        return result.exit_code in policy.on_exit_codes
+    return True
+
+
+def retry_delay(delay: float, multiplier: float, max_delay: float, jitter: float,
+                attempt: int, rng: random.Random | None = None) -> float:
+    """Seconds to wait before attempt ``attempt + 1``: exponential, capped, jittered."""
+    base = min(max_delay, delay * multiplier ** (attempt - 1))
+    spread = base * jitter
+    return base + (rng or random).uniform(0, spread) if spread else base
