@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from croniter import croniter
+from croniter import CroniterBadDateError, croniter
 
 from ._errors import ValidationError
 
@@ -123,7 +123,10 @@ class CronSchedule:
         # croniter walks naive wall-clock time: no DST surprises inside it.
         it = croniter(self.expression, wall, second_at_beginning=self.seconds_first)
         while True:
-            candidate: dt.datetime = it.get_next(dt.datetime)
+            try:
+                candidate: dt.datetime = it.get_next(dt.datetime)
+            except CroniterBadDateError:  # e.g. 30 February: never fires
+                return None
             if candidate > limit:
                 return None
             instant = _wall_to_instant_ms(candidate, zone)

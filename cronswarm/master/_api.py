@@ -253,7 +253,8 @@ async def cron_preview(request: web.Request) -> web.Response:
 @routes.get("/api/tokens")
 async def list_tokens(request: web.Request) -> web.Response:
     require(request, Role.ADMIN)
-    return json_response({"tokens": [t.to_public() for t in await request.app[TOKENS].list_tokens()]})
+    tokens = await request.app[TOKENS].list_tokens()
+    return json_response({"tokens": [t.to_public() for t in tokens]})
 
 
 @routes.post("/api/tokens")

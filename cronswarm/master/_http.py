@@ -35,7 +35,7 @@ TOKENS = web.AppKey("tokens", TokenStore)
 TOKEN_MIRROR = web.AppKey("token_mirror", PrefixMirror)
 SESSION_KEY = web.AppKey("session_key", bytes)
 
-PRINCIPAL = "cronswarm.principal"
+PRINCIPAL = web.RequestKey("principal", Principal)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -116,10 +116,9 @@ def authenticate_token(request: web.Request, token: str) -> Principal:
 
 def principal(request: web.Request) -> Principal:
     """The authenticated caller; raises AuthError when there is none."""
-    found = request.get(PRINCIPAL)
+    found: Principal | None = request.get(PRINCIPAL)
     if found is None:
         raise AuthError("authentication required: send 'Authorization: Bearer <token>'")
-    assert isinstance(found, Principal)
     return found
 
 

@@ -1,0 +1,33 @@
+"""Waiting on real services by their own notifications, with deadlines."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from pymongo.asynchronous.collection import AsyncCollection
+
+
+async def wait_for_count(
+    collection: AsyncCollection[dict[str, Any]],
+    query: Mapping[str, Any],
+    done: Callable[[int], bool],
+    *,
+    timeout: float,
+) -> int:
+    """Wait (on a change stream) until ``done(count of query)``; returns the count.
+
+    Raises TimeoutError with the last count if the deadline passes first.
+    """
+    count = -1
+    try:
+        async with asyncio.timeout(timeout):
+            async with await collection.watch() as stream:
+                count = await collection.count_documents(dict(query))
+                while not done(count):
+                    await stream.next()
+                    count = await collection.count_documents(dict(query))
+    except TimeoutError:
+        raise TimeoutError(f"condition not met within {timeout}s (count={count})") from None
+    return count

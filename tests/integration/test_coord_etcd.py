@@ -1,0 +1,124 @@
+"""Contract of the coordination store, on a real etcd."""
+
+import asyncio
+
+import pytest
+
+from cronswarm.common import Settings
+from cronswarm.coord import (
+    Compare,
+    CoordUnavailable,
+    Delete,
+    EtcdStore,
+    Get,
+    LeaseKeeper,
+    PrefixMirror,
+    Put,
+    Txn,
+    wait_deleted,
+)
+
+
+async def test_put_get_delete_prefix(store: EtcdStore, settings: Settings) -> None:
+    p = settings.key_prefix + "/kv/"
+    rev = await store.put(p + "a", b"1")
+    await store.put(p + "b", b"2")
+    kv = await store.get(p + "a")
+    assert kv is not None
+    assert (kv.value, kv.mod_revision, kv.version) == (b"1", rev, 1)
+    kvs, revision = await store.get_prefix(p)
+    assert [(k.key, k.value) for k in kvs] == [(p + "a", b"1"), (p + "b", b"2")]
+    assert revision >= rev
+    assert await store.delete(p, prefix=True) == 2
+    assert await store.get(p + "a") is None
+
+
+async def test_value_compare_on_missing_key_fails(store: EtcdStore, settings: Settings) -> None:
+    key = settings.key_prefix + "/missing"
+    result = await store.txn([Compare.value(key, "<", b"9")], [Put(key, b"x")], [Get(key)])
+    assert not result.succeeded
+    assert result.gets == [[]]
+    result = await store.txn([Compare.absent(key)], [Put(key, b"x")])
+    assert result.succeeded
+
+
+async def test_txn_fencing_compare_and_nested_txn(store: EtcdStore, settings: Settings) -> None:
+    last, lock = settings.key_prefix + "/last", settings.key_prefix + "/lock"
+    await store.put(last, b"0005")
+    won = await store.txn([Compare.value(last, "<", b"0007")],
+                          [Put(last, b"0007"), Txn((Compare.absent(lock),), (Put(lock, b"r"),),
+                                                   (Get(lock),))], [Get(last)])
+    assert won.succeeded and won.nested[0].succeeded
+    again = await store.txn([Compare.value(last, "<", b"0007")], [Put(last, b"0007")],
+                            [Get(last)])
+    assert not again.succeeded
+    assert again.gets[0][0].value == b"0007"
+    busy = await store.txn([Compare.value(last, "<", b"0008")],
+                           [Put(last, b"0008"), Txn((Compare.absent(lock),), (Put(lock, b"s"),),
+                                                    (Get(lock),))])
+    assert busy.succeeded and not busy.nested[0].succeeded
+    assert busy.nested[0].gets[0][0].value == b"r"
+    await store.txn([], [Delete(lock)])
+    assert await store.get(lock) is None
+
+
+async def test_lease_keys_vanish_on_revoke_and_expiry(store: EtcdStore,
+                                                      settings: Settings) -> None:
+    key = settings.key_prefix + "/leased"
+    lease = await store.grant_lease(2)
+    await store.put(key, b"x", lease=lease)
+    assert await store.keepalive(lease) == 2
+    await store.revoke_lease(lease)
+    assert await store.get(key) is None
+    assert await store.keepalive(lease) == 0
+    await store.revoke_lease(lease)  # revoking twice is not an error
+    short = await store.grant_lease(2)
+    await store.put(key, b"y", lease=short)
+    async with asyncio.timeout(10):
+        await wait_deleted(store, key)  # expires after 2 s without keep-alive
+
+
+async def test_lease_keeper_keeps_keys_alive(store: EtcdStore, settings: Settings) -> None:
+    key = settings.key_prefix + "/kept"
+    keeper = LeaseKeeper(store, 2)
+    lease = await keeper.grant()
+    await store.put(key, b"x", lease=lease)
+    task = asyncio.create_task(keeper.run())
+    try:
+        watcher = asyncio.create_task(wait_deleted(store, key))
+        done, _ = await asyncio.wait({watcher}, timeout=5)  # > 2 TTLs
+        assert not done, "the key expired although its lease was kept alive"
+        watcher.cancel()
+        assert keeper.alive.is_set()
+    finally:
+        task.cancel()
+        await keeper.revoke()
+    assert await store.get(key) is None
+
+
+async def test_mirror_follows_changes(store: EtcdStore, settings: Settings) -> None:
+    p = settings.key_prefix + "/m/"
+    await store.put(p + "a", b"1")
+    seen: list[tuple[str, bytes | None]] = []
+    mirror = PrefixMirror(store, p, on_change=lambda n, kv: seen.append(
+        (n, None if kv is None else kv.value)))
+    task = asyncio.create_task(mirror.run())
+    try:
+        async with asyncio.timeout(5):
+            await mirror.ready.wait()
+            assert set(mirror.items) == {"a"}
+            await store.put(p + "b", b"2")
+            await store.delete(p + "a")
+            await mirror.wait_for(lambda: "b" in mirror.items and "a" not in mirror.items)
+    finally:
+        task.cancel()
+    assert seen == [("a", b"1"), ("b", b"2"), ("a", None)]
+
+
+async def test_unreachable_etcd_raises_coord_unavailable() -> None:
+    from cronswarm.devservices import free_port
+
+    dead = EtcdStore([f"127.0.0.1:{free_port()}"], timeout=0.5)
+    with pytest.raises(CoordUnavailable):
+        await dead.get("/x")
+    await dead.close()

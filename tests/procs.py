@@ -1,0 +1,76 @@
+"""Real cronswarm processes (``python -m cronswarm ...``) for end-to-end tests."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+from pathlib import Path
+
+from cronswarm.common import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class Proc:
+    """A child process whose stderr is read line by line (for readiness lines)."""
+
+    def __init__(self, proc: asyncio.subprocess.Process, name: str) -> None:
+        self.proc = proc
+        self.name = name
+        self.lines: list[str] = []
+        self._new_line = asyncio.Event()
+        self._reader = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        assert self.proc.stderr is not None
+        while line := await self.proc.stderr.readline():
+            self.lines.append(line.decode(errors="replace").rstrip())
+            self._new_line.set()
+            self._new_line = asyncio.Event()
+        self._new_line.set()
+
+    async def wait_for_line(self, text: str, timeout: float = 30) -> str:
+        """Wait until a line containing ``text`` is printed (or fail with the output)."""
+        try:
+            async with asyncio.timeout(timeout):
+                while True:
+                    for line in self.lines:
+                        if text in line:
+                            return line
+                    if self._reader.done():
+                        raise AssertionError(f"{self.name} exited:\n" + "\n".join(self.lines))
+                    await self._new_line.wait()
+        except TimeoutError:
+            raise AssertionError(f"{self.name} never printed {text!r}:\n"
+                                 + "\n".join(self.lines[-30:])) from None
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    async def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
+        if self.proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.send_signal(sig)
+        try:
+            async with asyncio.timeout(timeout):
+                code = await self.proc.wait()
+        except TimeoutError:
+            self.proc.kill()
+            code = await self.proc.wait()
+        await self._reader
+        return code
+
+
+async def start(command: str, settings: Settings, **env: str) -> Proc:
+    child_env = {**os.environ, **settings.env(), **env,
+                 "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "cronswarm", command, cwd=ROOT, env=child_env,
+        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    return Proc(proc, f"{command}:{env.get('CRONSWARM_WORKER_ID', '')}")

@@ -1,0 +1,57 @@
+from pathlib import Path
+
+import pytest
+
+from cronswarm.common import ConfigError, Settings
+
+BASE = {"CRONSWARM_ETCD_ENDPOINTS": "127.0.0.1:2379", "MONGODB_URI": "mongodb://x"}
+
+
+def test_required_settings_name_their_variable() -> None:
+    with pytest.raises(ConfigError) as exc:
+        Settings.load({"MONGODB_URI": "mongodb://x"})
+    assert "CRONSWARM_ETCD_ENDPOINTS" in str(exc.value)
+    with pytest.raises(ConfigError) as exc:
+        Settings.load({"CRONSWARM_ETCD_ENDPOINTS": "h:1"})
+    assert "MONGODB_URI" in str(exc.value)
+
+
+def test_environment_parses_types() -> None:
+    s = Settings.load({**BASE, "CRONSWARM_ETCD_ENDPOINTS": "http://a:1, b:2",
+                       "CRONSWARM_WORKER_LABELS": "zone=eu,gpu=yes",
+                       "CRONSWARM_LEASE_TTL": "7", "CRONSWARM_KEY_PREFIX": "jobs/prod/"})
+    assert s.etcd_endpoints == ("a:1", "b:2")
+    assert dict(s.worker_labels) == {"zone": "eu", "gpu": "yes"}
+    assert s.lease_ttl == 7
+    assert s.key_prefix == "/jobs/prod"
+
+
+@pytest.mark.parametrize(
+    ("var", "value"),
+    [("CRONSWARM_LEASE_TTL", "0"), ("CRONSWARM_MASTER_PORT", "70000"),
+     ("CRONSWARM_ETCD_ENDPOINTS", "nohostport"), ("CRONSWARM_KEY_PREFIX", "/a/../b"),
+     ("CRONSWARM_WORKER_LABELS", "novalue"), ("CRONSWARM_ALLOW_RUN_AS", "maybe")],
+)
+def test_bad_values_name_their_variable(var: str, value: str) -> None:
+    with pytest.raises(ConfigError) as exc:
+        Settings.load({**BASE, var: value})
+    assert exc.value.setting == var
+
+
+def test_toml_file_then_environment(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text('[cronswarm]\nmaster_port = 9000\nlease_ttl = 4\n'
+                    'etcd_endpoints = ["h1:1", "h2:2"]\nmongodb_uri = "mongodb://f"\n')
+    s = Settings.load({"CRONSWARM_LEASE_TTL": "6"}, path)
+    assert (s.master_port, s.lease_ttl, s.etcd_endpoints) == (9000, 6, ("h1:1", "h2:2"))
+    path.write_text("unknown_key = 1\n")
+    with pytest.raises(ConfigError) as exc:
+        Settings.load(BASE, path)
+    assert "unknown_key" in str(exc.value)
+    with pytest.raises(ConfigError):
+        Settings.load(BASE, tmp_path / "missing.toml")
+
+
+def test_env_round_trip() -> None:
+    s = Settings.load({**BASE, "CRONSWARM_WORKER_LABELS": "a=1"})
+    assert Settings.load(s.env()) == s
