@@ -26,6 +26,9 @@ from cronswarm.master import Role, TokenStore
 hypothesis_settings.register_profile(
     "ci", max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
+hypothesis_settings.register_profile(
+    "thorough", max_examples=20_000, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
 hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 

@@ -25,17 +25,15 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from croniter import CroniterBadDateError, croniter
+from croniter import croniter
 
+from ._cronexpr import compile_cron
 from ._errors import ValidationError
 
 UTC = dt.UTC
 _SHORTCUTS = frozenset(
     {"@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"}
 )
-# The longest a wall-clock search may walk before it gives up: an expression
-# such as "0 0 30 2 *" (30 February) never fires, and croniter would loop.
-_MAX_YEARS_AHEAD = 5
 
 
 def to_ms(instant: dt.datetime) -> int:
@@ -117,21 +115,21 @@ class CronSchedule:
     def next_after(self, after_ms: int) -> int | None:
         """The first fire instant strictly after ``after_ms``; None if it never fires."""
         zone = load_timezone(self.timezone)
-        start = from_ms(after_ms).astimezone(zone)
-        wall = start.replace(tzinfo=None, microsecond=(start.microsecond // 1000) * 1000)
-        limit = wall + dt.timedelta(days=366 * _MAX_YEARS_AHEAD)
-        # croniter walks naive wall-clock time: no DST surprises inside it.
-        it = croniter(self.expression, wall, second_at_beginning=self.seconds_first)
+        expr = compile_cron(self.expression)
+        if zone is _UTC_ZONE:
+            candidate = expr.next_after(_naive_utc(after_ms))
+            return None if candidate is None else _naive_utc_ms(candidate)
+        # Walk naive wall-clock time (no DST surprises inside the evaluator),
+        # then map each candidate to an instant by the DST rule.
+        wall = from_ms(after_ms).astimezone(zone).replace(tzinfo=None)
         while True:
-            try:
-                candidate: dt.datetime = it.get_next(dt.datetime)
-            except CroniterBadDateError:  # e.g. 30 February: never fires
-                return None
-            if candidate > limit:
+            candidate = expr.next_after(wall)
+            if candidate is None:
                 return None
             instant = _wall_to_instant_ms(candidate, zone)
             if instant > after_ms:
                 return instant
+            wall = candidate
 
     def fires_between(self, after_ms: int, until_ms: int) -> Iterator[int]:
         """Every fire instant in ``(after_ms, until_ms]``, in order."""
@@ -142,6 +140,18 @@ class CronSchedule:
                 return
             yield nxt
             current = nxt
+
+
+_UTC_ZONE = ZoneInfo("UTC")
+_EPOCH = dt.datetime(1970, 1, 1)
+
+
+def _naive_utc(ms: int) -> dt.datetime:
+    return _EPOCH + dt.timedelta(milliseconds=ms)
+
+
+def _naive_utc_ms(wall: dt.datetime) -> int:
+    return (wall - _EPOCH) // dt.timedelta(milliseconds=1)
 
 
 def _wall_to_instant_ms(wall: dt.datetime, zone: ZoneInfo) -> int:
