@@ -22,12 +22,12 @@ from __future__ import annotations
 import datetime as dt
 import functools
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
 
-from ._cronexpr import compile_cron
+from ._cronexpr import CronExpr, CroniterExpr, compile_cron
 from ._errors import ValidationError
 
 UTC = dt.UTC
@@ -87,6 +87,8 @@ def _fields(expression: str) -> tuple[str, bool]:
 def validate_expression(expression: str) -> str:
     """The normalised expression; raises ValidationError naming what is wrong."""
     expr, seconds_first = _fields(expression)
+    if isinstance(compile_cron(expr), CronExpr):
+        return expr  # standard syntax, every value in range: croniter agrees (tested)
     try:
         croniter.expand(expr, second_at_beginning=seconds_first)
     except (ValueError, TypeError, KeyError, IndexError) as exc:
@@ -101,6 +103,12 @@ class CronSchedule:
 
     expression: str
     timezone: str = "UTC"
+    _compiled: CronExpr | CroniterExpr = field(init=False, repr=False, compare=False)
+    _zone: ZoneInfo = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_compiled", compile_cron(self.expression))
+        object.__setattr__(self, "_zone", load_timezone(self.timezone))
 
     @classmethod
     def parse(cls, expression: str, timezone: str = "UTC") -> CronSchedule:
@@ -114,8 +122,7 @@ class CronSchedule:
 
     def next_after(self, after_ms: int) -> int | None:
         """The first fire instant strictly after ``after_ms``; None if it never fires."""
-        zone = load_timezone(self.timezone)
-        expr = compile_cron(self.expression)
+        zone, expr = self._zone, self._compiled
         if zone is _UTC_ZONE:
             candidate = expr.next_after(_naive_utc(after_ms))
             return None if candidate is None else _naive_utc_ms(candidate)

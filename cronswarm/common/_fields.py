@@ -134,7 +134,7 @@ class FieldReader:
         if value not in opts:
             self.fail(key, f"must be one of {', '.join(repr(o) for o in opts)} (got {value!r})")
             return default if default is not _MISSING else opts[0]
-        return value
+        return opts[opts.index(value)]  # the canonical object: one copy in memory
 
     def string_map(
         self, key: str, *, max_items: int = 256,

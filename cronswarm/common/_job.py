@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from types import MappingProxyType
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
@@ -29,6 +31,7 @@ OVERLAP_POLICIES: tuple[Overlap, ...] = ("allow", "forbid", "replace")
 MISFIRE_POLICIES: tuple[Misfire, ...] = ("skip", "run_latest", "run_all")
 HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 MAX_TIMEOUT_S = 7 * 24 * 3600.0
+_NO_STRINGS: Mapping[str, str] = MappingProxyType({})  # shared by every job without env/targets
 
 
 def check_name(name: str) -> str | None:
@@ -183,6 +186,9 @@ class RetryPolicy:
         return out
 
 
+_DEFAULT_RETRY = RetryPolicy()
+
+
 @dataclass(frozen=True, slots=True)
 class Job:
     """One scheduled job. Exactly one of ``command`` and ``http`` is set."""
@@ -196,16 +202,16 @@ class Job:
     description: str = ""
     shell: str | None = None  # None: the worker's configured shell
     cwd: str | None = None
-    env: Mapping[str, str] = field(default_factory=dict)
+    env: Mapping[str, str] = field(default_factory=lambda: _NO_STRINGS)
     user: str | None = None  # run as this user (worker must be root)
     timeout: float | None = None  # seconds; None: no limit
     kill_grace: float = 5.0  # seconds between SIGTERM and SIGKILL
     overlap: Overlap = "forbid"
     misfire: Misfire = "run_latest"
     misfire_window: float = 60.0  # seconds a late tick may still start
-    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    retry: RetryPolicy = _DEFAULT_RETRY
     priority: int = 0  # higher starts first when a worker is saturated
-    targets: Mapping[str, str] = field(default_factory=dict)  # worker labels required
+    targets: Mapping[str, str] = field(default_factory=lambda: _NO_STRINGS)  # worker labels
     retention_days: int | None = None  # None: the cluster default
     expect_success_within: float | None = None  # seconds, dead-man alert
 
@@ -248,7 +254,7 @@ class Job:
         cwd = r.string("cwd", None, max_len=4096)
         if isinstance(cwd, str) and not cwd.startswith("/"):
             r.fail("cwd", "must be an absolute path")
-        env = r.string_map("env", key_check=_check_env_key)
+        env = r.string_map("env", key_check=_check_env_key) or _NO_STRINGS
         user = r.string("user", None, max_len=64)
         timeout = r.number("timeout", None, minimum=0, maximum=MAX_TIMEOUT_S,
                            exclusive_minimum=True)
@@ -256,10 +262,10 @@ class Job:
         overlap = r.choice("overlap", OVERLAP_POLICIES, "forbid")
         misfire = r.choice("misfire", MISFIRE_POLICIES, "run_latest")
         misfire_window = r.number("misfire_window", 60.0, minimum=0, maximum=MAX_TIMEOUT_S)
-        retry = r.nested("retry", RetryPolicy.from_dict, RetryPolicy())
+        retry = r.nested("retry", RetryPolicy.from_dict, _DEFAULT_RETRY)
         priority = r.integer("priority", 0, minimum=-1000, maximum=1000)
         targets = r.string_map("targets", max_items=32, key_check=_check_label_key,
-                               max_value_len=256)
+                               max_value_len=256) or _NO_STRINGS
         retention = r.integer("retention_days", None, minimum=1, maximum=3650)
         dead_man = r.number("expect_success_within", None, minimum=1, maximum=366 * 86400)
         if http is not None and (shell or cwd or user):
@@ -267,9 +273,13 @@ class Job:
                 if r.data.get(key) is not None:
                     r.fail(key, "applies to shell jobs only, not to HTTP jobs")
         r.finish()
+        # Workers hold every job: share the copies of values many jobs repeat.
+        if retry == _DEFAULT_RETRY:
+            retry = _DEFAULT_RETRY
         return cls(
-            name=job_name, schedule=" ".join(schedule.split()), command=command, http=http,
-            timezone=timezone, enabled=enabled, description=description, shell=shell, cwd=cwd,
+            name=job_name, schedule=sys.intern(" ".join(schedule.split())), command=command,
+            http=http, timezone=sys.intern(timezone), enabled=enabled,
+            description=description or "", shell=shell, cwd=cwd,
             env=env, user=user, timeout=timeout, kill_grace=kill_grace, overlap=overlap,
             misfire=misfire, misfire_window=misfire_window, retry=retry, priority=priority,
             targets=targets, retention_days=retention, expect_success_within=dead_man,

@@ -13,15 +13,24 @@ from ._job import validate_name
 TICK_DIGITS = 16  # zero-padded epoch ms: byte order equals numeric order
 
 
-def encode_tick(tick_ms: int) -> bytes:
-    """A tick as the fixed-width value stored in ``/last/<name>``."""
+def encode_tick(tick_ms: int, claimant: str | None = None) -> bytes:
+    """The fencing token stored in ``/last/<name>``: the tick, fixed width.
+
+    A claim appends ``:<claimant>`` (who claimed it, with a nonce), so a worker
+    whose claim transaction failed in flight can tell whether it committed.
+    The suffix never changes the order: tokens compare by their first 16
+    digits, and a token is never compared with one of the same tick but
+    another suffix.
+    """
     if not 0 <= tick_ms < 10**TICK_DIGITS:
         raise ValueError(f"tick {tick_ms} out of range")
-    return f"{tick_ms:0{TICK_DIGITS}d}".encode()
+    token = f"{tick_ms:0{TICK_DIGITS}d}"
+    return (token if claimant is None else f"{token}:{claimant}").encode()
 
 
 def decode_tick(raw: bytes) -> int:
-    return int(raw.decode())
+    """The tick of a fencing token (ignoring any claimant suffix)."""
+    return int(raw[:TICK_DIGITS].decode())
 
 
 def run_id(job: str, tick_ms: int) -> str:

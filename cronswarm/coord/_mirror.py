@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 
 from ._abc import CoordStore, CoordUnavailable, KeyValue, WatchCompacted
 
@@ -22,10 +23,12 @@ class PrefixMirror:
     """
 
     def __init__(
-        self, store: CoordStore, prefix: str, *, on_change: ChangeCallback | None = None
+        self, store: CoordStore, prefix: str, *, on_change: ChangeCallback | None = None,
+        keep_values: bool = True,
     ) -> None:
         self.store = store
         self.prefix = prefix
+        self.keep_values = keep_values  # False: items keep revisions only (less memory)
         self.items: dict[str, KeyValue] = {}
         self.revision = 0
         self.ready = asyncio.Event()
@@ -40,7 +43,7 @@ class PrefixMirror:
             old = self.items.get(name)
             if old is not None and old.mod_revision >= kv.mod_revision:
                 return
-            self.items[name] = kv
+            self.items[name] = kv if self.keep_values else replace(kv, key="", value=b"")
         if self._on_change is not None:
             self._on_change(name, kv)
 

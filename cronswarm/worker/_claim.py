@@ -16,6 +16,7 @@ Everything here but ``claim`` is pure.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 from collections.abc import Iterable, Mapping
@@ -24,7 +25,18 @@ from enum import Enum
 from typing import Any
 
 from ..common import CronSchedule, Job, Keyspace, decode_tick, encode_tick
-from ..coord import Compare, CoordStore, Delete, Get, KeyValue, Put, Txn, TxnOp, TxnResult
+from ..coord import (
+    Compare,
+    CoordStore,
+    CoordUnavailable,
+    Delete,
+    Get,
+    KeyValue,
+    Put,
+    Txn,
+    TxnOp,
+    TxnResult,
+)
 
 
 class Outcome(Enum):
@@ -37,9 +49,13 @@ class Outcome(Enum):
 @dataclass(frozen=True, slots=True)
 class Claim:
     outcome: Outcome
-    last: int | None = None  # the fencing token seen when the claim failed
+    last: bytes | None = None  # the fencing token seen when the claim failed
     holder: Mapping[str, Any] | None = None  # the lock's value: the live run (skip/replace)
     revision: int = 0
+
+    @property
+    def last_tick(self) -> int | None:
+        return None if self.last is None else decode_tick(self.last)
 
 
 def run_info(*, run_id: str, worker: str, lease: int, tick: int, attempt: int = 1,
@@ -60,11 +76,13 @@ def build_claim(
     run_id: str,
     info: bytes,
     lease: int,
+    claimant: str,
     first: bool = False,
     once_revision: int | None = None,
 ) -> tuple[list[Compare], list[TxnOp], list[TxnOp]]:
     """The claim transaction (compare, success, failure).
 
+    The token written is the tick with ``claimant`` appended (see encode_tick).
     ``first`` claims a job whose ``/last`` key does not exist yet (etcd fails
     every value compare on a missing key). ``once_revision`` claims a run-now
     request instead of a tick: the request key must still be at that revision,
@@ -83,7 +101,7 @@ def build_claim(
             compare = [Compare.absent(last_key)]
         else:
             compare = [Compare.value(last_key, "<", encode_tick(tick))]
-        success = [Put(last_key, encode_tick(tick))]
+        success = [Put(last_key, encode_tick(tick, claimant))]
         failure = [Get(last_key)]
     run_ops: tuple[TxnOp, ...] = (Put(lock_key, info, lease), Put(running_key, info, lease))
     if job.overlap == "forbid":
@@ -100,7 +118,7 @@ def read_claim(job: Job, result: TxnResult, *, once: bool = False) -> Claim:
     """Interpret the result of a ``build_claim`` transaction."""
     if not result.succeeded:
         found = result.gets[0] if result.gets else []
-        last = decode_tick(found[0].value) if found and not once else None
+        last = found[0].value if found and not once else None
         return Claim(Outcome.TAKEN, last=last, revision=result.revision)
     if job.overlap == "forbid":
         inner = result.nested[0]
@@ -124,6 +142,29 @@ def _decode(kv: KeyValue | None) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else {"raw": value}
 
 
+async def _txn_retrying(
+    store: CoordStore, ops: tuple[list[Compare], list[TxnOp], list[TxnOp]], retry_for: float,
+) -> tuple[TxnResult, bool]:
+    """Run a transaction, retrying transient failures for ``retry_for`` seconds.
+
+    Returns the result and whether an earlier attempt failed in flight (it may
+    have committed: the caller checks its own claimant in the token).
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + retry_for
+    delay = 0.05
+    in_doubt = False
+    while True:
+        try:
+            return await store.txn(*ops), in_doubt
+        except CoordUnavailable:
+            if loop.time() + delay > deadline:
+                raise
+            in_doubt = True
+            await asyncio.sleep(delay)  # retry backoff while etcd fails over
+            delay = min(delay * 2, 0.5)
+
+
 async def claim(
     store: CoordStore,
     keys: Keyspace,
@@ -133,30 +174,63 @@ async def claim(
     run_id: str,
     info: bytes,
     lease: int,
+    claimant: str,
     once_revision: int | None = None,
+    retry_for: float = 2.0,
 ) -> Claim:
-    """Try to claim ``tick`` of ``job`` (one transaction, two for a job's first tick),
-    or with ``once_revision`` the run-now request at that revision."""
+    """Claim ``tick`` of ``job`` (one transaction; two for a job's first tick),
+    or with ``once_revision`` the run-now request at that revision.
+
+    Transient etcd errors are retried for ``retry_for`` seconds (a member
+    failing over). A claim that committed although its reply was lost is
+    recognised by its claimant in the token, so it is neither lost nor run
+    twice.
+    """
     once = once_revision is not None
     ops = build_claim(keys, job, tick, run_id=run_id, info=info, lease=lease,
-                      once_revision=once_revision)
-    outcome = read_claim(job, await store.txn(*ops), once=once)
-    if outcome.outcome is Outcome.TAKEN and outcome.last is None and not once:
-        # /last does not exist (a job written without it): claim the first tick.
-        ops = build_claim(keys, job, tick, run_id=run_id, info=info, lease=lease, first=True)
-        outcome = read_claim(job, await store.txn(*ops))
+                      claimant=claimant, once_revision=once_revision)
+    result, in_doubt = await _txn_retrying(store, ops, retry_for)
+    outcome = read_claim(job, result, once=once)
+    if outcome.outcome is Outcome.TAKEN and not once:
+        if outcome.last is None:
+            # /last does not exist (a job written without it): claim the first tick.
+            ops = build_claim(keys, job, tick, run_id=run_id, info=info, lease=lease,
+                              claimant=claimant, first=True)
+            result, in_doubt = await _txn_retrying(store, ops, retry_for)
+            outcome = read_claim(job, result)
+        if in_doubt and outcome.last == encode_tick(tick, claimant):
+            outcome = await _recover(store, keys, job, info, outcome)
+    elif outcome.outcome is Outcome.TAKEN and in_doubt:
+        # A run-now claim deletes the request: our running key is the evidence.
+        mine = await store.get(keys.running(job.name, run_id))
+        if mine is not None and mine.value == info:
+            outcome = Claim(Outcome.WON, revision=mine.create_revision)
     return outcome
 
 
+async def _recover(store: CoordStore, keys: Keyspace, job: Job, info: bytes,
+                   seen: Claim) -> Claim:
+    """Our claim committed but its reply was lost: did it also take the lock?"""
+    if job.overlap == "allow":
+        return Claim(Outcome.WON, revision=seen.revision)
+    lock = await store.get(keys.lock(job.name))
+    if lock is not None and lock.value == info:
+        return Claim(Outcome.WON, revision=lock.mod_revision)
+    return Claim(Outcome.SKIP, holder=_decode(lock), revision=seen.revision)
+
+
 async def claim_skip(store: CoordStore, keys: Keyspace, job: Job, *, fence: bytes,
-                     until: int) -> Claim:
+                     until: int, claimant: str) -> Claim:
     """Claim a range of missed ticks as skipped (see ``build_skip``)."""
-    result = await store.txn(*build_skip(keys, job, fence=fence, until=until))
+    ops = build_skip(keys, job, fence=fence, until=until, claimant=claimant)
+    result, in_doubt = await _txn_retrying(store, ops, 2.0)
     if result.succeeded:
         return Claim(Outcome.WON, revision=result.revision)
     found = result.gets[0] if result.gets else []
-    return Claim(Outcome.STALE, last=decode_tick(found[0].value) if found else None,
-                 revision=result.revision)
+    last = found[0].value if found else None
+    if in_doubt and last == encode_tick(until, claimant):
+        return Claim(Outcome.WON, revision=result.revision)
+    return Claim(Outcome.STALE, last=last, revision=result.revision)
 
 
 def rendezvous_owner(key: str, workers: Iterable[str]) -> str | None:
@@ -248,10 +322,10 @@ def plan_ticks(
     return TickPlan(skip_first, skip_until, count, tuple(to_run))
 
 
-def build_skip(keys: Keyspace, job: Job, *, fence: bytes, until: int
+def build_skip(keys: Keyspace, job: Job, *, fence: bytes, until: int, claimant: str
                ) -> tuple[list[Compare], list[TxnOp], list[TxnOp]]:
     """Claim a range of missed ticks as skipped: move the token from ``fence`` to ``until``."""
     last_key = keys.last(job.name)
-    return ([Compare.value(last_key, "==", fence)], [Put(last_key, encode_tick(until))],
-            [Get(last_key)])
+    return ([Compare.value(last_key, "==", fence)],
+            [Put(last_key, encode_tick(until, claimant))], [Get(last_key)])
 

@@ -34,7 +34,6 @@ from ..common import (
     Trigger,
     ValidationError,
     decode_tick,
-    encode_tick,
     loop_deadline,
     run_id,
 )
@@ -117,10 +116,13 @@ class Worker:
         self.keys = Keyspace(settings.key_prefix)
         self.labels = dict(settings.worker_labels)
         self.executors: dict[str, Executor] = executors or {"shell": ShellExecutor()}
-        self.timetable = Timetable()
+        self.timetable = Timetable()  # enabled jobs this worker may run
+        self.job_defs: dict[str, Job] = {}  # every job in etcd (run-now needs paused ones)
         self.runs: dict[str, LiveRun] = {}  # by run id
+        self._nonce = 0
         self.lease = LeaseKeeper(store, settings.lease_ttl, on_renewed=self._on_lease_renewed)
-        self.jobs = PrefixMirror(store, self.keys.jobs, on_change=self._on_job)
+        self.jobs = PrefixMirror(store, self.keys.jobs, on_change=self._on_job,
+                                 keep_values=False)
         self.last = PrefixMirror(store, self.keys.last_dir)
         self.workers = PrefixMirror(store, self.keys.workers)
         self.killers = PrefixMirror(store, self.keys.killer_dir, on_change=self._on_killer)
@@ -224,21 +226,35 @@ class Worker:
 
     # -- job table ----------------------------------------------------------
 
-    def _last_of(self, name: str) -> int | None:
+    def _token_of(self, name: str) -> bytes | None:
+        """The job's fencing token as this worker last saw it."""
         kv = self.last.items.get(name)
-        return decode_tick(kv.value) if kv is not None else None
+        return kv.value if kv is not None else None
+
+    def _last_of(self, name: str) -> int | None:
+        token = self._token_of(name)
+        return decode_tick(token) if token is not None else None
+
+    def _claimant(self) -> str:
+        self._nonce += 1
+        return f"{self.id}/{self._nonce}"
 
     def _on_job(self, name: str, kv: KeyValue | None) -> None:
-        if kv is None:
-            self.timetable.remove(name)
-        else:
+        job: Job | None = None
+        if kv is not None:
             try:
                 job = Job.from_json(kv.value)
+                if job.name != name:
+                    raise ValidationError.single("name", f"does not match its key {name!r}")
             except ValidationError as exc:
                 log.error("ignoring invalid job %s in etcd: %s", name, exc)
-                self.timetable.remove(name)
-                return
-            if job.name != name or not job.enabled or not job.matches(self.labels):
+                job = None
+        if job is None:
+            self.job_defs.pop(name, None)
+            self.timetable.remove(name)
+        else:
+            self.job_defs[name] = job
+            if not job.enabled or not job.matches(self.labels):
                 self.timetable.remove(name)
             else:
                 now = self.clock.now_ms()
@@ -303,28 +319,29 @@ class Worker:
                 self._wake.set()
 
     async def _execute_plan(self, job: Job) -> None:
-        schedule = self.timetable.get(job.name)
-        if schedule is None:
+        entry = self.timetable.get(job.name)
+        if entry is None:
             return
-        last = self._last_of(job.name)
+        token = self._token_of(job.name)
         for _ in range(5):  # re-plan when another worker moved the token meanwhile
             now = self.clock.now_ms()
-            if last is None:
+            if token is None:
                 # No token yet: only the newest tick (nothing can have been missed).
-                newest = schedule.schedule.next_after(now - ON_TIME_MS - 1)
+                newest = entry.schedule.next_after(now - ON_TIME_MS - 1)
                 ticks = (newest,) if newest is not None and newest <= now else ()
                 await self._claim_and_run(job, ticks)
                 return
-            plan = plan_ticks(schedule.schedule, job, last=last, now=now, on_time_ms=ON_TIME_MS)
+            plan = plan_ticks(entry.schedule, job, last=decode_tick(token), now=now,
+                              on_time_ms=ON_TIME_MS)
             if plan.skip_count and not self.draining:
                 assert plan.skip_first is not None
                 assert plan.skip_until is not None
-                result = await claim_skip(self.store, self.keys, job,
-                                          fence=encode_tick(last), until=plan.skip_until)
+                result = await claim_skip(self.store, self.keys, job, fence=token,
+                                          until=plan.skip_until, claimant=self._claimant())
                 if result.outcome is Outcome.STALE:
                     if result.last is None:
                         return
-                    last = result.last
+                    token = result.last
                     continue
                 self.counters["ticks_skipped"] += plan.skip_count
                 await self._record_skip(job, plan.skip_first, reason="misfire", extra={
@@ -341,7 +358,7 @@ class Worker:
             rid = run_id(job.name, tick)
             info = run_info(run_id=rid, worker=self.id, lease=self.lease.lease_id, tick=tick)
             result = await claim(self.store, self.keys, job, tick, run_id=rid, info=info,
-                                 lease=self.lease.lease_id)
+                                 lease=self.lease.lease_id, claimant=self._claimant())
             self._start_claimed(job, tick, rid, info, result, Trigger.SCHEDULE)
 
     def _start_claimed(self, job: Job, tick: int, rid: str, info: bytes, result: Claim,
@@ -486,20 +503,10 @@ class Worker:
     def _on_once(self, name: str, kv: KeyValue | None) -> None:
         if kv is None or self.draining:
             return
-        entry = self.timetable.get(name)
-        job = entry.job if entry is not None else self._job_from_mirror(name)
+        job = self.job_defs.get(name)
         if job is None or not job.matches(self.labels):
             return
         self._spawn(self._run_once(job, kv), name=f"once:{name}")
-
-    def _job_from_mirror(self, name: str) -> Job | None:
-        kv = self.jobs.items.get(name)
-        if kv is None:
-            return None
-        try:
-            return Job.from_json(kv.value)
-        except ValidationError:
-            return None
 
     async def _run_once(self, job: Job, kv: KeyValue) -> None:
         try:
@@ -519,7 +526,8 @@ class Worker:
             rid = run_id(job.name, tick)
             info = run_info(run_id=rid, worker=self.id, lease=self.lease.lease_id, tick=tick)
             result = await claim(self.store, self.keys, job, tick, run_id=rid, info=info,
-                                 lease=self.lease.lease_id, once_revision=kv.mod_revision)
+                                 lease=self.lease.lease_id, claimant=self._claimant(),
+                                 once_revision=kv.mod_revision)
             self._start_claimed(job, tick, rid, info, result, Trigger.RUN_NOW)
         except CoordUnavailable as exc:
             log.warning("cannot claim run-now of %s: %s", job.name, exc)

@@ -65,9 +65,9 @@ def test_plan_caps_enumeration_of_a_long_outage() -> None:
 def test_forbid_claim_is_one_txn_with_nested_lock() -> None:
     keys = Keyspace("/c")
     compare, success, failure = build_claim(keys, job(), 5 * S, run_id="j@5000", info=b"i",
-                                            lease=7)
+                                            lease=7, claimant="w1/3")
     assert compare == [Compare.value("/c/last/j", "<", encode_tick(5 * S))]
-    assert success[0] == Put("/c/last/j", encode_tick(5 * S))
+    assert success[0] == Put("/c/last/j", encode_tick(5 * S, "w1/3"))
     assert isinstance(success[1], Txn)
     assert success[1].compare == (Compare.absent("/c/lock/j"),)
     assert failure == [Get("/c/last/j")]
@@ -86,10 +86,17 @@ def test_read_claim_outcomes() -> None:
     claim = read_claim(forbid, busy)
     assert claim.outcome is Outcome.SKIP
     assert claim.holder == {"run_id": "j@1"}
-    taken = TxnResult(False, 10, [[_kv("/c/last/j", encode_tick(9 * S))]])
+    taken = TxnResult(False, 10, [[_kv("/c/last/j", encode_tick(9 * S, "w2/1"))]])
     claim = read_claim(forbid, taken)
     assert claim.outcome is Outcome.TAKEN
-    assert claim.last == 9 * S
+    assert claim.last_tick == 9 * S
+
+
+def test_claimant_suffix_keeps_token_order() -> None:
+    claimed = encode_tick(5 * S, "worker-9/12")
+    assert claimed > encode_tick(5 * S)  # the same tick cannot be claimed again
+    assert claimed < encode_tick(5 * S + 1)  # the next one can
+    assert claimed < encode_tick(6 * S, "a")
 
 
 def test_rendezvous_owner_is_stable_and_moves_only_lost_keys() -> None:
