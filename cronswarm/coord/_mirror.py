@@ -11,14 +11,17 @@ from ._abc import CoordStore, CoordUnavailable, KeyValue, WatchCompacted
 
 log = logging.getLogger(__name__)
 
-ChangeCallback = Callable[[str, KeyValue | None], None]
+# on_change(name, new, old): new is None for a delete; old is what the mirror
+# held before (None for a new key; without values when keep_values is False).
+ChangeCallback = Callable[[str, KeyValue | None, KeyValue | None], None]
 
 
 class PrefixMirror:
     """Mirrors ``prefix``: ``items`` maps the key suffix to its KeyValue.
 
-    ``on_change(name, kv)`` is called for every change (``kv`` None: deleted),
-    including those found by a reload after the watch history was compacted.
+    ``on_change(name, new, old)`` is called for every change (``new`` None:
+    deleted; ``old`` the previous value), including those found by a reload
+    after the watch history was compacted.
     ``ready`` is set once the first snapshot is loaded and the watch is open.
     """
 
@@ -37,7 +40,8 @@ class PrefixMirror:
 
     def _apply(self, name: str, kv: KeyValue | None) -> None:
         if kv is None:
-            if self.items.pop(name, None) is None:
+            old = self.items.pop(name, None)
+            if old is None:
                 return
         else:
             old = self.items.get(name)
@@ -45,7 +49,7 @@ class PrefixMirror:
                 return
             self.items[name] = kv if self.keep_values else replace(kv, key="", value=b"")
         if self._on_change is not None:
-            self._on_change(name, kv)
+            self._on_change(name, kv, old)
 
     def _notify(self) -> None:
         self._changed.set()

@@ -26,6 +26,7 @@ from ._abc import AuditEntry, LogStoreUnavailable, RunPage, RunQuery
 DUPLICATE_KEY = 11000
 _SEQ = {RunStatus.RUNNING: 0, RunStatus.LOST: 1}
 _FINAL_SEQ = 2
+_LOST_FIELDS = ("status", "ended", "error", "seq", "expire_at", "duration")
 _MAX_PAGE = 1000
 
 Doc = dict[str, Any]
@@ -176,9 +177,15 @@ class MongoLogStore:
         ops = []
         for record in records:
             doc = record_to_doc(record, default_retention_days=self.default_retention_days)
-            record_id = doc.pop("_id")
-            ops.append(UpdateOne({"_id": record_id, "seq": {"$lt": doc["seq"]}},
-                                 {"$set": doc}, upsert=True))
+            record_id, seq = doc.pop("_id"), doc["seq"]
+            if record.status is RunStatus.LOST:
+                # A master's verdict: keep what the worker already wrote (start,
+                # command, output so far); add only the end.
+                verdict = {k: doc.pop(k) for k in _LOST_FIELDS if k in doc}
+                update: Doc = {"$set": verdict, "$setOnInsert": doc}
+            else:
+                update = {"$set": doc}
+            ops.append(UpdateOne({"_id": record_id, "seq": {"$lt": seq}}, update, upsert=True))
         try:
             await self.runs.bulk_write(ops, ordered=False)
         except BulkWriteError as exc:

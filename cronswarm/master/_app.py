@@ -22,6 +22,7 @@ from ._http import (
     JOBS,
     LOGS,
     PRINCIPAL,
+    REAPER,
     SESSION_KEY,
     SETTINGS,
     TOKEN_MIRROR,
@@ -32,6 +33,7 @@ from ._http import (
     error_middleware,
 )
 from ._jobs import JobService
+from ._reaper import LostRunReaper
 from ._session import COOKIE, load_session_key, read_session
 
 log = logging.getLogger(__name__)
@@ -117,15 +119,19 @@ def create_app(
                 log.warning("cannot create MongoDB indexes now: %s", exc)
             mirror = PrefixMirror(coord, keys.tokens)
             app[TOKEN_MIRROR] = mirror
-            task = asyncio.create_task(mirror.run(), name="token-mirror")
+            reaper = LostRunReaper(coord, log_store, keys, SystemClock(),
+                                   sweep_interval=settings.lease_ttl * 3)
+            app[REAPER] = reaper
+            tasks = [asyncio.create_task(mirror.run(), name="token-mirror"),
+                     asyncio.create_task(reaper.run(), name="lost-run-reaper")]
             try:
                 async with asyncio.timeout(settings.etcd_timeout * 2):
                     await mirror.ready.wait()
                 yield
             finally:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
 
     app.cleanup_ctx.append(services)
     app.router.add_routes(_api.routes)

@@ -24,6 +24,7 @@ from ..coord import CoordStore, PrefixMirror
 from ..logstore import LogStore
 from ._auth import Principal, Role, TokenStore, split_token
 from ._jobs import JobService
+from ._reaper import LostRunReaper
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +35,7 @@ JOBS = web.AppKey("jobs", JobService)
 TOKENS = web.AppKey("tokens", TokenStore)
 TOKEN_MIRROR = web.AppKey("token_mirror", PrefixMirror)
 SESSION_KEY = web.AppKey("session_key", bytes)
+REAPER = web.AppKey("reaper", LostRunReaper)
 
 PRINCIPAL = web.RequestKey("principal", Principal)
 

@@ -58,8 +58,8 @@ class Claim:
         return None if self.last is None else decode_tick(self.last)
 
 
-def run_info(*, run_id: str, worker: str, lease: int, tick: int, attempt: int = 1,
-             started: int | None = None, pid: int | None = None) -> bytes:
+def run_info(*, run_id: str, worker: str, lease: int, tick: int, started: int,
+             attempt: int = 1, pid: int | None = None) -> bytes:
     """The value of the lock and running keys."""
     return json.dumps(
         {"run_id": run_id, "worker": worker, "lease": lease, "tick": tick,

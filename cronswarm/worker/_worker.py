@@ -239,7 +239,7 @@ class Worker:
         self._nonce += 1
         return f"{self.id}/{self._nonce}"
 
-    def _on_job(self, name: str, kv: KeyValue | None) -> None:
+    def _on_job(self, name: str, kv: KeyValue | None, _old: KeyValue | None) -> None:
         job: Job | None = None
         if kv is not None:
             try:
@@ -356,7 +356,8 @@ class Worker:
             if self.draining:
                 return
             rid = run_id(job.name, tick)
-            info = run_info(run_id=rid, worker=self.id, lease=self.lease.lease_id, tick=tick)
+            info = run_info(run_id=rid, worker=self.id, lease=self.lease.lease_id, tick=tick,
+                            started=self.clock.now_ms())
             result = await claim(self.store, self.keys, job, tick, run_id=rid, info=info,
                                  lease=self.lease.lease_id, claimant=self._claimant())
             self._start_claimed(job, tick, rid, info, result, Trigger.SCHEDULE)
@@ -483,7 +484,7 @@ class Worker:
 
     # -- kill and run-now requests -------------------------------------------
 
-    def _on_killer(self, name: str, kv: KeyValue | None) -> None:
+    def _on_killer(self, name: str, kv: KeyValue | None, _old: KeyValue | None) -> None:
         if kv is None:
             return
         try:
@@ -500,7 +501,7 @@ class Worker:
                 log.info("killing %s at the request of %s", live.run_id, by)
                 live.kill.pull(by, str(request.get("reason", "kill requested")))
 
-    def _on_once(self, name: str, kv: KeyValue | None) -> None:
+    def _on_once(self, name: str, kv: KeyValue | None, _old: KeyValue | None) -> None:
         if kv is None or self.draining:
             return
         job = self.job_defs.get(name)
@@ -524,7 +525,8 @@ class Worker:
             if not await self._hand_off(job, f"{job.name}@{tick}", claimed, self.once):
                 return
             rid = run_id(job.name, tick)
-            info = run_info(run_id=rid, worker=self.id, lease=self.lease.lease_id, tick=tick)
+            info = run_info(run_id=rid, worker=self.id, lease=self.lease.lease_id, tick=tick,
+                            started=self.clock.now_ms())
             result = await claim(self.store, self.keys, job, tick, run_id=rid, info=info,
                                  lease=self.lease.lease_id, claimant=self._claimant(),
                                  once_revision=kv.mod_revision)

@@ -100,7 +100,7 @@ async def test_mirror_follows_changes(store: EtcdStore, settings: Settings) -> N
     p = settings.key_prefix + "/m/"
     await store.put(p + "a", b"1")
     seen: list[tuple[str, bytes | None]] = []
-    mirror = PrefixMirror(store, p, on_change=lambda n, kv: seen.append(
+    mirror = PrefixMirror(store, p, on_change=lambda n, kv, _old: seen.append(
         (n, None if kv is None else kv.value)))
     task = asyncio.create_task(mirror.run())
     try:
