@@ -326,10 +326,9 @@ class Worker:
         for _ in range(5):  # re-plan when another worker moved the token meanwhile
             now = self.clock.now_ms()
             if token is None:
-                # No token yet: only the newest tick (nothing can have been missed).
-                newest = entry.schedule.next_after(now - ON_TIME_MS - 1)
-                ticks = (newest,) if newest is not None and newest <= now else ()
-                await self._claim_and_run(job, ticks)
+                # No token (a job written without one): only the newest due tick.
+                due = list(entry.schedule.fires_between(now - ON_TIME_MS - 1, now))
+                await self._claim_and_run(job, tuple(due[-1:]))
                 return
             plan = plan_ticks(entry.schedule, job, last=decode_tick(token), now=now,
                               on_time_ms=ON_TIME_MS)

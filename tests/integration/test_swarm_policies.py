@@ -1,0 +1,173 @@
+"""Overlap policies, targets, run now, registry and shutdown, on real services."""
+
+import asyncio
+import json
+
+import psutil
+
+from cronswarm.common import Keyspace, Settings
+from cronswarm.coord import EtcdStore, wait_deleted
+from cronswarm.logstore import MongoLogStore
+from cronswarm.master import JobService
+from tests.helpers import wait_for_count
+from tests.swarm import (
+    assert_once_per_tick,
+    create_job,
+    pause_job,
+    runs_of,
+    start_member,
+    swarm,
+)
+
+
+def spans(docs: list[dict]) -> list[tuple[float, float]]:
+    return sorted((d["started"].timestamp(), d["ended"].timestamp()) for d in docs
+                  if d.get("started") and d.get("ended"))
+
+
+async def finish(store: EtcdStore, logs: MongoLogStore, settings: Settings, name: str,
+                 *, kill: bool = False) -> list:
+    await pause_job(store, logs, settings, name)
+    if kill:
+        await JobService(store, logs, Keyspace(settings.key_prefix)).kill(name, actor="tests")
+    await wait_for_count(logs.runs, {"job": name, "status": "running"}, lambda n: n == 0,
+                         timeout=30)
+    docs = await runs_of(logs, name)
+    assert_once_per_tick(docs)
+    return docs
+
+
+async def test_forbid_never_overlaps_and_records_skips(
+    settings: Settings, store: EtcdStore, logs: MongoLogStore
+) -> None:
+    async with swarm(settings, logs, 3):
+        await create_job(store, logs, settings, name="slow", schedule="* * * * * *",
+                         command="sleep 2.5", overlap="forbid")
+        await wait_for_count(logs.runs, {"job": "slow", "status": "succeeded"},
+                             lambda n: n >= 3, timeout=60)
+        docs = await finish(store, logs, settings, "slow")
+    ran = spans([d for d in docs if d["status"] == "succeeded"])
+    assert all(a_end <= b_start for (_, a_end), (b_start, _) in zip(ran, ran[1:], strict=False))
+    skipped = [d for d in docs if d["status"] == "skipped"]
+    assert len(skipped) >= 3
+    assert all(d["extra"]["reason"] == "overlap" for d in skipped)
+
+
+async def test_allow_overlaps(settings: Settings, store: EtcdStore, logs: MongoLogStore) -> None:
+    async with swarm(settings, logs, 3):
+        await create_job(store, logs, settings, name="slow", schedule="* * * * * *",
+                         command="sleep 2.5", overlap="allow")
+        await wait_for_count(logs.runs, {"job": "slow", "status": "succeeded"},
+                             lambda n: n >= 4, timeout=60)
+        docs = await finish(store, logs, settings, "slow")
+    ran = spans([d for d in docs if d["status"] == "succeeded"])
+    overlapping = sum(1 for (_, a_end), (b_start, _) in zip(ran, ran[1:], strict=False)
+                      if b_start < a_end)
+    assert overlapping >= 2
+    assert not [d for d in docs if d["status"] == "skipped"]
+
+
+async def test_replace_kills_the_running_one(
+    settings: Settings, store: EtcdStore, logs: MongoLogStore
+) -> None:
+    async with swarm(settings, logs, 3):
+        await create_job(store, logs, settings, name="slow", schedule="*/2 * * * * *",
+                         command="sleep 30", overlap="replace", kill_grace=1)
+        await wait_for_count(logs.runs, {"job": "slow", "status": "killed"},
+                             lambda n: n >= 2, timeout=60)
+        docs = await finish(store, logs, settings, "slow", kill=True)
+    killed = [d for d in docs if d["status"] == "killed"
+              and d["killed_by"] != "tests"]
+    assert len(killed) >= 2
+    assert all(d["killed_by"].startswith("replace:slow@") for d in killed)
+    # Each run was stopped by the next one: the replacement started after it.
+    by_tick = {d["run_id"]: d for d in docs}
+    for d in killed:
+        replacement = by_tick[d["killed_by"].removeprefix("replace:")]
+        assert replacement["tick"] > d["tick"]
+
+
+async def test_targets_pin_a_job_and_fail_over(
+    settings: Settings, store: EtcdStore, logs: MongoLogStore
+) -> None:
+    eu1 = await start_member(settings, logs, "eu-1", labels={"zone": "eu"})
+    us1 = await start_member(settings, logs, "us-1", labels={"zone": "us"})
+    try:
+        await create_job(store, logs, settings, name="pinned", schedule="* * * * * *",
+                         command="true", targets={"zone": "eu"}, overlap="allow")
+        await wait_for_count(logs.runs, {"job": "pinned", "worker": "eu-1"},
+                             lambda n: n >= 3, timeout=30)
+        await eu1.shutdown()
+        eu2 = await start_member(settings, logs, "eu-2", labels={"zone": "eu"})
+        try:
+            await wait_for_count(logs.runs, {"job": "pinned", "worker": "eu-2",
+                                             "status": "succeeded"},
+                                 lambda n: n >= 3, timeout=30)
+            docs = await finish(store, logs, settings, "pinned")
+        finally:
+            await eu2.shutdown()
+    finally:
+        await us1.shutdown()
+        if not eu1.task.done():
+            await eu1.shutdown()
+    assert {d["worker"] for d in docs} <= {"eu-1", "eu-2"}
+
+
+async def test_run_now_runs_once_on_one_worker(
+    settings: Settings, store: EtcdStore, logs: MongoLogStore, keys: Keyspace
+) -> None:
+    async with swarm(settings, logs, 3):
+        await create_job(store, logs, settings, name="manual", schedule="0 0 1 1 *",
+                         command="echo by hand", enabled=False)
+        service = JobService(store, logs, keys)
+        run_id = await service.run_now("manual", actor="tests")
+        await wait_for_count(logs.runs, {"job": "manual", "status": "succeeded"},
+                             lambda n: n >= 1, timeout=30)
+        await wait_deleted(store, keys.once("manual"))
+        second = await service.run_now("manual", actor="tests")
+        await wait_for_count(logs.runs, {"job": "manual", "status": "succeeded"},
+                             lambda n: n >= 2, timeout=30)
+    docs = await runs_of(logs, "manual")
+    assert [d["run_id"] for d in docs] == [run_id, second]
+    assert all(d["trigger"] == "run_now" and d["output"] == "by hand\n" for d in docs)
+
+
+async def test_registry_shows_live_stats(
+    settings: Settings, store: EtcdStore, logs: MongoLogStore, keys: Keyspace
+) -> None:
+    async with swarm(settings, logs, 2, labels=[{"gpu": "yes"}]):
+        kv = await store.get(keys.worker("w0"))
+        assert kv is not None
+        info = json.loads(kv.value)
+        assert info["labels"] == {"gpu": "yes"}
+        assert info["pid"] == psutil.Process().pid
+        for field in ("host", "version", "cpu_percent", "rss_bytes", "load", "running",
+                      "host_memory_percent"):
+            assert field in info
+        assert kv.lease != 0
+    # Shut down: the registration went with the revoked lease.
+    assert await store.get(keys.worker("w0")) is None
+
+
+async def test_sigterm_drains_then_kills_and_records(
+    settings: Settings, store: EtcdStore, logs: MongoLogStore, keys: Keyspace
+) -> None:
+    member = await start_member(settings.with_overrides(shutdown_grace=1.0), logs, "solo")
+    await create_job(store, logs, settings, name="long", schedule="* * * * * *",
+                     command="sleep 60 & sleep 60; wait", kill_grace=1, overlap="forbid")
+    await wait_for_count(logs.runs, {"job": "long", "status": "running"}, lambda n: n >= 1,
+                         timeout=30)
+    running = json.loads((await store.get_prefix(keys.running_of("long")))[0][0].value)
+    children = [p for p in psutil.Process().children(recursive=True)
+                if "sleep" in " ".join(p.cmdline())]
+    assert children
+    async with asyncio.timeout(30):
+        await member.shutdown()
+    docs = await runs_of(logs, "long")
+    killed = [d for d in docs if d["run_id"] == running["run_id"]]
+    assert [d["status"] for d in killed] == ["killed"]
+    assert killed[0]["killed_by"] == "worker:solo"
+    gone, alive = psutil.wait_procs(children, timeout=5)
+    assert not alive
+    assert (await store.get_prefix(keys.running_of("long")))[0] == []
+    assert await store.get(keys.worker("solo")) is None

@@ -1,0 +1,93 @@
+"""In-process workers (each with its own etcd connection and clock) for swarm tests."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+from cronswarm.common import Job, Keyspace, Settings, SkewedClock, SystemClock
+from cronswarm.coord import EtcdStore
+from cronswarm.logstore import MongoLogStore
+from cronswarm.master import JobService
+from cronswarm.worker import DirectSink, Worker
+
+
+class Member:
+    def __init__(self, worker: Worker, store: EtcdStore, stop: asyncio.Event,
+                 task: asyncio.Task[None]) -> None:
+        self.worker = worker
+        self.store = store
+        self.stop = stop
+        self.task = task
+
+    async def shutdown(self) -> None:
+        self.stop.set()
+        try:
+            await self.task
+        finally:
+            await self.store.close()
+
+
+async def start_member(settings: Settings, logs: MongoLogStore, worker_id: str, *,
+                       skew_ms: int = 0, labels: Mapping[str, str] | None = None) -> Member:
+    own = settings.with_overrides(worker_id=worker_id, worker_labels=dict(labels or {}))
+    store = EtcdStore(own.etcd_endpoints, timeout=own.etcd_timeout)
+    clock = SkewedClock(skew_ms) if skew_ms else SystemClock()
+    worker = Worker(own, store, DirectSink(logs), clock=clock)
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker.run(stop), name=f"worker-{worker_id}")
+    ready = asyncio.create_task(worker.ready.wait())
+    async with asyncio.timeout(20):
+        done, _ = await asyncio.wait({ready, task}, return_when=asyncio.FIRST_COMPLETED)
+    if task in done:
+        ready.cancel()
+        task.result()  # raises the worker's error
+    return Member(worker, store, stop, task)
+
+
+@asynccontextmanager
+async def swarm(settings: Settings, logs: MongoLogStore, count: int, *,
+                skews: Sequence[int] = (), labels: Sequence[Mapping[str, str]] = ()
+                ) -> AsyncIterator[list[Member]]:
+    members = []
+    try:
+        for i in range(count):
+            members.append(await start_member(
+                settings, logs, f"w{i}", skew_ms=skews[i] if i < len(skews) else 0,
+                labels=labels[i] if i < len(labels) else None))
+        yield members
+    finally:
+        await asyncio.gather(*(m.shutdown() for m in members), return_exceptions=True)
+
+
+async def create_job(store: EtcdStore, logs: MongoLogStore, settings: Settings,
+                     **fields: Any) -> Job:
+    """Create a job the way the API does (with its fencing token)."""
+    job = Job.from_dict(fields)
+    await JobService(store, logs, Keyspace(settings.key_prefix)).create(job, actor="tests")
+    return job
+
+
+async def pause_job(store: EtcdStore, logs: MongoLogStore, settings: Settings,
+                    name: str) -> None:
+    service = JobService(store, logs, Keyspace(settings.key_prefix))
+    await service.set_enabled(name, False, actor="tests")
+
+
+async def runs_of(logs: MongoLogStore, job: str) -> list[dict[str, Any]]:
+    return await logs.runs.find({"job": job}).sort("tick", 1).to_list(None)
+
+
+def assert_once_per_tick(docs: list[dict[str, Any]]) -> Counter[Any]:
+    per_tick = Counter((d["tick"], d["attempt"]) for d in docs)
+    duplicated = [t for t, n in per_tick.items() if n > 1]
+    assert not duplicated, f"ticks recorded more than once: {duplicated}"
+    return per_tick
+
+
+def seconds(docs: list[dict[str, Any]], **match: Any) -> list[int]:
+    return sorted(int(d["tick"].timestamp()) for d in docs
+                  if all(d.get(k) == v for k, v in match.items()))
