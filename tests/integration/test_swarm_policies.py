@@ -1,6 +1,7 @@
 """Overlap policies, targets, run now, registry and shutdown, on real services."""
 
 import asyncio
+import itertools
 import json
 
 import psutil
@@ -47,7 +48,7 @@ async def test_forbid_never_overlaps_and_records_skips(
                              lambda n: n >= 3, timeout=60)
         docs = await finish(store, logs, settings, "slow")
     ran = spans([d for d in docs if d["status"] == "succeeded"])
-    assert all(a_end <= b_start for (_, a_end), (b_start, _) in zip(ran, ran[1:], strict=False))
+    assert all(a_end <= b_start for (_, a_end), (b_start, _) in itertools.pairwise(ran))
     skipped = [d for d in docs if d["status"] == "skipped"]
     assert len(skipped) >= 3
     assert all(d["extra"]["reason"] == "overlap" for d in skipped)
@@ -61,7 +62,7 @@ async def test_allow_overlaps(settings: Settings, store: EtcdStore, logs: MongoL
                              lambda n: n >= 4, timeout=60)
         docs = await finish(store, logs, settings, "slow")
     ran = spans([d for d in docs if d["status"] == "succeeded"])
-    overlapping = sum(1 for (_, a_end), (b_start, _) in zip(ran, ran[1:], strict=False)
+    overlapping = sum(1 for (_, a_end), (b_start, _) in itertools.pairwise(ran)
                       if b_start < a_end)
     assert overlapping >= 2
     assert not [d for d in docs if d["status"] == "skipped"]
@@ -167,7 +168,7 @@ async def test_sigterm_drains_then_kills_and_records(
     killed = [d for d in docs if d["run_id"] == running["run_id"]]
     assert [d["status"] for d in killed] == ["killed"]
     assert killed[0]["killed_by"] == "worker:solo"
-    gone, alive = psutil.wait_procs(children, timeout=5)
+    _gone, alive = psutil.wait_procs(children, timeout=5)
     assert not alive
     assert (await store.get_prefix(keys.running_of("long")))[0] == []
     assert await store.get(keys.worker("solo")) is None
