@@ -12,6 +12,7 @@ import contextlib
 import json
 import logging
 import os
+import random
 import shutil
 import signal
 import socket
@@ -29,11 +30,33 @@ from ..common import ServiceStartError
 log = logging.getLogger(__name__)
 
 
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
+    """A TCP port that was free a moment ago, outside the ephemeral range.
+
+    Servers that tests stop and start again keep their port; a port from the
+    ephemeral range could meanwhile be taken by any outgoing connection.
+    """
+    low, high = _ephemeral_range()
+    ranges = [r for r in ((10000, low - 1), (high + 1, 65535)) if r[1] - r[0] > 1000]
+    rng = random.SystemRandom()
+    for _ in range(200):
+        start, end = rng.choice(ranges) if ranges else (low, high)
+        port = rng.randint(start, end)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind((host, port))
+            except OSError:
+                continue
+            return port
+    raise ServiceStartError("no free TCP port found")
 
 
 def find_executable(name: str, env_var: str) -> str:

@@ -25,7 +25,7 @@ class Entry:
 class Timetable:
     def __init__(self) -> None:
         self._entries: dict[str, Entry] = {}
-        self._heap: list[tuple[int, int, str]] = []  # (tick, generation, name)
+        self._heap: list[tuple[int, int, str]] = []  # (due, generation, name)
         self._generation = 0
 
     def __len__(self) -> int:
@@ -67,6 +67,15 @@ class Timetable:
             heapq.heappush(self._heap, (entry.next_tick, entry.generation, name))
         return entry.next_tick
 
+    def defer(self, name: str, due_ms: int) -> None:
+        """Make ``name`` due again at ``due_ms`` with the same pending tick (a retry)."""
+        entry = self._entries.get(name)
+        if entry is None or entry.next_tick is None:
+            return
+        self._generation += 1
+        entry.generation = self._generation
+        heapq.heappush(self._heap, (due_ms, entry.generation, name))
+
     def _drop_stale(self) -> None:
         while self._heap:
             _, generation, name = self._heap[0]
@@ -76,22 +85,24 @@ class Timetable:
             heapq.heappop(self._heap)
 
     def next_due(self) -> int | None:
-        """The earliest pending tick (epoch ms), or None if nothing is scheduled."""
+        """When the next job is due (epoch ms), or None if nothing is scheduled."""
         self._drop_stale()
         return self._heap[0][0] if self._heap else None
 
     def pop_due(self, now_ms: int) -> list[tuple[Entry, int]]:
-        """Every (entry, tick) with tick <= now, removed from the heap.
+        """Every (entry, pending tick) due by ``now_ms``, removed from the heap.
 
-        A popped job has no heap entry until ``advance`` gives it its next tick.
+        A popped job has no heap entry until ``advance`` (or ``defer``) puts it back.
         """
         due: list[tuple[Entry, int]] = []
         while True:
             self._drop_stale()
             if not self._heap or self._heap[0][0] > now_ms:
                 return due
-            tick, _, name = heapq.heappop(self._heap)
-            due.append((self._entries[name], tick))
+            _, _, name = heapq.heappop(self._heap)
+            entry = self._entries[name]
+            assert entry.next_tick is not None
+            due.append((entry, entry.next_tick))
 
     def _compact_if_stale(self) -> None:
         # Keep the heap within a small factor of the live entries (bounded memory

@@ -58,6 +58,7 @@ from ._timetable import Timetable
 log = logging.getLogger(__name__)
 
 ON_TIME_MS = 2000  # a tick claimed at most this late is on time (not a misfire)
+PLAN_RETRY_MS = 1000  # while etcd is unreachable, plans are retried this often
 
 
 class KeyedLock:
@@ -130,6 +131,7 @@ class Worker:
         self.info = WorkerInfo(self.id, self.labels, self.clock.now_ms())
         self.ready = asyncio.Event()
         self.draining = False
+        self._drain = asyncio.Event()
         self.counters: dict[str, int] = {
             "claims_won": 0, "claims_lost": 0, "claims_skipped": 0, "claim_errors": 0,
             "ticks_skipped": 0, "runs_started": 0, "runs_finished": 0,
@@ -177,6 +179,7 @@ class Worker:
     async def _shutdown(self, scheduler: asyncio.Task[None]) -> None:
         log.info("worker %s draining: %d runs in progress", self.id, len(self.runs))
         self.draining = True
+        self._drain.set()
         scheduler.cancel()
         # Plans in flight finish (they claim nothing new while draining): a
         # plan cancelled between its claim and its record would leave a gap.
@@ -299,6 +302,7 @@ class Worker:
 
     async def _plan(self, job: Job, tick: int) -> None:
         """Handle every unclaimed tick of ``job`` up to now (``tick`` is the newest due)."""
+        retry = False
         try:
             async with self._job_locks.hold(job.name):
                 def claimed() -> bool:
@@ -311,11 +315,20 @@ class Worker:
                 await self._execute_plan(job)
         except CoordUnavailable as exc:
             self.counters["claim_errors"] += 1
-            log.warning("cannot claim %s@%d: %s", job.name, tick, exc)
+            retry = True
+            # The lease keeper and the mirrors already report the outage once.
+            log.debug("cannot claim %s@%d (%s); retrying until etcd answers", job.name,
+                      tick, exc)
         finally:
             entry = self.timetable.get(job.name)
             if entry is not None and entry.job is job and not self.draining:
-                self.timetable.advance(job.name, max(tick, self.clock.now_ms()))
+                now = self.clock.now_ms()
+                if retry:
+                    # Plan again soon: once etcd answers, the plan covers every
+                    # tick missed meanwhile, by the job's misfire policy.
+                    self.timetable.defer(job.name, now + PLAN_RETRY_MS)
+                else:
+                    self.timetable.advance(job.name, max(tick, now))
                 self._wake.set()
 
     async def _execute_plan(self, job: Job) -> None:
@@ -351,7 +364,14 @@ class Worker:
             return
 
     async def _claim_and_run(self, job: Job, ticks: tuple[int, ...]) -> None:
+        previous: LiveRun | None = None
         for tick in ticks:
+            if previous is not None and previous.task is not None and job.overlap != "allow":
+                # Catching up under forbid/replace: missed ticks run one after
+                # another, not into each other's lock.
+                drain = asyncio.ensure_future(self._drain.wait())
+                await asyncio.wait({previous.task, drain}, return_when=asyncio.FIRST_COMPLETED)
+                drain.cancel()
             if self.draining:
                 return
             rid = run_id(job.name, tick)
@@ -359,19 +379,21 @@ class Worker:
                             started=self.clock.now_ms())
             result = await claim(self.store, self.keys, job, tick, run_id=rid, info=info,
                                  lease=self.lease.lease_id, claimant=self._claimant())
-            self._start_claimed(job, tick, rid, info, result, Trigger.SCHEDULE)
+            trigger = Trigger.CATCH_UP if len(ticks) > 1 or tick < self.clock.now_ms() - (
+                ON_TIME_MS) else Trigger.SCHEDULE
+            previous = self._start_claimed(job, tick, rid, info, result, trigger)
 
     def _start_claimed(self, job: Job, tick: int, rid: str, info: bytes, result: Claim,
-                       trigger: Trigger) -> None:
+                       trigger: Trigger) -> LiveRun | None:
         if result.outcome is Outcome.TAKEN:
             self.counters["claims_lost"] += 1
-            return
+            return None
         if result.outcome is Outcome.SKIP:
             self.counters["claims_skipped"] += 1
             holder = (result.holder or {}).get("run_id", "?")
             self._spawn(self._record_skip(job, tick, reason="overlap", extra={
                 "overlap": "forbid", "running": holder}, trigger=trigger), name=f"skip:{rid}")
-            return
+            return None
         self.counters["claims_won"] += 1
         live = LiveRun(job, tick, rid, trigger, created_revision=result.revision, info=info,
                        output=BoundedOutput(self.settings.output_head_bytes,
@@ -379,6 +401,7 @@ class Worker:
         self.runs[rid] = live
         self._runs_idle.clear()
         live.task = self._spawn(self._run(live, replacing=result.holder), name=f"run:{rid}")
+        return live
 
     async def _record_skip(self, job: Job, tick: int, *, reason: str, extra: dict[str, Any],
                            trigger: Trigger = Trigger.SCHEDULE) -> None:

@@ -1,0 +1,119 @@
+"""etcd outages: no duplicates, missed ticks follow the misfire policy."""
+
+import asyncio
+import datetime as dt
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from cronswarm.common import Settings
+from cronswarm.coord import EtcdStore
+from cronswarm.devservices import EtcdCluster, EtcdServer
+from cronswarm.logstore import MongoLogStore
+from tests.helpers import wait_for_count
+from tests.swarm import assert_once_per_tick, create_job, pause_job, runs_of, seconds, swarm
+
+
+@pytest.fixture
+async def own_etcd(tmp_path: Path) -> AsyncIterator[EtcdServer]:
+    server = EtcdServer(tmp_path / "etcd")
+    server.start()
+    yield server
+    server.stop()
+
+
+async def wait_until_wall(epoch_s: float) -> None:
+    """Wait for a wall-clock instant (the outage scenario's schedule, not a sync)."""
+    await asyncio.sleep(max(0.0, epoch_s - time.time()))
+
+
+@pytest.mark.parametrize(
+    ("policy", "ran_late"),
+    [("skip", set()), ("run_latest", {10}), ("run_all", {5, 10})],
+)
+async def test_etcd_outage_follows_the_misfire_policy(
+    policy: str, ran_late: set[int], settings: Settings, logs: MongoLogStore,
+    own_etcd: EtcdServer,
+) -> None:
+    settings = settings.with_overrides(etcd_endpoints=(own_etcd.endpoint,))
+    store = EtcdStore(settings.etcd_endpoints)
+    try:
+        async with swarm(settings, logs, 2):
+            await create_job(store, logs, settings, name="every5", schedule="*/5 * * * * *",
+                             command="true", misfire=policy, misfire_window=60)
+            await wait_for_count(logs.runs, {"job": "every5", "status": "succeeded"},
+                                 lambda n: n >= 1, timeout=30)
+            # Stop etcd just after a tick T0 and bring it back 12 s later: the
+            # ticks T0+5 and T0+10 fall in the outage, and T0+10 is already ~3 s
+            # old when etcd answers again.
+            t0 = (int(time.time()) // 5 + 1) * 5
+            await wait_until_wall(t0 + 0.5)
+            own_etcd.stop()
+            await wait_until_wall(t0 + 12.5)
+            own_etcd.start()
+            after = {"job": "every5", "status": "succeeded",
+                     "tick": {"$gte": dt.datetime.fromtimestamp(t0 + 15, dt.UTC)}}
+            await wait_for_count(logs.runs, after, lambda n: n >= 1, timeout=30)
+            await pause_job(store, logs, settings, "every5")
+            await wait_for_count(logs.runs, {"job": "every5", "status": "running"},
+                                 lambda n: n == 0, timeout=20)
+        docs = await runs_of(logs, "every5")
+    finally:
+        await store.close()
+    assert_once_per_tick(docs)
+    ran = set(seconds(docs, status="succeeded"))
+    story = [(int(d["tick"].timestamp()) - t0, d["status"], d.get("lag"), d["worker"],
+              d.get("extra")) for d in docs]
+    assert {t0 + s for s in (0, 15)} <= ran, story  # before and after the outage
+    assert {t - t0 for t in ran if t0 < t < t0 + 15} == ran_late, story
+    missed = {5, 10} - ran_late
+    skips = [d for d in docs if d["status"] == "skipped"]
+    if missed:
+        assert len(skips) == 1
+        assert skips[0]["extra"]["skipped_ticks"] == len(missed)
+        assert int(skips[0]["tick"].timestamp()) == t0 + min(missed)
+    else:
+        assert not skips
+    late = [d for d in docs if d["status"] == "succeeded" and t0 < d["tick"].timestamp() < t0 + 15]
+    assert all(d["lag"] > 2 for d in late)  # they ran when etcd came back, not on time
+
+
+async def test_three_member_cluster_survives_a_member_restart(
+    settings: Settings, logs: MongoLogStore, tmp_path: Path
+) -> None:
+    cluster = EtcdCluster(tmp_path / "cluster", size=3)
+    cluster.start()
+    try:
+        settings = settings.with_overrides(etcd_endpoints=tuple(cluster.endpoints))
+        store = EtcdStore(settings.etcd_endpoints)
+        try:
+            async with swarm(settings, logs, 3):
+                created = int(time.time())
+                await create_job(store, logs, settings, name="steady", schedule="* * * * * *",
+                                 command="true", overlap="allow")
+                await wait_for_count(logs.runs, {"job": "steady", "status": "succeeded"},
+                                     lambda n: n >= 5, timeout=30)
+                for victim in cluster.members:  # stop and restart each member in turn
+                    victim.stop()
+                    stopped = time.time()
+                    await wait_for_count(
+                        logs.runs, {"job": "steady", "status": "succeeded", "tick": {
+                            "$gte": dt.datetime.fromtimestamp(stopped + 3, dt.UTC)}},
+                        lambda n: n >= 3, timeout=30)
+                    victim.start()
+                    cluster.wait_healthy(30, [victim])
+                await pause_job(store, logs, settings, "steady")
+                await wait_for_count(logs.runs, {"job": "steady", "status": "running"},
+                                     lambda n: n == 0, timeout=20)
+            docs = await runs_of(logs, "steady")
+        finally:
+            await store.close()
+    finally:
+        cluster.stop()
+    assert_once_per_tick(docs)
+    ticks = seconds(docs)
+    steady = [t for t in ticks if t >= created + 3]
+    assert steady == list(range(steady[0], steady[0] + len(steady))), "a tick was missed"
+    assert all(d["status"] == "succeeded" for d in docs if d["tick"].timestamp() >= created + 3)
