@@ -1,0 +1,64 @@
+"""A worker killed -9 mid-run: its run becomes lost, nothing runs twice."""
+
+import asyncio
+import contextlib
+import json
+import signal
+
+import psutil
+
+from cronswarm.common import Keyspace, Settings
+from cronswarm.coord import EtcdStore
+from cronswarm.logstore import MongoLogStore
+from tests import procs
+from tests.apiclient import running_master
+from tests.helpers import wait_for_count
+from tests.swarm import assert_once_per_tick, create_job, runs_of
+
+
+def job_processes(job: str) -> list[psutil.Process]:
+    found = []
+    for proc in psutil.process_iter():
+        with contextlib.suppress(psutil.Error):
+            if proc.environ().get("CRONSWARM_JOB") == job:
+                found.append(proc)
+    return found
+
+
+async def test_kill_9_marks_the_run_lost_and_others_take_over(
+    settings: Settings, store: EtcdStore, logs: MongoLogStore, keys: Keyspace, admin_token: str,
+) -> None:
+    workers = {wid: await procs.start("worker", settings, CRONSWARM_WORKER_ID=wid)
+               for wid in ("k1", "k2")}
+    try:
+        for proc in workers.values():
+            await proc.wait_for_line("ready with")
+        async with running_master(settings, admin_token):  # its reaper marks lost runs
+            await create_job(store, logs, settings, name="long", schedule="*/2 * * * * *",
+                             command="sleep 30", overlap="forbid")
+            await wait_for_count(logs.runs, {"job": "long", "status": "running"},
+                                 lambda n: n >= 1, timeout=30)
+            kvs, _ = await store.get_prefix(keys.running_of("long"))
+            victim_run = json.loads(kvs[0].value)
+            victim = victim_run["worker"]
+            survivor = "k2" if victim == "k1" else "k1"
+            workers[victim].proc.send_signal(signal.SIGKILL)
+            await workers[victim].proc.wait()
+            record_id = f"{victim_run['run_id']}#1"
+            await wait_for_count(logs.runs, {"_id": record_id, "status": "lost"},
+                                 lambda n: n == 1, timeout=30)
+            await wait_for_count(logs.runs, {"job": "long", "worker": survivor,
+                                             "status": "running"}, lambda n: n >= 1, timeout=30)
+            docs = await runs_of(logs, "long")
+    finally:
+        await asyncio.gather(*(p.stop() for p in workers.values()))
+        for orphan in job_processes("long"):  # the dead worker's job (see README)
+            with contextlib.suppress(psutil.Error):
+                orphan.kill()
+    assert_once_per_tick(docs)
+    lost = [d for d in docs if d["status"] == "lost"]
+    assert [d["_id"] for d in lost] == [record_id]
+    assert lost[0]["worker"] == victim
+    assert "lease expired" in lost[0]["error"]
+    later = [d for d in docs if d["tick"] > lost[0]["tick"] and d["status"] == "running"]
+    assert later and all(d["worker"] == survivor for d in later)
