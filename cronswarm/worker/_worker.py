@@ -133,7 +133,8 @@ class Worker:
         self.draining = False
         self._drain = asyncio.Event()
         self.counters: dict[str, int] = {
-            "claims_won": 0, "claims_lost": 0, "claims_skipped": 0, "claim_errors": 0,
+            "claim_txns": 0, "claims_won": 0, "claims_lost": 0, "claims_skipped": 0,
+            "claim_errors": 0, "handoffs_saved": 0,
             "ticks_skipped": 0, "runs_started": 0, "runs_finished": 0,
         }
         self._wake = asyncio.Event()
@@ -310,7 +311,7 @@ class Worker:
                     return last is not None and last >= tick
 
                 if claimed() or not await self._hand_off(job, job.name, claimed, self.last):
-                    self.counters["claims_lost"] += 1
+                    self.counters["handoffs_saved"] += 1  # no claim sent: already taken
                     return
                 await self._execute_plan(job)
         except CoordUnavailable as exc:
@@ -377,6 +378,7 @@ class Worker:
             rid = run_id(job.name, tick)
             info = run_info(run_id=rid, worker=self.id, lease=self.lease.lease_id, tick=tick,
                             started=self.clock.now_ms())
+            self.counters["claim_txns"] += 1
             result = await claim(self.store, self.keys, job, tick, run_id=rid, info=info,
                                  lease=self.lease.lease_id, claimant=self._claimant())
             trigger = Trigger.CATCH_UP if len(ticks) > 1 or tick < self.clock.now_ms() - (
