@@ -3,6 +3,7 @@
 import asyncio
 import itertools
 import json
+import time
 
 import psutil
 
@@ -172,3 +173,41 @@ async def test_sigterm_drains_then_kills_and_records(
     assert not alive
     assert (await store.get_prefix(keys.running_of("long")))[0] == []
     assert await store.get(keys.worker("solo")) is None
+
+
+async def test_edits_pauses_and_deletes_take_effect_at_once(
+    settings: Settings, store: EtcdStore, logs: MongoLogStore, keys: Keyspace
+) -> None:
+    service = JobService(store, logs, keys)
+    async with swarm(settings, logs, 2):
+        await create_job(store, logs, settings, name="edited", schedule="* * * * * *",
+                         command="echo v1", overlap="allow")
+        await wait_for_count(logs.runs, {"job": "edited", "output": "v1\n"}, lambda n: n >= 2,
+                             timeout=30)
+        edited_at = time.time()
+        await service.patch("edited", {"schedule": "*/3 * * * * *", "command": "echo v2"},
+                            actor="tests", if_match=None)
+        await wait_for_count(logs.runs, {"job": "edited", "output": "v2\n"}, lambda n: n >= 2,
+                             timeout=30)
+        await service.set_enabled("edited", False, actor="tests")
+        paused_at = time.time()
+        await service.set_enabled("edited", True, actor="tests")
+        await wait_for_count(logs.runs, {"job": "edited", "output": "v2\n"}, lambda n: n >= 3,
+                             timeout=30)
+        await service.delete("edited", actor="tests")
+        deleted_at = time.time()
+        # Another job proves the workers are still scheduling after the delete.
+        await create_job(store, logs, settings, name="witness", schedule="* * * * * *",
+                         command="true", overlap="allow")
+        await wait_for_count(logs.runs, {"job": "witness", "status": "succeeded"},
+                             lambda n: n >= 3, timeout=30)
+    docs = await runs_of(logs, "edited")
+    assert_once_per_tick(docs)
+    v2 = [d for d in docs if d["output"] == "v2\n"]
+    assert all(int(d["tick"].timestamp()) % 3 == 0 for d in v2)
+    assert all(d["tick"].timestamp() > edited_at - 1 for d in v2)
+    assert not [d for d in docs if d["output"] == "v1\n" and d["tick"].timestamp() > edited_at + 1]
+    assert not [d for d in docs if d["tick"].timestamp() > deleted_at + 1]
+    # Re-enabling starts from now: the paused interval is not caught up.
+    assert not [d for d in docs if d["trigger"] == "catch_up"]
+    assert paused_at < deleted_at
