@@ -13,6 +13,8 @@ log = logging.getLogger(__name__)
 
 # on_change(name, new, old): new is None for a delete; old is what the mirror
 # held before (None for a new key; without values when keep_values is False).
+_YIELD_EVERY = 500
+
 ChangeCallback = Callable[[str, KeyValue | None, KeyValue | None], None]
 
 
@@ -60,8 +62,12 @@ class PrefixMirror:
         fresh = {kv.key[len(self.prefix):]: kv for kv in kvs}
         for name in [n for n in self.items if n not in fresh]:
             self._apply(name, None)
-        for name, kv in fresh.items():
+        for i, (name, kv) in enumerate(fresh.items()):
             self._apply(name, kv)
+            if i % _YIELD_EVERY == _YIELD_EVERY - 1:
+                # A big snapshot (100,000 jobs) must not starve the event loop:
+                # the lease keep-alive runs on it too.
+                await asyncio.sleep(0)
         self.revision = revision
         self._notify()
 
