@@ -124,7 +124,7 @@ async def test_preview_and_health(api: Api) -> None:
     assert all(t.endswith(("+01:00", "+02:00")) for t in (await resp.json())["next"])
     resp = await api.call("GET", "/api/preview?expr=99+*+*+*+*")
     assert resp.status == 400
-    assert (await resp.json())["error"]["fields"][0]["field"] == "schedule"
+    assert (await resp.json())["error"]["fields"][0]["field"] == "expr"
     assert (await api.as_token(None).call("GET", "/healthz")).status == 200
     ready = await api.as_token(None).call("GET", "/readyz")
     assert ready.status == 200
