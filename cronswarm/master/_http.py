@@ -19,8 +19,9 @@ from ..common import (
     ServiceUnavailable,
     Settings,
     ValidationError,
+    validate_name,
 )
-from ..coord import CoordStore, PrefixMirror
+from ..coord import CoordStore, KeyValue, PrefixMirror
 from ..logstore import LogStore
 from ._auth import Principal, Role, TokenStore, split_token
 from ._jobs import JobService
@@ -125,10 +126,22 @@ def bearer_token(request: web.Request) -> str | None:
     return token.strip()
 
 
-def authenticate_token(request: web.Request, token: str) -> Principal:
-    mirror = request.app[TOKEN_MIRROR]
+async def token_record(request: web.Request, token_id: str) -> KeyValue | None:
+    """A token's stored record: from the mirror, or from etcd when the mirror has
+    not seen it yet (a token created a moment ago, maybe through another master)."""
+    found = request.app[TOKEN_MIRROR].items.get(token_id)
+    if found is None:
+        found = await request.app[COORD].get(request.app[TOKENS].keys.token(token_id))
+    return found
+
+
+async def authenticate_token(request: web.Request, token: str) -> Principal:
     token_id, _ = split_token(token)
-    return TokenStore.verify(token, mirror.items.get(token_id))
+    try:
+        validate_name(token_id, "token_id")
+    except ValidationError:
+        raise AuthError("malformed token") from None
+    return TokenStore.verify(token, await token_record(request, token_id))
 
 
 def principal(request: web.Request) -> Principal:

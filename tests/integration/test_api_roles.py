@@ -14,30 +14,30 @@ from tests.apiclient import Api, running_master
 from tests.conftest import make_token
 
 JOB = {"name": "nightly", "schedule": "0 2 * * *", "command": "echo backup"}
-V, O, A = Role.VIEWER, Role.OPERATOR, Role.ADMIN
+VIEW, OPER, ADMIN = Role.VIEWER, Role.OPERATOR, Role.ADMIN
 
 # (method, path, body, the weakest role allowed, its success status)
 ENDPOINTS: list[tuple[str, str, Any, Role, int]] = [
-    ("GET", "/api/me", None, V, 200),
-    ("GET", "/api/jobs", None, V, 200),
-    ("POST", "/api/jobs", {**JOB, "name": "other"}, A, 201),
-    ("GET", "/api/jobs/nightly", None, V, 200),
-    ("PUT", "/api/jobs/nightly", {"schedule": "0 3 * * *", "command": "x"}, A, 200),
-    ("PATCH", "/api/jobs/nightly", {"command": "echo v2"}, A, 200),
-    ("PATCH", "/api/jobs/nightly", {"enabled": False}, O, 200),
-    ("DELETE", "/api/jobs/nightly", None, A, 204),
-    ("POST", "/api/jobs/nightly/pause", None, O, 200),
-    ("POST", "/api/jobs/nightly/resume", None, O, 200),
-    ("POST", "/api/jobs/nightly/run", None, O, 202),
-    ("POST", "/api/jobs/nightly/kill", {}, O, 202),
-    ("GET", "/api/runs", None, V, 200),
-    ("GET", "/api/runs/nightly@1000", None, V, 404),
-    ("GET", "/api/workers", None, V, 200),
-    ("GET", "/api/preview?expr=0+2+*+*+*", None, V, 200),
-    ("GET", "/api/tokens", None, A, 200),
-    ("POST", "/api/tokens", {"name": "ci", "role": "viewer"}, A, 201),
-    ("DELETE", "/api/tokens/0123456789ab", None, A, 404),
-    ("GET", "/api/audit", None, A, 200),
+    ("GET", "/api/me", None, VIEW, 200),
+    ("GET", "/api/jobs", None, VIEW, 200),
+    ("POST", "/api/jobs", {**JOB, "name": "other"}, ADMIN, 201),
+    ("GET", "/api/jobs/nightly", None, VIEW, 200),
+    ("PUT", "/api/jobs/nightly", {"schedule": "0 3 * * *", "command": "x"}, ADMIN, 200),
+    ("PATCH", "/api/jobs/nightly", {"command": "echo v2"}, ADMIN, 200),
+    ("PATCH", "/api/jobs/nightly", {"enabled": False}, OPER, 200),
+    ("DELETE", "/api/jobs/nightly", None, ADMIN, 204),
+    ("POST", "/api/jobs/nightly/pause", None, OPER, 200),
+    ("POST", "/api/jobs/nightly/resume", None, OPER, 200),
+    ("POST", "/api/jobs/nightly/run", None, OPER, 202),
+    ("POST", "/api/jobs/nightly/kill", {}, OPER, 202),
+    ("GET", "/api/runs", None, VIEW, 200),
+    ("GET", "/api/runs/nightly@1000", None, VIEW, 404),
+    ("GET", "/api/workers", None, VIEW, 200),
+    ("GET", "/api/preview?expr=0+2+*+*+*", None, VIEW, 200),
+    ("GET", "/api/tokens", None, ADMIN, 200),
+    ("POST", "/api/tokens", {"name": "ci", "role": "viewer"}, ADMIN, 201),
+    ("DELETE", "/api/tokens/0123456789ab", None, ADMIN, 404),
+    ("GET", "/api/audit", None, ADMIN, 200),
 ]
 
 
