@@ -2,14 +2,27 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+
 from aiohttp import web
 
 from ..common import FieldReader, NotFoundError, validate_name
 from ..logstore import AuditEntry
 from ._auth import Role
-from ._http import JOBS, LOGS, TOKENS, json_response, read_object, require
+from ._http import (
+    JOBS,
+    LOGS,
+    SETTINGS,
+    TOKEN_MIRROR,
+    TOKENS,
+    json_response,
+    read_object,
+    require,
+)
 from ._jobs import write_audit
 
+log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
 
 ROLES = tuple(r.label for r in Role)
@@ -44,6 +57,13 @@ async def revoke_token(request: web.Request) -> web.Response:
     record = await request.app[TOKENS].revoke(token_id)
     if record is None:
         raise NotFoundError("token", token_id)
+    # This master refuses the token before answering; others within a watch event.
+    mirror = request.app[TOKEN_MIRROR]
+    try:
+        async with asyncio.timeout(request.app[SETTINGS].etcd_timeout):
+            await mirror.wait_for(lambda: token_id not in mirror.items)
+    except TimeoutError:
+        log.warning("token %s revoked, but this master's mirror has not seen it yet", token_id)
     await write_audit(request.app[LOGS], AuditEntry(
         request.app[JOBS].clock.now_ms(), who.actor, "token.revoke",
         f"token:{token_id}", record.to_public(), None))
