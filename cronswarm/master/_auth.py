@@ -4,7 +4,8 @@ A token reads ``cs_<id>_<secret>``. Only a SHA-256 of the secret is stored,
 at ``/tokens/<id>`` in etcd (the secret has 256 random bits, so a fast hash
 is enough); the full token is shown once, when it is created. There is no
 default token: the first admin token is created with direct etcd access
-(``cronswarm token create --role admin``, which ``cronswarm up`` runs once).
+(``cronswarm token create --bootstrap --role admin``; ``cronswarm up`` does
+the same once).
 """
 
 from __future__ import annotations

@@ -10,6 +10,8 @@ import asyncio
 import sys
 from pathlib import Path
 
+import pytest
+
 from cronswarm.common import Settings
 from cronswarm.logstore import MongoLogStore
 from tests.apiclient import running_master
@@ -48,6 +50,8 @@ async def schemathesis(base: str, token: str, cwd: Path, *args: str) -> str:
     return report
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(480)  # two schemathesis runs of at most 240 s each; ~80 s usually
 async def test_fuzz_finds_no_server_error_and_no_schema_violation(
     settings: Settings, admin_token: str, logs: MongoLogStore, tmp_path: Path
 ) -> None:
