@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from pymongo.asynchronous.collection import AsyncCollection
+
+from cronswarm.coord import CoordStore, KeyValue, PrefixMirror
 
 
 async def wait_for_count(
@@ -31,3 +34,24 @@ async def wait_for_count(
     except TimeoutError:
         raise TimeoutError(f"condition not met within {timeout}s (count={count})") from None
     return count
+
+
+async def wait_for_prefix(
+    store: CoordStore, prefix: str, done: Callable[[dict[str, KeyValue]], bool], *,
+    timeout: float,
+) -> dict[str, KeyValue]:
+    """Wait (on an etcd watch) until ``done(keys under prefix)``; returns them."""
+    mirror = PrefixMirror(store, prefix)
+    task = asyncio.create_task(mirror.run())
+    try:
+        async with asyncio.timeout(timeout):
+            await mirror.ready.wait()
+            await mirror.wait_for(lambda: done(mirror.items))
+    except TimeoutError:
+        raise TimeoutError(f"{prefix}: condition not met within {timeout}s "
+                           f"(keys: {sorted(mirror.items)})") from None
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    return dict(mirror.items)

@@ -16,6 +16,7 @@ from ._errors import (
     ServiceUnavailable,
     ValidationError,
 )
+from ._fields import FieldReader
 from ._job import (
     MISFIRE_POLICIES,
     OVERLAP_POLICIES,
@@ -38,6 +39,7 @@ __all__ = [
     "CronSchedule",
     "CronswarmError",
     "FieldProblem",
+    "FieldReader",
     "HttpRequest",
     "Job",
     "Keyspace",

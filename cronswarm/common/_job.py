@@ -244,7 +244,7 @@ class Job:
         command = r.string("command", None, max_len=65536)
         http = r.nested("http", HttpRequest.from_dict, None)
         if "http" not in r.data or r.data.get("http") is None:
-            if command is None and "command" not in r.data:
+            if command is None and r.data.get("command") is None:
                 r.fail("command", "is required (or give 'http' for an HTTP job)")
         elif command is not None:
             r.fail("http", "give either 'command' or 'http', not both")

@@ -41,7 +41,7 @@ def run_id(job: str, tick_ms: int) -> str:
 def parse_run_id(value: str) -> tuple[str, int]:
     """Inverse of ``run_id``; raises ValueError when ``value`` is not one."""
     name, sep, tick = value.rpartition("@")
-    if not sep or not tick.isdigit():
+    if not sep or not (tick.isascii() and tick.isdigit()):
         raise ValueError(f"{value!r} is not a run id (<job>@<tick>)")
     validate_name(name)
     return name, int(tick)

@@ -15,9 +15,10 @@ from aiohttp import web
 from ..common import AuthError, Keyspace, Settings, SystemClock
 from ..coord import CoordStore, EtcdStore, PrefixMirror
 from ..logstore import LogStore, MongoLogStore
-from . import _api, _pages
+from . import _api, _api_jobs, _api_tokens, _openapi, _pages
 from ._auth import Principal, TokenRecord, TokenStore
 from ._http import (
+    AUTH_FAILURE,
     COORD,
     JOBS,
     LOGS,
@@ -31,32 +32,70 @@ from ._http import (
     authenticate_token,
     bearer_token,
     error_middleware,
+    token_record,
 )
 from ._jobs import JobService
 from ._reaper import LostRunReaper
-from ._session import COOKIE, load_session_key, read_session
+from ._session import (
+    COOKIE,
+    CSRF_FIELD,
+    CSRF_HEADER,
+    check_csrf,
+    load_session_key,
+    read_session,
+)
 
 log = logging.getLogger(__name__)
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 
 
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+_FORMS = ("application/x-www-form-urlencoded", "multipart/form-data")
+
+
+async def presented_csrf(request: web.Request) -> str | None:
+    """The CSRF token a request carries: the ``X-CSRF-Token`` header or a form field."""
+    header = request.headers.get(CSRF_HEADER)
+    if header:
+        return header
+    if request.content_type in _FORMS:
+        value = (await request.post()).get(CSRF_FIELD)
+        return value if isinstance(value, str) else None
+    return None
+
+
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Attach the caller (bearer token, or dashboard session) to the request."""
-    token = bearer_token(request)
-    if token is not None:
-        request[PRINCIPAL] = authenticate_token(request, token)
+    """Attach the caller (bearer token, or dashboard session) to the request.
+
+    A session cookie is ambient authority, so every state-changing request it
+    authenticates must also carry the session's CSRF token (the login form,
+    which has no session yet, checks its own nonce). Bearer tokens are never
+    sent by a browser on its own, so they need none.
+    """
+    if request.headers.get("Authorization"):
+        try:
+            token = bearer_token(request)
+            if token is not None:
+                request[PRINCIPAL] = await authenticate_token(request, token)
+        except AuthError as exc:
+            # Raised by the first route that needs a caller: public ones (probes,
+            # the OpenAPI document) answer whatever the header says.
+            request[AUTH_FAILURE] = exc
     elif (cookie := request.cookies.get(COOKIE)) is not None:
         try:
             token_id = read_session(request.app[SESSION_KEY], cookie,
                                     request.app[JOBS].clock.now_ms())
-            kv = request.app[TOKEN_MIRROR].items.get(token_id)
+            kv = await token_record(request, token_id)
             if kv is not None:
                 record = TokenRecord.decode(kv, token_id)
                 request[PRINCIPAL] = Principal(token_id, record.name, record.role)
         except AuthError:
             pass  # an invalid session is no session: pages redirect to the login
+        if (request.get(PRINCIPAL) is not None and request.method not in SAFE_METHODS
+                and request.path != "/login"):
+            check_csrf(request.app[SESSION_KEY], cookie, await presented_csrf(request))
     return await handler(request)
 
 
@@ -83,7 +122,7 @@ def create_app(
 ) -> web.Application:
     """The master app. Pass ``store``/``logs`` to share clients (the caller closes them)."""
     app = web.Application(
-        middlewares=[error_middleware, security_headers, auth_middleware],
+        middlewares=[security_headers, error_middleware, auth_middleware],
         client_max_size=2 << 20,
     )
     app[SETTINGS] = settings
@@ -135,6 +174,9 @@ def create_app(
 
     app.cleanup_ctx.append(services)
     app.router.add_routes(_api.routes)
+    app.router.add_routes(_api_jobs.routes)
+    app.router.add_routes(_api_tokens.routes)
+    app.router.add_routes(_openapi.routes)
     app.router.add_routes(_pages.routes)
     app.router.add_static("/static/", WEB_DIR / "static", name="static")
     return app

@@ -4,7 +4,8 @@ A token reads ``cs_<id>_<secret>``. Only a SHA-256 of the secret is stored,
 at ``/tokens/<id>`` in etcd (the secret has 256 random bits, so a fast hash
 is enough); the full token is shown once, when it is created. There is no
 default token: the first admin token is created with direct etcd access
-(``cronswarm token create --role admin``, which ``cronswarm up`` runs once).
+(``cronswarm token create --bootstrap --role admin``; ``cronswarm up`` does
+the same once).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from ..common import AuthError, Keyspace, PermissionDenied, ValidationError
 from ..coord import Compare, CoordStore, KeyValue, Put
 
 TOKEN_PREFIX = "cs_"  # noqa: S105 - a format marker, not a secret
-_TOKEN_NAME_RE = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
+TOKEN_NAME_RE = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
 
 
 class Role(IntEnum):
@@ -111,7 +112,7 @@ class TokenStore:
     async def create(self, *, name: str, role: Role, created_by: str, now_ms: int
                      ) -> tuple[str, TokenRecord]:
         """A new token; returns the full token string (shown once) and its record."""
-        if not _TOKEN_NAME_RE.match(name):
+        if not TOKEN_NAME_RE.match(name):
             raise ValidationError.single(
                 "name", "must be 1-64 letters, digits, '-', '_', '.', '@'")
         token_id = secrets.token_hex(6)

@@ -19,12 +19,14 @@ from ..common import (
     ServiceUnavailable,
     Settings,
     ValidationError,
+    validate_name,
 )
-from ..coord import CoordStore, PrefixMirror
+from ..coord import CoordStore, KeyValue, PrefixMirror
 from ..logstore import LogStore
 from ._auth import Principal, Role, TokenStore, split_token
 from ._jobs import JobService
 from ._reaper import LostRunReaper
+from ._session import CsrfRejected
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +40,7 @@ SESSION_KEY = web.AppKey("session_key", bytes)
 REAPER = web.AppKey("reaper", LostRunReaper)
 
 PRINCIPAL = web.RequestKey("principal", Principal)
+AUTH_FAILURE = web.RequestKey("auth_failure", AuthError)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -64,6 +67,8 @@ def error_response(status: int, code: str, message: str,
 def map_error(exc: CronswarmError) -> web.Response:
     if isinstance(exc, ValidationError):
         return error_response(400, "invalid", str(exc), [p.as_dict() for p in exc.problems])
+    if isinstance(exc, CsrfRejected):
+        return error_response(403, "csrf", str(exc))
     if isinstance(exc, AuthError):
         return error_response(401, "unauthenticated", str(exc),
                               headers={"WWW-Authenticate": 'Bearer realm="cronswarm"'})
@@ -80,20 +85,33 @@ def map_error(exc: CronswarmError) -> web.Response:
     return error_response(500, "error", str(exc))
 
 
+_HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "too_large",
+               415: "unsupported_media_type"}
+
+
+def is_api_path(path: str) -> bool:
+    """Paths answered with JSON (errors included); the rest is the dashboard."""
+    return path.startswith("/api/") or path in ("/api", "/healthz", "/readyz")
+
+
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Typed errors become JSON for the API; anything unexpected is a logged 500."""
     try:
         return await handler(request)
     except CronswarmError as exc:
-        if not request.path.startswith("/api/") and isinstance(exc, AuthError):
-            raise web.HTTPFound("/login?next=" + request.path_qs) from exc
+        if not is_api_path(request.path):
+            if isinstance(exc, CsrfRejected):
+                return web.Response(status=403, text=f"403 Forbidden: {exc}")
+            if isinstance(exc, AuthError):
+                raise web.HTTPFound("/login?next=" + request.path_qs) from exc
         return map_error(exc)
     except web.HTTPException as exc:
-        if request.path.startswith("/api/") and exc.status >= 400:
-            code = {404: "not_found", 405: "method_not_allowed",
-                    413: "too_large"}.get(exc.status, "http_error")
-            return error_response(exc.status, code, exc.reason)
+        if is_api_path(request.path) and exc.status >= 400:
+            code = _HTTP_CODES.get(exc.status, "http_error")
+            allow = exc.headers.get("Allow")
+            return error_response(exc.status, code, exc.reason,
+                                  headers={"Allow": allow} if allow is not None else None)
         raise
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
@@ -110,16 +128,31 @@ def bearer_token(request: web.Request) -> str | None:
     return token.strip()
 
 
-def authenticate_token(request: web.Request, token: str) -> Principal:
-    mirror = request.app[TOKEN_MIRROR]
+async def token_record(request: web.Request, token_id: str) -> KeyValue | None:
+    """A token's stored record: from the mirror, or from etcd when the mirror has
+    not seen it yet (a token created a moment ago, maybe through another master)."""
+    found = request.app[TOKEN_MIRROR].items.get(token_id)
+    if found is None:
+        found = await request.app[COORD].get(request.app[TOKENS].keys.token(token_id))
+    return found
+
+
+async def authenticate_token(request: web.Request, token: str) -> Principal:
     token_id, _ = split_token(token)
-    return TokenStore.verify(token, mirror.items.get(token_id))
+    try:
+        validate_name(token_id, "token_id")
+    except ValidationError:
+        raise AuthError("malformed token") from None
+    return TokenStore.verify(token, await token_record(request, token_id))
 
 
 def principal(request: web.Request) -> Principal:
     """The authenticated caller; raises AuthError when there is none."""
     found: Principal | None = request.get(PRINCIPAL)
     if found is None:
+        failure = request.get(AUTH_FAILURE)
+        if failure is not None:
+            raise AuthError(str(failure))
         raise AuthError("authentication required: send 'Authorization: Bearer <token>'")
     return found
 
@@ -142,3 +175,13 @@ async def read_json(request: web.Request, *, optional: bool = False) -> Any:
         return await request.json()
     except (ValueError, UnicodeDecodeError) as exc:
         raise ValidationError.single("body", f"is not valid JSON: {exc}") from exc
+    except RecursionError:
+        raise ValidationError.single("body", "is nested too deeply") from None
+
+
+async def read_object(request: web.Request, *, optional: bool = False) -> dict[str, Any]:
+    """The JSON body, which must be an object (``{}`` when optional and absent)."""
+    body = await read_json(request, optional=optional)
+    if not isinstance(body, dict):
+        raise ValidationError.single("body", "must be a JSON object")
+    return body

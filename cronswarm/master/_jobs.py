@@ -22,6 +22,7 @@ from ..common import (
     SystemClock,
     ValidationError,
     encode_tick,
+    parse_run_id,
     run_id,
     validate_name,
 )
@@ -44,14 +45,19 @@ class StoredJob:
 
 
 def parse_etag(value: str | None) -> int | None:
-    """The revision in an ``If-Match`` header (``"123"`` or ``123``); None if absent."""
+    """The revision in an ``If-Match`` header (``"123"`` or ``123``).
+
+    None when the header is absent or ``*`` (any current version).
+    """
     if value is None:
         return None
     text = value.strip()
+    if text == "*":
+        return None
     if text.startswith("W/"):
         text = text[2:]
     text = text.strip('"')
-    if not text.isdigit():
+    if not (text.isascii() and text.isdigit()) or len(text) > 19:
         raise ValidationError.single("If-Match", "must be an ETag returned by this API")
     return int(text)
 
@@ -88,9 +94,22 @@ class JobService:
         kvs, _ = await self.store.get_prefix(prefix)
         return [_json(kv) for kv in kvs]
 
+    async def running_keys(self) -> list[KeyValue]:
+        """Every ``/running/<job>/<run id>`` key (one read for all jobs)."""
+        kvs, _ = await self.store.get_prefix(self.keys.running_dir)
+        return kvs
+
     async def workers(self) -> list[dict[str, Any]]:
+        """Registered workers (alive: their keys live on their leases), by id."""
         kvs, _ = await self.store.get_prefix(self.keys.workers)
-        return sorted((_json(kv) for kv in kvs), key=lambda w: str(w.get("id")))
+        out = []
+        for kv in kvs:
+            info = _json(kv)
+            if "raw" in info or not isinstance(info.get("id"), str):
+                log.warning("skipping unreadable worker entry %s", kv.key)
+                continue
+            out.append(info)
+        return sorted(out, key=lambda w: str(w["id"]))
 
     # -- writes ---------------------------------------------------------------
 
@@ -158,7 +177,10 @@ class JobService:
             [],
         )
         if not result.succeeded:
-            raise PreconditionFailed(f"job {name!r} changed since revision {expected}")
+            if if_match is not None:
+                raise PreconditionFailed(
+                    f"job {name!r} changed since revision {if_match}; reload and retry")
+            raise ConflictError(f"job {name!r} changed meanwhile; retry")
         await self._audit(actor, "job.delete", name, current.job.to_dict(), None)
 
     async def set_enabled(self, name: str, enabled: bool, *, actor: str,
@@ -186,17 +208,30 @@ class JobService:
 
     async def kill(self, name: str, *, actor: str, target_run: str | None = None,
                    reason: str = "kill requested") -> list[str]:
-        """Ask the workers to stop the job's live runs (or one of them)."""
+        """Ask the workers to stop the job's live runs (or one of them).
+
+        Returns the run ids asked to stop. Workers stop only runs that started
+        before the request, so when none is alive nothing is written.
+        """
         await self.get(name)
+        if target_run is not None:
+            try:
+                owner, _ = parse_run_id(target_run)
+            except (ValueError, ValidationError):
+                raise ValidationError.single(
+                    "run_id", f"{target_run!r} is not a run id (<job>@<tick>)") from None
+            if owner != name:
+                raise ValidationError.single("run_id", f"is a run of {owner!r}, not of {name!r}")
         running = [r for r in await self.running(name)
                    if target_run is None or r.get("run_id") == target_run]
         if target_run is not None and not running:
             raise NotFoundError("running run", target_run)
-        lease = await self.store.grant_lease(REQUEST_TTL)
-        body = json.dumps({"run_id": target_run, "by": actor, "reason": reason,
-                           "at": self.clock.now_ms()}).encode()
-        await self.store.put(self.keys.killer(name), body, lease=lease)
-        runs = [str(r.get("run_id")) for r in running]
+        if running:
+            lease = await self.store.grant_lease(REQUEST_TTL)
+            body = json.dumps({"run_id": target_run, "by": actor, "reason": reason,
+                               "at": self.clock.now_ms()}).encode()
+            await self.store.put(self.keys.killer(name), body, lease=lease)
+        runs = sorted(str(r.get("run_id")) for r in running)
         await self._audit(actor, "job.kill", name, None, None,
                           {"run_id": target_run, "runs": runs})
         return runs

@@ -10,10 +10,22 @@ import aiohttp_jinja2
 from aiohttp import web
 
 from ..common import AuthError, from_ms
-from ..logstore import LogStoreUnavailable
-from ._auth import Role, TokenStore, split_token
-from ._http import JOBS, LOGS, PRINCIPAL, SESSION_KEY, TOKEN_MIRROR, principal
-from ._session import COOKIE, SESSION_TTL_MS, check_csrf, csrf_token, make_session
+from ..logstore import AuditEntry, LogStoreUnavailable
+from ._auth import Role
+from ._http import JOBS, LOGS, PRINCIPAL, SESSION_KEY, authenticate_token, principal
+from ._jobs import write_audit
+from ._session import (
+    COOKIE,
+    CSRF_FIELD,
+    LOGIN_COOKIE,
+    LOGIN_TTL_S,
+    SESSION_TTL_MS,
+    check_csrf,
+    csrf_token,
+    login_csrf_token,
+    login_nonce,
+    make_session,
+)
 
 routes = web.RouteTableDef()
 
@@ -57,41 +69,58 @@ async def jobs_page(request: web.Request) -> dict[str, Any]:
     return {**_base_context(request), "jobs": jobs, "last": last, "logs_error": logs_error}
 
 
+def _render_login(request: web.Request, *, error: str | None, target: str,
+                  status: int = 200) -> web.Response:
+    """The login form, with a CSRF nonce cookie (kept if the browser has one)."""
+    nonce = request.cookies.get(LOGIN_COOKIE) or login_nonce()
+    context = {**_base_context(request), "error": error, "next": target,
+               "login_csrf": login_csrf_token(request.app[SESSION_KEY], nonce)}
+    response = aiohttp_jinja2.render_template("login.html", request, context, status=status)
+    response.set_cookie(LOGIN_COOKIE, nonce, max_age=LOGIN_TTL_S, httponly=True,
+                        samesite="Strict", path="/login", secure=request.secure)
+    return response
+
+
 @routes.get("/login", name="login")
-@aiohttp_jinja2.template("login.html")
-async def login_page(request: web.Request) -> dict[str, Any]:
-    return {**_base_context(request), "error": None,
-            "next": _safe_next(request.query.get("next"))}
+async def login_page(request: web.Request) -> web.Response:
+    return _render_login(request, error=None, target=_safe_next(request.query.get("next")))
 
 
 @routes.post("/login")
 async def login(request: web.Request) -> web.StreamResponse:
     form = await request.post()
+    nonce = request.cookies.get(LOGIN_COOKIE, "")
+    check_csrf(request.app[SESSION_KEY], "login:" + nonce if nonce else "",
+               str(form.get(CSRF_FIELD, "")))
     token = str(form.get("token", "")).strip()
     target = _safe_next(str(form.get("next", "/")))
     try:
-        token_id, _ = split_token(token)
-        who = TokenStore.verify(token, request.app[TOKEN_MIRROR].items.get(token_id))
+        who = await authenticate_token(request, token)
     except AuthError:
-        context = {**_base_context(request), "error": "That token is not valid.",
-                   "next": target}
-        return aiohttp_jinja2.render_template("login.html", request, context, status=401)
+        return _render_login(request, error="That token is not valid.", target=target,
+                             status=401)
     now = request.app[JOBS].clock.now_ms()
-    response = web.HTTPSeeOther(target)
+    await write_audit(request.app[LOGS], AuditEntry(now, who.actor, "session.login",
+                                                    f"token:{who.token_id}"))
+    response = web.Response(status=303, headers={"Location": target})
     response.set_cookie(
         COOKIE, make_session(request.app[SESSION_KEY], who.token_id, now),
         max_age=SESSION_TTL_MS // 1000, httponly=True, samesite="Strict", path="/",
         secure=request.secure,
     )
+    response.del_cookie(LOGIN_COOKIE, path="/login")
     return response
 
 
 @routes.post("/logout")
 async def logout(request: web.Request) -> web.StreamResponse:
-    form = await request.post()
-    check_csrf(request.app[SESSION_KEY], request.cookies.get(COOKIE, ""),
-               str(form.get("csrf", "")))
-    response = web.HTTPSeeOther("/login")
+    # The auth middleware has checked the CSRF token of a live session.
+    who = request.get(PRINCIPAL)
+    if who is not None:
+        await write_audit(request.app[LOGS], AuditEntry(
+            request.app[JOBS].clock.now_ms(), who.actor, "session.logout",
+            f"token:{who.token_id}"))
+    response = web.Response(status=303, headers={"Location": "/login"})
     response.del_cookie(COOKIE, path="/")
     return response
 

@@ -1,5 +1,10 @@
 """Dashboard sessions and CSRF tokens, signed with a key shared by all masters.
 
+Every state-changing request of the dashboard carries a CSRF token tied to
+the session (a form field ``csrf`` or an ``X-CSRF-Token`` header); the login
+form, which has no session yet, uses a nonce cookie set with the form. A bad
+or missing token is a 403 (``CsrfRejected``), never a login redirect.
+
 The session cookie holds the id of the API token the user logged in with and
 an expiry, signed with HMAC-SHA256; every request re-checks the token, so
 revoking it ends the session. The signing key comes from
@@ -15,11 +20,19 @@ import hmac
 import json
 import secrets
 
-from ..common import AuthError, Keyspace
+from ..common import AuthError, CronswarmError, Keyspace
 from ..coord import Compare, CoordStore, Put
 
 COOKIE = "cronswarm_session"
+LOGIN_COOKIE = "cronswarm_login"  # the login form's CSRF nonce
 SESSION_TTL_MS = 12 * 3600 * 1000
+LOGIN_TTL_S = 3600
+CSRF_FIELD = "csrf"
+CSRF_HEADER = "X-CSRF-Token"
+
+
+class CsrfRejected(CronswarmError):
+    """A state-changing dashboard request without a valid CSRF token."""
 
 
 async def load_session_key(store: CoordStore, keys: Keyspace, configured: str | None) -> bytes:
@@ -62,9 +75,20 @@ def read_session(key: bytes, value: str, now_ms: int) -> str:
 
 
 def csrf_token(key: bytes, session: str) -> str:
+    """The CSRF token of a session cookie (or of a login nonce)."""
     return _sign(key, b"csrf:" + session.encode())
 
 
+def login_nonce() -> str:
+    return secrets.token_urlsafe(24)
+
+
+def login_csrf_token(key: bytes, nonce: str) -> str:
+    return csrf_token(key, "login:" + nonce)
+
+
 def check_csrf(key: bytes, session: str, presented: str | None) -> None:
-    if not presented or not hmac.compare_digest(presented, csrf_token(key, session)):
-        raise AuthError("missing or invalid CSRF token; reload the page and retry")
+    """Raise CsrfRejected unless ``presented`` is the token of ``session``."""
+    if not session or not presented or not hmac.compare_digest(
+            presented.encode(), csrf_token(key, session).encode()):
+        raise CsrfRejected("missing or invalid CSRF token; reload the page and retry")

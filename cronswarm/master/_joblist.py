@@ -1,0 +1,103 @@
+"""The jobs list: filters, pages and the per-job view (pure functions).
+
+The view joins three sources that no master caches: the job and its
+revision (etcd), the runs alive now (etcd ``/running/``), and the last run
+record (MongoDB).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ..common import CronSchedule, RunRecord, ValidationError
+from ..coord import KeyValue
+from ._jobs import StoredJob
+
+NEVER = "never"  # the last-run status filter for jobs that have no run yet
+
+
+@dataclass(frozen=True, slots=True)
+class JobFilter:
+    """Filters of ``GET /api/jobs``, combined with AND."""
+
+    name: str | None = None  # substring of the name, case-insensitive
+    enabled: bool | None = None
+    last_status: str | None = None  # a RunStatus value, or NEVER
+    target: tuple[str, str] | None = None  # a label the job targets
+    limit: int = 100
+    cursor: str | None = None  # the last name of the previous page
+
+    def keeps(self, job: StoredJob) -> bool:
+        """Whether ``job`` passes the filters that need no run history."""
+        if self.name is not None and self.name.lower() not in job.job.name.lower():
+            return False
+        if self.enabled is not None and job.job.enabled is not self.enabled:
+            return False
+        if self.target is not None:
+            key, value = self.target
+            if job.job.targets.get(key) != value:
+                return False
+        return True
+
+    def keeps_last(self, last: RunRecord | None) -> bool:
+        if self.last_status is None:
+            return True
+        if last is None:
+            return self.last_status == NEVER
+        return last.status.value == self.last_status
+
+
+def page(jobs: Sequence[StoredJob], cursor: str | None, limit: int
+         ) -> tuple[list[StoredJob], str | None]:
+    """One page of ``jobs`` (sorted by name) after ``cursor``, and the next cursor."""
+    rest = [j for j in jobs if cursor is None or j.job.name > cursor]
+    chosen = rest[:limit]
+    next_cursor = chosen[-1].job.name if len(rest) > limit else None
+    return chosen, next_cursor
+
+
+def next_fire(stored: StoredJob, now_ms: int) -> int | None:
+    """The job's next scheduled instant after ``now_ms``; None when paused or never."""
+    if not stored.job.enabled:
+        return None
+    try:
+        return CronSchedule.parse(stored.job.schedule, stored.job.timezone).next_after(now_ms)
+    except ValidationError:
+        return None
+
+
+def running_by_job(kvs: Iterable[KeyValue], running_dir: str) -> dict[str, list[str]]:
+    """Run ids alive now, by job, from the keys ``<running_dir><job>/<run id>``."""
+    out: dict[str, list[str]] = {}
+    for kv in kvs:
+        name, sep, run = kv.key[len(running_dir):].partition("/")
+        if sep and run:
+            out.setdefault(name, []).append(run)
+    return {name: sorted(runs) for name, runs in out.items()}
+
+
+def last_run_view(run: RunRecord | None) -> dict[str, Any] | None:
+    if run is None:
+        return None
+    return {"run_id": run.run_id, "record_id": run.record_id, "attempt": run.attempt,
+            "status": run.status.value, "tick": run.tick, "started": run.started,
+            "ended": run.ended, "worker": run.worker}
+
+
+def job_view(stored: StoredJob, *, now_ms: int, last: RunRecord | None,
+             running: Sequence[str]) -> dict[str, Any]:
+    """The API's job object: the job, its revision, next fire, last run, live runs."""
+    body = stored.job.to_dict()
+    body["revision"] = stored.revision
+    body["next_fire"] = next_fire(stored, now_ms)
+    body["last_run"] = last_run_view(last)
+    body["running"] = list(running)
+    return body
+
+
+def views(jobs: Sequence[StoredJob], *, now_ms: int, last: Mapping[str, RunRecord],
+          running: Mapping[str, Sequence[str]]) -> list[dict[str, Any]]:
+    return [job_view(j, now_ms=now_ms, last=last.get(j.job.name),
+                     running=running.get(j.job.name, ())) for j in jobs]

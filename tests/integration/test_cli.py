@@ -1,0 +1,203 @@
+"""The ``cronswarm`` client commands against a real master (main() in a thread)."""
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from cronswarm.cli import main
+from cronswarm.common import Keyspace, RunRecord, RunStatus, Settings
+from cronswarm.coord import EtcdStore
+from cronswarm.devservices import free_port
+from cronswarm.logstore import MongoLogStore
+from cronswarm.master import Role
+from tests.apiclient import Api, running_master
+from tests.conftest import make_token
+
+T0 = 1_767_225_600_000
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+    def json(self) -> object:
+        return json.loads(self.out)
+
+
+class Cli:
+    def __init__(self, capsys: pytest.CaptureFixture[str], url: str, token: str) -> None:
+        self.capsys = capsys
+        self.url = url
+        self.token = token
+
+    async def __call__(self, *argv: str, token: str | None = None, url: str | None = None
+                       ) -> Result:
+        connection = ["--url", url or self.url, "--token", token or self.token]
+        code = await asyncio.to_thread(main, [*argv, *connection])
+        captured = self.capsys.readouterr()
+        assert "Traceback" not in captured.err
+        return Result(code, captured.out, captured.err)
+
+
+@pytest.fixture
+async def master(settings: Settings, admin_token: str, logs: MongoLogStore
+                 ) -> AsyncIterator[Api]:
+    async with running_master(settings, admin_token) as api:
+        yield api
+
+
+@pytest.fixture
+def cli(master: Api, admin_token: str, capsys: pytest.CaptureFixture[str]) -> Cli:
+    return Cli(capsys, master.base, admin_token)
+
+
+async def test_job_life_cycle(cli: Cli, master: Api) -> None:
+    r = await cli("job", "add", "nightly", "--schedule", "0 2 * * *", "--command", "echo hi",
+                  "--timezone", "Europe/Paris", "--target", "zone=eu", "--retries", "2")
+    assert r.code == 0 and r.out.startswith("created job nightly (revision ")
+    job = await (await master.call("GET", "/api/jobs/nightly")).json()
+    assert job["targets"] == {"zone": "eu"} and job["retry"]["attempts"] == 3
+    r = await cli("job", "ls")
+    assert r.code == 0
+    header, row = r.out.splitlines()[:2]
+    assert header.split()[:3] == ["NAME", "SCHEDULE", "TZ"]
+    assert row.startswith("nightly") and "Europe/Paris" in row
+    r = await cli("job", "ls", "--json")
+    assert [j["name"] for j in r.json()["jobs"]] == ["nightly"]  # type: ignore[index]
+    r = await cli("job", "ls", "--paused")
+    assert r.out.strip() == "no jobs"
+    r = await cli("job", "show", "nightly")
+    assert "command" in r.out and "echo hi" in r.out and "revision" in r.out
+    r = await cli("job", "edit", "nightly", "--set", "priority=5", "--description", "d")
+    assert r.code == 0 and r.out.startswith("updated job nightly")
+    r = await cli("job", "show", "nightly", "--json")
+    shown = r.json()
+    assert shown["priority"] == 5 and shown["description"] == "d"  # type: ignore[index]
+    assert (await cli("job", "pause", "nightly")).out.startswith("paused job nightly")
+    assert (await cli("job", "resume", "nightly")).out.startswith("resumed job nightly")
+    r = await cli("job", "run", "nightly")
+    assert r.code == 0 and r.out.startswith("run requested: nightly@")
+    r = await cli("job", "kill", "nightly")
+    assert r.code == 0 and r.out.strip() == "no live runs of nightly"
+    r = await cli("job", "rm", "nightly")
+    assert r.code == 0 and r.out.strip() == "deleted job nightly"
+    assert (await master.call("GET", "/api/jobs/nightly")).status == 404
+
+
+async def test_add_and_replace_from_a_file(cli: Cli, tmp_path: Path) -> None:
+    spec = tmp_path / "job.json"
+    spec.write_text(json.dumps({"name": "hook", "schedule": "*/5 * * * *",
+                                "http": {"url": "https://example.com/ping"}}))
+    r = await cli("job", "add", "--file", str(spec), "--json")
+    assert r.code == 0 and r.json()["http"]["url"] == "https://example.com/ping"  # type: ignore[index]
+    spec.write_text(json.dumps({"schedule": "0 * * * *", "command": "true"}))
+    r = await cli("job", "edit", "hook", "--file", str(spec))
+    assert r.code == 0 and r.out.startswith("replaced job hook")
+
+
+async def test_errors_are_one_line_with_distinct_exit_codes(
+    cli: Cli, store: EtcdStore, keys: Keyspace
+) -> None:
+    r = await cli("job", "add", "bad", "--schedule", "every day", "--command", "x")
+    assert r.code == 1 and r.out == ""
+    assert r.err.startswith("cronswarm: error: schedule: ") and r.err.count("\n") == 1
+    r = await cli("job", "show", "missing")
+    assert r.code == 1 and "job 'missing' does not exist" in r.err
+    await cli("job", "add", "x", "--schedule", "0 2 * * *", "--command", "true")
+    r = await cli("job", "rm", "x", "--if-match", '"1"')
+    assert r.code == 1 and "changed since revision 1" in r.err
+    viewer = await make_token(store, keys, Role.VIEWER)
+    r = await cli("job", "rm", "x", token=viewer)
+    assert r.code == 3 and "needs role 'admin'" in r.err
+    r = await cli("job", "ls", token="cs_0123456789ab_wrong")
+    assert r.code == 3 and "unknown or revoked token" in r.err
+    r = await cli("job", "ls", url=f"http://127.0.0.1:{free_port()}")
+    assert r.code == 4 and "cannot reach the master" in r.err
+    r = await cli("job", "ls", url="ftp://nowhere")
+    assert r.code == 2
+    r = await cli("job", "edit", "x")
+    assert r.code == 2 and "nothing to change" in r.err
+    r = await cli("job", "add", "y", "--schedule", "* * * * *", "--command", "x",
+                  "--target", "nolabel")
+    assert r.code == 2 and "--target takes key=value" in r.err
+
+
+async def test_url_and_token_from_the_environment(
+    master: Api, admin_token: str, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CRONSWARM_URL", master.base)
+    monkeypatch.setenv("CRONSWARM_TOKEN", admin_token)
+    assert await asyncio.to_thread(main, ["workers"]) == 0
+    assert capsys.readouterr().out.strip() == "no live workers"
+    monkeypatch.delenv("CRONSWARM_TOKEN")
+    assert await asyncio.to_thread(main, ["workers"]) == 2
+    assert "CRONSWARM_TOKEN" in capsys.readouterr().err
+
+
+async def test_runs_and_workers(cli: Cli, logs: MongoLogStore, store: EtcdStore,
+                                keys: Keyspace) -> None:
+    assert (await cli("runs")).out.strip() == "no runs"
+    await logs.write_runs([RunRecord(
+        run_id=f"a@{T0}", job="a", tick=T0, attempt=1, worker="w1", summary="echo",
+        status=RunStatus.FAILED, started=T0, ended=T0 + 1500, exit_code=2,
+        output="some output\n")])
+    r = await cli("runs", "--job", "a")
+    assert r.code == 0 and f"a@{T0}#1" in r.out and "failed" in r.out and "1.5s" in r.out
+    r = await cli("runs", "--status", "succeeded", "--json")
+    assert r.json() == {"runs": [], "next_cursor": None}
+    r = await cli("runs", f"a@{T0}")
+    assert r.code == 0 and "exit_code 2" in r.out and r.out.endswith("some output\n")
+    r = await cli("runs", "--since", "yesterday")
+    assert r.code == 1 and "since: " in r.err
+    await store.put(keys.worker("w1"), json.dumps(
+        {"id": "w1", "host": "h", "labels": {"zone": "eu"}, "running": 0, "max_runs": 4,
+         "updated": 10**13}).encode())
+    r = await cli("workers")
+    assert r.code == 0 and "w1" in r.out and "zone=eu" in r.out and "ok" in r.out
+    r = await cli("workers", "--json")
+    assert r.json()["workers"][0]["health"] == "ok"  # type: ignore[index]
+
+
+async def test_tokens_through_the_api(cli: Cli, master: Api, logs: MongoLogStore) -> None:
+    r = await cli("token", "create", "--role", "operator", "--name", "ops")
+    assert r.code == 0 and "shown once" in r.err
+    token = r.out.strip()
+    assert token.startswith("cs_")
+    me = await (await master.as_token(token).call("GET", "/api/me")).json()
+    assert me == {"id": token.split("_")[1], "name": "ops", "role": "operator"}
+    r = await cli("token", "ls")
+    assert "ops" in r.out and token not in r.out
+    r = await cli("token", "create", "--role", "viewer", "--json")
+    created = r.json()
+    assert created["role"] == "viewer" and created["token"].startswith("cs_")  # type: ignore[index]
+    r = await cli("token", "revoke", me["id"])
+    assert r.code == 0
+    assert (await master.as_token(token).call("GET", "/api/me")).status == 401
+    r = await cli("token", "revoke", me["id"])
+    assert r.code == 1 and "does not exist" in r.err
+    actions = sorted(e.action for e in await logs.query_audit())
+    assert actions == ["token.create", "token.create", "token.revoke"]
+
+
+async def test_bootstrap_token_goes_straight_to_etcd_and_is_audited(
+    settings: Settings, master: Api, logs: MongoLogStore, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name, value in settings.env().items():
+        monkeypatch.setenv(name, value)
+    code = await asyncio.to_thread(main, ["token", "create", "--role", "admin", "--bootstrap"])
+    out = capsys.readouterr().out
+    assert code == 0
+    token = out.strip()
+    me = await (await master.as_token(token).call("GET", "/api/me")).json()
+    assert me["role"] == "admin" and me["name"] == "admin"
+    entries = await logs.query_audit()
+    assert [e.action for e in entries] == ["token.create"]
+    assert entries[0].actor.startswith("cli:") and token not in str(entries[0].to_dict())

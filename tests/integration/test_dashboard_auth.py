@@ -1,0 +1,142 @@
+"""Dashboard login: signed session cookie (HttpOnly, SameSite=Strict) and CSRF on
+every state-changing request a session authenticates; a failed CSRF check is a
+403, never a login redirect."""
+
+import re
+from collections.abc import AsyncIterator
+from http.cookies import SimpleCookie
+
+import pytest
+from aiohttp import ClientResponse, ClientSession, CookieJar
+from aiohttp.test_utils import TestServer
+
+from cronswarm.common import Settings
+from cronswarm.logstore import MongoLogStore
+from cronswarm.master import create_app
+
+CSRF_RE = re.compile(r'name="csrf" value="([^"]+)"')
+
+
+class Browser:
+    def __init__(self, http: ClientSession, base: str) -> None:
+        self.http = http
+        self.base = base
+
+    async def get(self, path: str) -> tuple[ClientResponse, str]:
+        resp = await self.http.get(self.base + path, allow_redirects=False)
+        return resp, await resp.text()
+
+    async def post(self, path: str, **kw: object) -> ClientResponse:
+        resp = await self.http.post(self.base + path, allow_redirects=False, **kw)
+        await resp.read()
+        return resp
+
+    async def csrf_of(self, path: str) -> str:
+        resp, html = await self.get(path)
+        assert resp.status == 200, html
+        found = CSRF_RE.search(html)
+        assert found is not None, html
+        return found.group(1)
+
+    async def log_in(self, token: str) -> ClientResponse:
+        csrf = await self.csrf_of("/login")
+        return await self.post("/login", data={"token": token, "csrf": csrf, "next": "/"})
+
+
+@pytest.fixture
+async def browser(settings: Settings, admin_token: str, logs: MongoLogStore
+                  ) -> AsyncIterator[Browser]:
+    server = TestServer(create_app(settings), host="127.0.0.1")
+    await server.start_server()
+    try:
+        async with ClientSession(cookie_jar=CookieJar(unsafe=True)) as http:
+            yield Browser(http, str(server.make_url("")).rstrip("/"))
+    finally:
+        await server.close()
+
+
+def set_cookie(resp: ClientResponse, name: str) -> str:
+    for header in resp.headers.getall("Set-Cookie", []):
+        if header.startswith(name + "="):
+            return header
+    raise AssertionError(f"no Set-Cookie for {name}: {resp.headers}")
+
+
+async def test_login_sets_a_strict_httponly_session(browser: Browser, admin_token: str,
+                                                    logs: MongoLogStore) -> None:
+    resp, _ = await browser.get("/")
+    assert resp.status == 302 and resp.headers["Location"].startswith("/login")
+    resp = await browser.log_in(admin_token)
+    assert resp.status == 303 and resp.headers["Location"] == "/"
+    cookie = set_cookie(resp, "cronswarm_session")
+    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Path=/" in cookie
+    value = SimpleCookie(cookie)["cronswarm_session"].value
+    assert admin_token not in value and "." in value  # signed payload, not the token
+    resp, html = await browser.get("/")
+    assert resp.status == 200 and "Jobs" in html
+    assert [e.action for e in await logs.query_audit()] == ["session.login"]
+
+
+async def test_login_without_a_valid_csrf_token_is_403(browser: Browser,
+                                                       admin_token: str) -> None:
+    resp = await browser.post("/login", data={"token": admin_token})
+    assert resp.status == 403
+    assert "cronswarm_session" not in resp.cookies
+    csrf = await browser.csrf_of("/login")
+    browser.http.cookie_jar.clear()  # the form's token without the nonce cookie
+    resp = await browser.post("/login", data={"token": admin_token, "csrf": csrf})
+    assert resp.status == 403
+    csrf = await browser.csrf_of("/login")
+    resp = await browser.post("/login", data={"token": admin_token, "csrf": csrf + "x"})
+    assert resp.status == 403
+
+
+async def test_bad_token_at_login_is_refused(browser: Browser) -> None:
+    csrf = await browser.csrf_of("/login")
+    resp = await browser.post("/login", data={"token": "cs_nope_nope", "csrf": csrf})
+    assert resp.status == 401
+    assert "cronswarm_session" not in resp.cookies
+
+
+async def test_logout_needs_the_csrf_token(browser: Browser, admin_token: str,
+                                           logs: MongoLogStore) -> None:
+    await browser.log_in(admin_token)
+    resp = await browser.post("/logout", data={})
+    assert resp.status == 403  # not a redirect to the login page
+    resp = await browser.post("/logout", data={"csrf": "forged"})
+    assert resp.status == 403
+    assert (await browser.get("/"))[0].status == 200  # still logged in
+    csrf = await browser.csrf_of("/")
+    resp = await browser.post("/logout", data={"csrf": csrf})
+    assert resp.status == 303 and resp.headers["Location"] == "/login"
+    assert (await browser.get("/"))[0].status == 302
+    assert "session.logout" in [e.action for e in await logs.query_audit()]
+
+
+async def test_session_cookie_on_the_api_needs_the_csrf_header(browser: Browser,
+                                                               admin_token: str) -> None:
+    await browser.log_in(admin_token)
+    job = {"name": "via-session", "schedule": "0 2 * * *", "command": "true"}
+    assert (await browser.get("/api/jobs"))[0].status == 200  # reads need none
+    resp = await browser.post("/api/jobs", json=job)
+    assert resp.status == 403
+    assert (await resp.json())["error"]["code"] == "csrf"
+    assert (await browser.get("/api/jobs/via-session"))[0].status == 404
+    csrf = await browser.csrf_of("/")
+    resp = await browser.post("/api/jobs", json=job, headers={"X-CSRF-Token": csrf})
+    assert resp.status == 201
+
+
+async def test_a_tampered_session_is_no_session(browser: Browser, admin_token: str) -> None:
+    await browser.log_in(admin_token)
+    cookie = next(c for c in browser.http.cookie_jar if c.key == "cronswarm_session")
+    payload, _, signature = cookie.value.partition(".")
+    browser.http.cookie_jar.clear()
+    forged = {"Cookie": f"cronswarm_session={payload}.{signature[::-1]}"}
+    resp = await browser.http.get(browser.base + "/", headers=forged, allow_redirects=False)
+    assert resp.status == 302
+    resp = await browser.http.get(browser.base + "/api/jobs", headers=forged)
+    assert resp.status == 401
+    resp = await browser.http.get(browser.base + "/", allow_redirects=False,
+                                  headers={"Cookie": f"cronswarm_session={cookie.value}"})
+    assert resp.status == 200  # the untouched cookie still works
