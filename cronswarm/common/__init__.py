@@ -3,6 +3,7 @@
 from ._clock import Clock, SkewedClock, SystemClock, loop_deadline
 from ._config import Settings
 from ._cron import CronSchedule, from_ms, load_timezone, preview, to_ms, validate_expression
+from ._describe import describe
 from ._errors import (
     AuthError,
     ConfigError,
@@ -58,6 +59,7 @@ __all__ = [
     "ValidationError",
     "check_name",
     "decode_tick",
+    "describe",
     "encode_tick",
     "from_ms",
     "load_timezone",

@@ -73,6 +73,12 @@ class LogStore(Protocol):
         """The newest record of each job that has one."""
         ...
 
+    async def recent_runs(self, jobs: Sequence[str], per_job: int
+                          ) -> dict[str, list[RunRecord]]:
+        """The newest ``per_job`` records of each job, newest first, without their
+        output (for trends); jobs without records are left out."""
+        ...
+
     async def write_audit(self, entry: AuditEntry) -> None: ...
 
     async def query_audit(self, *, target: str | None = None, limit: int = 100

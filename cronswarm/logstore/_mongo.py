@@ -8,6 +8,7 @@ and never turn a finished run back into a running one.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import datetime as dt
 import json
@@ -28,6 +29,7 @@ _SEQ = {RunStatus.RUNNING: 0, RunStatus.LOST: 1}
 _FINAL_SEQ = 2
 _LOST_FIELDS = ("status", "ended", "error", "seq", "expire_at", "duration")
 _MAX_PAGE = 1000
+_NO_OUTPUT = {"output": 0, "output_tail": 0, "extra": 0}
 
 Doc = dict[str, Any]
 
@@ -260,6 +262,23 @@ class MongoLogStore:
         except PyMongoError as exc:
             raise LogStoreUnavailable(str(exc)) from exc
         return out
+
+    async def recent_runs(self, jobs: Sequence[str], per_job: int
+                          ) -> dict[str, list[RunRecord]]:
+        """One bounded query per job on the (job, tick) index, run concurrently."""
+        limit = max(1, min(per_job, _MAX_PAGE))
+
+        async def newest(job: str) -> list[Doc]:
+            cursor = (self.runs.find({"job": job}, _NO_OUTPUT)
+                      .sort([("tick", DESCENDING), ("attempt", DESCENDING)]).limit(limit))
+            return await cursor.to_list(length=limit)
+
+        try:
+            found = await asyncio.gather(*(newest(job) for job in jobs))
+        except PyMongoError as exc:
+            raise LogStoreUnavailable(str(exc)) from exc
+        return {job: [doc_to_record(d) for d in docs]
+                for job, docs in zip(jobs, found, strict=True) if docs}
 
     async def write_audit(self, entry: AuditEntry) -> None:
         doc = entry.to_dict()

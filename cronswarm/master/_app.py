@@ -15,11 +15,13 @@ from aiohttp import web
 from ..common import AuthError, Keyspace, Settings, SystemClock
 from ..coord import CoordStore, EtcdStore, PrefixMirror
 from ..logstore import LogStore, MongoLogStore
-from . import _api, _api_jobs, _api_tokens, _openapi, _pages
+from . import _api, _api_jobs, _api_tokens, _dash_admin, _dash_jobs, _dash_runs, _openapi, _pages
 from ._auth import Principal, TokenRecord, TokenStore
+from ._format import FILTERS
 from ._http import (
     AUTH_FAILURE,
     COORD,
+    ERROR_PAGE,
     JOBS,
     LOGS,
     PRINCIPAL,
@@ -44,6 +46,7 @@ from ._session import (
     load_session_key,
     read_session,
 )
+from ._web import error_page
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +135,9 @@ def create_app(
         loader=jinja2.FileSystemLoader(str(WEB_DIR / "templates")),
         autoescape=jinja2.select_autoescape(default=True),
         undefined=jinja2.StrictUndefined,
+        filters=FILTERS,
     )
+    app[ERROR_PAGE] = error_page
 
     async def services(app: web.Application) -> AsyncIterator[None]:
         async with contextlib.AsyncExitStack() as stack:
@@ -178,5 +183,8 @@ def create_app(
     app.router.add_routes(_api_tokens.routes)
     app.router.add_routes(_openapi.routes)
     app.router.add_routes(_pages.routes)
+    app.router.add_routes(_dash_jobs.routes)
+    app.router.add_routes(_dash_runs.routes)
+    app.router.add_routes(_dash_admin.routes)
     app.router.add_static("/static/", WEB_DIR / "static", name="static")
     return app

@@ -1,8 +1,9 @@
-"""The jobs list: filters, pages and the per-job view (pure functions).
+"""The jobs list: filters, pages and the per-job view.
 
 The view joins three sources that no master caches: the job and its
 revision (etcd), the runs alive now (etcd ``/running/``), and the last run
-record (MongoDB).
+record (MongoDB). ``load_job_page`` is the one query that gathers them, used
+by the API and the dashboard alike; everything else here is pure.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 
 from ..common import CronSchedule, RunRecord, ValidationError
 from ..coord import KeyValue
-from ._jobs import StoredJob
+from ._jobs import JobService, StoredJob
 
 NEVER = "never"  # the last-run status filter for jobs that have no run yet
 
@@ -101,3 +102,36 @@ def views(jobs: Sequence[StoredJob], *, now_ms: int, last: Mapping[str, RunRecor
           running: Mapping[str, Sequence[str]]) -> list[dict[str, Any]]:
     return [job_view(j, now_ms=now_ms, last=last.get(j.job.name),
                      running=running.get(j.job.name, ())) for j in jobs]
+
+
+@dataclass(frozen=True, slots=True)
+class JobPage:
+    """One page of the jobs list with what its views need."""
+
+    jobs: list[StoredJob]
+    last: dict[str, RunRecord]
+    running: dict[str, list[str]]
+    next_cursor: str | None
+    total: int  # jobs passing the filters, on every page
+    now_ms: int
+
+    def views(self) -> list[dict[str, Any]]:
+        return views(self.jobs, now_ms=self.now_ms, last=self.last, running=self.running)
+
+
+async def load_job_page(service: JobService, wanted: JobFilter, *, history: bool = True
+                        ) -> JobPage:
+    """The page of jobs ``wanted`` selects. ``history=False`` reads no run records
+    (when MongoDB is down): no last runs, and the last-status filter is ignored."""
+    jobs = [j for j in await service.list_jobs() if wanted.keeps(j)]
+    last: dict[str, RunRecord] = {}
+    if history and wanted.last_status is not None:
+        last = await service.logs.last_runs([j.job.name for j in jobs])
+        jobs = [j for j in jobs if wanted.keeps_last(last.get(j.job.name))]
+        chosen, next_cursor = page(jobs, wanted.cursor, wanted.limit)
+    else:
+        chosen, next_cursor = page(jobs, wanted.cursor, wanted.limit)
+        if history:
+            last = await service.logs.last_runs([j.job.name for j in chosen])
+    running = running_by_job(await service.running_keys(), service.keys.running_dir)
+    return JobPage(chosen, last, running, next_cursor, len(jobs), service.clock.now_ms())
