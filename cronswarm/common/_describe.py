@@ -140,6 +140,8 @@ def _days(dom: _Field, month: _Field, dow: _Field, fixed_time: bool) -> str:
             parts.append("on weekends")
         else:
             parts.append("on " + _listed(tuple(d + 1 for d in days), _DAYS))
+    if len(dom.values) == 1 and len(month.values) == 1 and dow.every:
+        return f"on {dom.values[0]} {_MONTHS[month.values[0] - 1]}"  # once a year
     if not dom.every:
         noun = "day" if len(dom.values) == 1 else "days"
         parts.append(f"on {noun} {_listed(dom.values)} of the month")

@@ -99,6 +99,8 @@ def _numbers(values: Any) -> str:
 def editor_fields(job: Job | None) -> dict[str, Any]:
     """The editor's initial field values: the job's, or a new job's defaults."""
     body = (job or Job(name="", schedule="")).to_dict()
+    for key in ("shell", "cwd", "user", "retention_days", "expect_success_within"):
+        body.setdefault(key, None)
     http = body.get("http") or {}
     retry = body["retry"]
     return {

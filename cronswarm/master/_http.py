@@ -122,6 +122,10 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         raise
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
+        page = request.app.get(ERROR_PAGE)
+        if page is not None and not is_api_path(request.path):
+            return page(request, 500, "Internal server error",
+                        "Something went wrong on the master (its log says what).")
         return error_response(500, "internal", "internal server error (see the master log)")
 
 
