@@ -73,10 +73,16 @@ class LogStore(Protocol):
         """The newest record of each job that has one."""
         ...
 
-    async def recent_runs(self, jobs: Sequence[str], per_job: int
+    async def recent_runs(self, jobs: Mapping[str, int], per_job: int
                           ) -> dict[str, list[RunRecord]]:
-        """The newest ``per_job`` records of each job, newest first, without their
-        output (for trends); jobs without records are left out."""
+        """The newest ``per_job`` records of each job in ``jobs`` (newest first,
+        without their output); ``jobs`` maps each job to a hint of how far back
+        (ms) those records reach. Jobs without records are left out."""
+        ...
+
+    async def latest_since(self, since_ms: int) -> dict[str, RunRecord]:
+        """The newest record (without output) of each job that has one at or after
+        ``since_ms``."""
         ...
 
     async def write_audit(self, entry: AuditEntry) -> None: ...

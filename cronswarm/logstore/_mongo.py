@@ -21,8 +21,18 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, PyMongoError
 
-from ..common import RunRecord, RunStatus, Trigger, ValidationError, from_ms, to_ms
+from ..common import (
+    Clock,
+    RunRecord,
+    RunStatus,
+    SystemClock,
+    Trigger,
+    ValidationError,
+    from_ms,
+    to_ms,
+)
 from ._abc import AuditEntry, LogStoreUnavailable, RunPage, RunQuery
+from ._windows import FIRST_WINDOW_MS, FUTURE_MARGIN_MS, MAX_PROBES, windows
 
 DUPLICATE_KEY = 11000
 _SEQ = {RunStatus.RUNNING: 0, RunStatus.LOST: 1}
@@ -134,6 +144,7 @@ class MongoLogStore:
         database: str = "cronswarm",
         default_retention_days: int = 30,
         timeout_ms: int = 5000,
+        clock: Clock | None = None,
     ) -> None:
         if isinstance(uri_or_client, str):
             self.client: AsyncMongoClient[Doc] = AsyncMongoClient(
@@ -152,6 +163,7 @@ class MongoLogStore:
         self.runs: AsyncCollection[Doc] = self.db["runs"]
         self.audit: AsyncCollection[Doc] = self.db["audit"]
         self.default_retention_days = default_retention_days
+        self.clock: Clock = clock or SystemClock()
 
     async def ensure_indexes(self) -> None:
         try:
@@ -207,7 +219,9 @@ class MongoLogStore:
             raise LogStoreUnavailable(str(exc)) from exc
         return None if doc is None else doc_to_record(doc)
 
-    def _filter(self, query: RunQuery) -> Doc:
+    @staticmethod
+    def _filter(query: RunQuery) -> Doc:
+        """The equality and text filters of ``query`` (ticks and cursor apart)."""
         flt: Doc = {}
         if query.job is not None:
             flt["job"] = query.job
@@ -215,32 +229,51 @@ class MongoLogStore:
             flt["status"] = query.status.value
         if query.worker is not None:
             flt["worker"] = query.worker
-        tick: Doc = {}
-        if query.since is not None:
-            tick["$gte"] = from_ms(query.since)
-        if query.until is not None:
-            tick["$lt"] = from_ms(query.until)
-        if tick:
-            flt["tick"] = tick
         if query.text:
             pattern = {"$regex": re.escape(query.text), "$options": "i"}
             flt["$or"] = [{"output": pattern}, {"output_tail": pattern}, {"error": pattern}]
-        if query.cursor is not None:
-            tick_ms, record_id = decode_cursor(query.cursor)
-            at = from_ms(tick_ms)
-            page = {"$or": [{"tick": {"$lt": at}}, {"tick": at, "_id": {"$lt": record_id}}]}
-            flt = {"$and": [flt, page]} if flt else page
         return flt
+
+    async def _newest(self, flt: Doc, limit: int, *, hi: int, floor: int, first: int,
+                      sort: list[tuple[str, int]], projection: Doc | None = None,
+                      probes: int = MAX_PROBES) -> list[Doc]:
+        """Up to ``limit`` documents matching ``flt`` with floor <= tick < hi, newest
+        first, read window by window (see ``_windows``)."""
+        docs: list[Doc] = []
+        for lo, top in windows(hi, floor, first, probes=probes):
+            window = {**flt, "tick": {"$gte": from_ms(lo), "$lt": from_ms(top)}}
+            need = limit - len(docs)
+            docs += await self.runs.find(window, projection).sort(sort).limit(need).to_list(
+                length=need)
+            if len(docs) >= limit:
+                break
+        return docs
 
     async def query_runs(self, query: RunQuery) -> RunPage:
         limit = max(1, min(query.limit, _MAX_PAGE))
+        flt = self._filter(query)
+        floor = max(0, query.since or 0)
+        # Without an end, the first window starts now and reaches into the future
+        # (workers whose clocks run ahead).
+        hi, first = ((query.until, FIRST_WINDOW_MS) if query.until is not None
+                     else (self.clock.now_ms() + FUTURE_MARGIN_MS,
+                           FIRST_WINDOW_MS + FUTURE_MARGIN_MS))
+        order = [("tick", DESCENDING), ("_id", DESCENDING)]
+        docs: list[Doc] = []
         try:
-            cursor = (
-                self.runs.find(self._filter(query))
-                .sort([("tick", DESCENDING), ("_id", DESCENDING)])
-                .limit(limit + 1)
-            )
-            docs = await cursor.to_list(length=limit + 1)
+            if query.cursor is not None:
+                tick_ms, record_id = decode_cursor(query.cursor)
+                if floor <= tick_ms < hi:  # the rest of the cursor's own tick
+                    same = {**flt, "tick": from_ms(tick_ms), "_id": {"$lt": record_id}}
+                    docs = await self.runs.find(same).sort(order).limit(limit + 1).to_list(
+                        length=limit + 1)
+                if tick_ms < hi:
+                    hi, first = tick_ms, FIRST_WINDOW_MS
+            # Running records are few by nature (the live runs): one query.
+            probes = 0 if query.status is RunStatus.RUNNING else MAX_PROBES
+            if len(docs) <= limit:
+                docs += await self._newest(flt, limit + 1 - len(docs), hi=hi, floor=floor,
+                                           first=first, sort=order, probes=probes)
         except PyMongoError as exc:
             raise LogStoreUnavailable(str(exc)) from exc
         runs = [doc_to_record(d) for d in docs[:limit]]
@@ -263,22 +296,40 @@ class MongoLogStore:
             raise LogStoreUnavailable(str(exc)) from exc
         return out
 
-    async def recent_runs(self, jobs: Sequence[str], per_job: int
+    async def recent_runs(self, jobs: Mapping[str, int], per_job: int
                           ) -> dict[str, list[RunRecord]]:
-        """One bounded query per job on the (job, tick) index, run concurrently."""
+        """``jobs`` maps each job to how far back (ms) its first window looks: about
+        the span of its last ``per_job`` scheduled ticks, so one query usually does."""
         limit = max(1, min(per_job, _MAX_PAGE))
+        hi = self.clock.now_ms() + FUTURE_MARGIN_MS
+        order = [("tick", DESCENDING), ("attempt", DESCENDING)]
 
-        async def newest(job: str) -> list[Doc]:
-            cursor = (self.runs.find({"job": job}, _NO_OUTPUT)
-                      .sort([("tick", DESCENDING), ("attempt", DESCENDING)]).limit(limit))
-            return await cursor.to_list(length=limit)
+        async def newest(job: str, span: int) -> list[Doc]:
+            return await self._newest({"job": job}, limit, hi=hi, floor=0,
+                                      first=span + FUTURE_MARGIN_MS, sort=order,
+                                      projection=_NO_OUTPUT)
 
         try:
-            found = await asyncio.gather(*(newest(job) for job in jobs))
+            found = await asyncio.gather(*(newest(job, span) for job, span in jobs.items()))
         except PyMongoError as exc:
             raise LogStoreUnavailable(str(exc)) from exc
         return {job: [doc_to_record(d) for d in docs]
                 for job, docs in zip(jobs, found, strict=True) if docs}
+
+    async def latest_since(self, since_ms: int) -> dict[str, RunRecord]:
+        """The newest record of each job with a run at or after ``since_ms`` (one
+        query on the tick index; the caller keeps the window short)."""
+        window = {"tick": {"$gte": from_ms(since_ms)}}
+        out: dict[str, RunRecord] = {}
+        try:
+            async for doc in self.runs.find(window, _NO_OUTPUT):
+                record = doc_to_record(doc)
+                best = out.get(record.job)
+                if best is None or (record.tick, record.attempt) > (best.tick, best.attempt):
+                    out[record.job] = record
+        except PyMongoError as exc:
+            raise LogStoreUnavailable(str(exc)) from exc
+        return out
 
     async def write_audit(self, entry: AuditEntry) -> None:
         doc = entry.to_dict()

@@ -19,7 +19,7 @@ from ..common import MISFIRE_POLICIES, OVERLAP_POLICIES, Job, ValidationError, d
 from ..logstore import LogStoreUnavailable
 from ._api_jobs import LAST_STATUSES, job_filter
 from ._auth import Role
-from ._http import JOBS, LOGS
+from ._http import JOBS
 from ._joblist import JobFilter, JobPage, last_run_view, load_job_page, next_fire
 from ._jobs import StoredJob
 from ._trend import Trend, run_trend
@@ -45,12 +45,12 @@ class JobRow:
     trend: Trend
 
 
-def job_rows(found: JobPage, recent: dict[str, list[Any]]) -> list[JobRow]:
+def job_rows(found: JobPage) -> list[JobRow]:
     return [
         JobRow(stored.job, describe(stored.job.schedule), next_fire(stored, found.now_ms),
                last_run_view(found.last.get(stored.job.name)),
                found.running.get(stored.job.name, []),
-               run_trend(recent.get(stored.job.name, []), TREND_RUNS))
+               run_trend(found.recent.get(stored.job.name, []), TREND_RUNS))
         for stored in found.jobs
     ]
 
@@ -74,13 +74,11 @@ async def jobs_page(request: web.Request) -> web.Response:
         return render(request, "jobs.html", "jobs", context, status=400)
     service = request.app[JOBS]
     try:
-        found = await load_job_page(service, wanted)
-        recent = await request.app[LOGS].recent_runs([j.job.name for j in found.jobs],
-                                                    TREND_RUNS)
+        found = await load_job_page(service, wanted, history=TREND_RUNS)
     except LogStoreUnavailable as exc:
-        found, recent = await load_job_page(service, wanted, history=False), {}
+        found = await load_job_page(service, wanted, history=0)
         context["logs_error"] = str(exc)
-    context.update(rows=job_rows(found, recent), total=found.total)
+    context.update(rows=job_rows(found), total=found.total)
     if found.next_cursor is not None:
         kept = {k: v for k, v in query.items() if v}
         context["next_page"] = "/?" + urlencode({**kept, "cursor": found.next_cursor})

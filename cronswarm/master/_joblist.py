@@ -104,6 +104,30 @@ def views(jobs: Sequence[StoredJob], *, now_ms: int, last: Mapping[str, RunRecor
                      running=running.get(j.job.name, ())) for j in jobs]
 
 
+SPAN_SAMPLE = 20  # fire times computed to estimate a job's period
+_UNKNOWN_SPAN_MS = 3600 * 1000
+
+
+def history_span(stored: StoredJob, runs: int, now_ms: int) -> int:
+    """About how far back (ms) a job's last ``runs`` scheduled ticks reach, from
+    its next fire times: the first window of its history query."""
+    try:
+        schedule = CronSchedule.parse(stored.job.schedule, stored.job.timezone)
+    except ValidationError:
+        return _UNKNOWN_SPAN_MS
+    sample = max(1, min(runs, SPAN_SAMPLE))
+    times = []
+    current = now_ms
+    for _ in range(sample + 1):
+        nxt = schedule.next_after(current)
+        if nxt is None:
+            return _UNKNOWN_SPAN_MS
+        times.append(nxt)
+        current = nxt
+    period = (times[-1] - times[0]) / sample
+    return int(period * runs * 1.25) + 1000
+
+
 @dataclass(frozen=True, slots=True)
 class JobPage:
     """One page of the jobs list with what its views need."""
@@ -114,24 +138,59 @@ class JobPage:
     next_cursor: str | None
     total: int  # jobs passing the filters, on every page
     now_ms: int
+    recent: dict[str, list[RunRecord]]  # newest first, without output
 
     def views(self) -> list[dict[str, Any]]:
         return views(self.jobs, now_ms=self.now_ms, last=self.last, running=self.running)
 
 
-async def load_job_page(service: JobService, wanted: JobFilter, *, history: bool = True
+async def recent_history(service: JobService, jobs: Sequence[StoredJob], runs: int,
+                         now_ms: int) -> dict[str, list[RunRecord]]:
+    """The newest ``runs`` records of each job, each read from its own index range."""
+    spans = {j.job.name: history_span(j, runs, now_ms) for j in jobs}
+    return await service.logs.recent_runs(spans, runs)
+
+
+SHARED_WINDOW_MAX_MS = 5 * 60_000
+
+
+async def last_runs_of(service: JobService, jobs: Sequence[StoredJob], now_ms: int
+                       ) -> dict[str, RunRecord]:
+    """The last run of each of many jobs: one query over the last few minutes finds
+    those of busy jobs at once; the others get a query each."""
+    spans = {j.job.name: history_span(j, 1, now_ms) for j in jobs}
+    if not spans:
+        return {}
+    shared = min(max(spans.values()), SHARED_WINDOW_MAX_MS)
+    found = await service.logs.latest_since(now_ms - shared)
+    last = {name: found[name] for name in spans if name in found}
+    rest = {name: span for name, span in spans.items() if name not in last}
+    if rest:
+        more = await service.logs.recent_runs(rest, 1)
+        last.update({name: runs[0] for name, runs in more.items() if runs})
+    return last
+
+
+async def load_job_page(service: JobService, wanted: JobFilter, *, history: int = 1
                         ) -> JobPage:
-    """The page of jobs ``wanted`` selects. ``history=False`` reads no run records
-    (when MongoDB is down): no last runs, and the last-status filter is ignored."""
+    """The page of jobs ``wanted`` selects, with the newest ``history`` runs of each
+    (the first is the last run). ``history=0`` reads no run records (MongoDB
+    down): no last runs, and the last-status filter is ignored."""
+    now = service.clock.now_ms()
     jobs = [j for j in await service.list_jobs() if wanted.keeps(j)]
-    last: dict[str, RunRecord] = {}
+    recent: dict[str, list[RunRecord]] = {}
     if history and wanted.last_status is not None:
-        last = await service.logs.last_runs([j.job.name for j in jobs])
-        jobs = [j for j in jobs if wanted.keeps_last(last.get(j.job.name))]
+        latest = await last_runs_of(service, jobs, now)
+        jobs = [j for j in jobs if wanted.keeps_last(latest.get(j.job.name))]
         chosen, next_cursor = page(jobs, wanted.cursor, wanted.limit)
+        if history == 1:
+            recent = {j.job.name: [latest[j.job.name]] for j in chosen if j.job.name in latest}
+        else:
+            recent = await recent_history(service, chosen, history, now)
     else:
         chosen, next_cursor = page(jobs, wanted.cursor, wanted.limit)
         if history:
-            last = await service.logs.last_runs([j.job.name for j in chosen])
+            recent = await recent_history(service, chosen, history, now)
+    last = {name: runs[0] for name, runs in recent.items() if runs}
     running = running_by_job(await service.running_keys(), service.keys.running_dir)
-    return JobPage(chosen, last, running, next_cursor, len(jobs), service.clock.now_ms())
+    return JobPage(chosen, last, running, next_cursor, len(jobs), now, recent)
