@@ -14,8 +14,10 @@ from ._claim import (
     run_info,
 )
 from ._executor import ExecResult, Executor, KillSwitch, RunContext, ShellExecutor
+from ._http import HttpExecutor
 from ._output import BoundedOutput
 from ._sink import DirectSink, RunSink
+from ._slots import SlotBook, Slots
 from ._timetable import Timetable
 from ._worker import LiveRun, Worker, retry_delay
 
@@ -25,12 +27,15 @@ __all__ = [
     "DirectSink",
     "ExecResult",
     "Executor",
+    "HttpExecutor",
     "KillSwitch",
     "LiveRun",
     "Outcome",
     "RunContext",
     "RunSink",
     "ShellExecutor",
+    "SlotBook",
+    "Slots",
     "TickPlan",
     "Timetable",
     "Worker",
