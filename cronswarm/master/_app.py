@@ -15,7 +15,7 @@ from aiohttp import web
 from ..common import AuthError, Keyspace, Settings, SystemClock
 from ..coord import CoordStore, EtcdStore, PrefixMirror
 from ..logstore import LogStore, MongoLogStore
-from . import _api, _pages
+from . import _api, _live, _pages
 from ._auth import Principal, TokenRecord, TokenStore
 from ._http import (
     COORD,
@@ -129,6 +129,7 @@ def create_app(
 
     app.cleanup_ctx.append(services)
     app.router.add_routes(_api.routes)
+    app.router.add_routes(_live.routes)
     app.router.add_routes(_pages.routes)
     app.router.add_static("/static/", WEB_DIR / "static", name="static")
     return app

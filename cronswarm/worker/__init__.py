@@ -15,6 +15,7 @@ from ._claim import (
 )
 from ._executor import ExecResult, Executor, KillSwitch, RunContext, ShellExecutor
 from ._http import HttpExecutor
+from ._live import Feed, LiveOutputServer, OutputFeeds
 from ._output import BoundedOutput
 from ._sink import DirectSink, RunSink
 from ._slots import SlotBook, Slots
@@ -27,10 +28,13 @@ __all__ = [
     "DirectSink",
     "ExecResult",
     "Executor",
+    "Feed",
     "HttpExecutor",
     "KillSwitch",
+    "LiveOutputServer",
     "LiveRun",
     "Outcome",
+    "OutputFeeds",
     "RunContext",
     "RunSink",
     "ShellExecutor",

@@ -20,6 +20,7 @@ class WorkerInfo:
         self.worker_id = worker_id
         self.labels = dict(labels)
         self.started_ms = started_ms
+        self.http: str | None = None  # base URL of the live output endpoint (``_live``)
         self._proc = psutil.Process()
         self._proc.cpu_percent(None)  # prime the measurement
 
@@ -46,6 +47,7 @@ class WorkerInfo:
             "load": [round(load1, 2), round(load5, 2), round(load15, 2)],
             "running": running,
             "max_runs": max_runs,
+            "http": self.http,
         }
 
     def encode(self, **kwargs: Any) -> bytes:
