@@ -17,6 +17,7 @@ from ._executor import ExecResult, Executor, KillSwitch, RunContext, ShellExecut
 from ._http import HttpExecutor
 from ._live import Feed, LiveOutputServer, OutputFeeds
 from ._output import BoundedOutput
+from ._retry import HandOff, RetryBoard, RetryRequest
 from ._sink import DirectSink, RunSink
 from ._slots import SlotBook, Slots
 from ._timetable import Timetable
@@ -29,12 +30,15 @@ __all__ = [
     "ExecResult",
     "Executor",
     "Feed",
+    "HandOff",
     "HttpExecutor",
     "KillSwitch",
     "LiveOutputServer",
     "LiveRun",
     "Outcome",
     "OutputFeeds",
+    "RetryBoard",
+    "RetryRequest",
     "RunContext",
     "RunSink",
     "ShellExecutor",

@@ -1,0 +1,259 @@
+"""Retries that may run on another worker (``retry.any_worker``).
+
+Without ``any_worker`` a failed attempt is retried by the worker that ran
+it, after the backoff delay. With it, the next attempt is offered to every
+matching worker through etcd and exactly one of them claims it.
+
+Key (under the prefix, default ``/cron``):
+
+========================  =========================================  ============================
+key                       value                                      lease
+========================  =========================================  ============================
+``/retry/<name>/<run>``   ``RetryRequest`` JSON: run id, job, tick,   the requesting worker's
+                          next attempt, ``not_before`` (epoch ms),
+                          ``origin`` (requesting worker)
+========================  =========================================  ============================
+
+Protocol:
+
+1. The worker whose attempt failed keeps the run's lock and running key and
+   puts the request, in one transaction that checks the running key still
+   holds its run info (a ``replace`` may have taken the run away).
+2. Every worker mirrors ``/retry/``. At ``not_before`` the owner (rendezvous
+   hash of ``<run>#<attempt>`` over the live matching workers other than the
+   origin; the origin itself when it is alone) claims at once, the others
+   after ``handoff_delay`` if the request is still there.
+3. The claim is one transaction on the request's mod revision: it deletes
+   the request and writes the running key (and the lock, unless the overlap
+   policy is ``allow``) with the claimer's run info on the claimer's lease.
+   One worker wins; the run goes on there from the next attempt.
+4. The origin waits for the request to go. If the running key now holds
+   another worker's info, the run was handed off: the origin forgets it
+   without releasing anything. A kill request that arrives first makes the
+   origin withdraw the request (a transaction on its mod revision); if a
+   claim won that race, the claimer applies the kill, which is newer than
+   the request.
+5. If the origin dies, its lease takes the request, the lock and the running
+   key with it: the run is lost, like any run of a dead worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass
+from enum import Enum
+from typing import Any
+
+from ..common import Clock, Job, Keyspace, loop_deadline
+from ..coord import (
+    Compare,
+    CoordStore,
+    CoordUnavailable,
+    Delete,
+    KeyValue,
+    LeaseKeeper,
+    PrefixMirror,
+    Put,
+    TxnOp,
+)
+from ._claim import rendezvous_owner, run_info
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class RetryRequest:
+    run_id: str
+    job: str
+    tick: int
+    attempt: int  # the attempt to run
+    not_before: int  # epoch ms
+    origin: str  # the worker that asks
+
+    def encode(self) -> bytes:
+        return json.dumps(asdict(self), separators=(",", ":")).encode()
+
+    @classmethod
+    def decode(cls, raw: bytes) -> RetryRequest:
+        data = json.loads(raw)
+        return cls(str(data["run_id"]), str(data["job"]), int(data["tick"]),
+                   int(data["attempt"]), int(data["not_before"]), str(data["origin"]))
+
+
+class HandOff(Enum):
+    HANDED_OFF = "handed_off"  # another claim took the run: forget it, release nothing
+    WITHDRAWN = "withdrawn"  # no further attempt (killed, or the run is not ours any more)
+    KEPT = "kept"  # nobody took it (our lease was renewed meanwhile): retry here
+
+
+def build_offer(keys: Keyspace, request: RetryRequest, info: bytes, lease: int
+                ) -> tuple[list[Compare], list[TxnOp], list[TxnOp]]:
+    """The origin's transaction: put the request if the run is still ours."""
+    running = keys.running(request.job, request.run_id)
+    return ([Compare.value(running, "==", info)],
+            [Put(keys.retry(request.job, request.run_id), request.encode(), lease)], [])
+
+
+def build_retry_claim(keys: Keyspace, job: Job, request: RetryRequest, revision: int,
+                      info: bytes, lease: int
+                      ) -> tuple[list[Compare], list[TxnOp], list[TxnOp]]:
+    """A claimer's transaction: take the request at ``revision`` and the run with it."""
+    key = keys.retry(request.job, request.run_id)
+    success: list[TxnOp] = [Delete(key), Put(keys.running(job.name, request.run_id), info, lease)]
+    if job.overlap != "allow":
+        success.append(Put(keys.lock(job.name), info, lease))
+    return [Compare.mod_revision(key, "==", revision)], success, []
+
+
+def retry_owner(request: RetryRequest, candidates: list[str]) -> str:
+    """Who claims first: any worker but the origin, unless the origin is alone."""
+    others = [w for w in candidates if w != request.origin]
+    return rendezvous_owner(f"{request.run_id}#{request.attempt}", others) or request.origin
+
+
+StartRetry = Callable[[Job, RetryRequest, int, bytes], None]
+
+
+class RetryBoard:
+    """This worker's side of the protocol: offering retries and claiming them."""
+
+    def __init__(
+        self,
+        store: CoordStore,
+        keys: Keyspace,
+        worker_id: str,
+        lease: LeaseKeeper,
+        clock: Clock,
+        *,
+        handoff_delay: float,
+        job_of: Callable[[str], Job | None],
+        peers: Callable[[Job], list[str]],
+        start: StartRetry,
+        draining: Callable[[], bool],
+    ) -> None:
+        self.store = store
+        self.keys = keys
+        self.worker_id = worker_id
+        self.lease = lease
+        self.clock = clock
+        self.handoff_delay = handoff_delay
+        self._job_of = job_of
+        self._peers = peers
+        self._start = start
+        self._draining = draining
+        self.mirror = PrefixMirror(store, keys.retry_dir, on_change=self._on_change)
+        self._tasks: dict[tuple[str, int], asyncio.Task[None]] = {}
+
+    async def run(self) -> None:
+        """Follow the requests until cancelled."""
+        try:
+            await self.mirror.run()
+        finally:
+            for task in self._tasks.values():
+                task.cancel()
+            await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+
+    # -- the origin ---------------------------------------------------------
+
+    async def offer(self, job: Job, request: RetryRequest, info: bytes,
+                    kill: asyncio.Event) -> HandOff:
+        """Offer the next attempt to every matching worker; see the module doc."""
+        key = self.keys.retry(job.name, request.run_id)
+        try:
+            result = await self.store.txn(*build_offer(self.keys, request, info,
+                                                       self.lease.lease_id))
+        except CoordUnavailable as exc:
+            log.warning("cannot offer %s#%d to other workers (%s); retrying here",
+                        request.run_id, request.attempt, exc)
+            return HandOff.KEPT
+        if not result.succeeded:
+            return HandOff.WITHDRAWN
+        revision = result.revision
+        suffix = key[len(self.keys.retry_dir):]
+
+        def taken() -> bool:
+            if self.mirror.revision < revision:
+                return False  # our own put is not mirrored yet
+            current = self.mirror.items.get(suffix)
+            return current is None or current.mod_revision != revision
+
+        if not await _until(self.mirror.wait_for(taken), kill):
+            try:
+                withdrawn = await self.store.txn(
+                    [Compare.mod_revision(key, "==", revision)], [Delete(key)], [])
+            except CoordUnavailable as exc:
+                log.warning("cannot withdraw %s#%d (%s)", request.run_id, request.attempt, exc)
+                return HandOff.HANDED_OFF  # unknown: never risk a second copy
+            if withdrawn.succeeded:
+                return HandOff.WITHDRAWN
+        try:
+            running = await self.store.get(self.keys.running(job.name, request.run_id))
+        except CoordUnavailable as exc:
+            log.warning("cannot tell who took %s#%d (%s)", request.run_id, request.attempt, exc)
+            return HandOff.HANDED_OFF
+        if running is None:
+            return HandOff.WITHDRAWN  # our lease expired: the run is lost with it
+        return HandOff.KEPT if running.value == info else HandOff.HANDED_OFF
+
+    # -- claimers -----------------------------------------------------------
+
+    def _on_change(self, suffix: str, kv: KeyValue | None) -> None:
+        if kv is None:
+            return
+        key = (suffix, kv.mod_revision)
+        if key not in self._tasks:
+            task = asyncio.ensure_future(self._consider(suffix, kv))
+            self._tasks[key] = task
+            task.add_done_callback(lambda _: self._tasks.pop(key, None))
+
+    async def _consider(self, suffix: str, kv: KeyValue) -> None:
+        try:
+            request = RetryRequest.decode(kv.value)
+        except (ValueError, KeyError, TypeError):
+            log.error("ignoring malformed retry request %s", kv.key)
+            return
+        job = self._job_of(request.job)
+        if job is None:
+            return
+
+        def gone() -> bool:
+            current = self.mirror.items.get(suffix)
+            return current is None or current.mod_revision != kv.mod_revision
+
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout_at(loop_deadline(self.clock, request.not_before)):
+                await self.mirror.wait_for(gone)
+        if retry_owner(request, self._peers(job)) != self.worker_id:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.handoff_delay):
+                    await self.mirror.wait_for(gone)
+        if gone() or self._draining():
+            return
+        info = run_info(run_id=request.run_id, worker=self.worker_id,
+                        lease=self.lease.lease_id, tick=request.tick, attempt=request.attempt)
+        try:
+            result = await self.store.txn(*build_retry_claim(
+                self.keys, job, request, kv.mod_revision, info, self.lease.lease_id))
+        except CoordUnavailable as exc:
+            log.warning("cannot claim retry %s#%d: %s", request.run_id, request.attempt, exc)
+            return
+        if result.succeeded:
+            log.info("took over %s at attempt %d from %s", request.run_id, request.attempt,
+                     request.origin)
+            self._start(job, request, kv.mod_revision, info)
+
+
+async def _until(done: Awaitable[Any], kill: asyncio.Event) -> bool:
+    """Await ``done`` unless ``kill`` is set first; True if ``done`` finished."""
+    task = asyncio.ensure_future(done)
+    killed = asyncio.ensure_future(kill.wait())
+    try:
+        await asyncio.wait({task, killed}, return_when=asyncio.FIRST_COMPLETED)
+        return task.done() and not task.cancelled()
+    finally:
+        for t in (task, killed):
+            t.cancel()
