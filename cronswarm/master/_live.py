@@ -14,6 +14,7 @@ the newest attempt. Role: viewer.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from typing import Any
@@ -125,12 +126,15 @@ async def _relay(request: web.Request, url: str, record_id: str) -> web.StreamRe
             await response.prepare(request)
             async for chunk in upstream.content.iter_any():
                 await response.write(chunk)
+    except ConnectionResetError:
+        log.debug("viewer of %s left", record_id)  # closing the session drops the worker too
     except (aiohttp.ClientError, TimeoutError) as exc:
         if response is None:
             log.info("cannot reach worker at %s for %s: %s", url, record_id, exc)
             return None
-        await response.write(sse_event({"message": f"worker connection lost: {exc}"},
-                                       event="error"))
+        with contextlib.suppress(ConnectionResetError):
+            await response.write(sse_event({"message": f"worker connection lost: {exc}"},
+                                           event="error"))
     return response
 
 
@@ -148,6 +152,7 @@ async def live_output(request: web.Request) -> web.StreamResponse:
         raise NotFoundError("run", record_id)
     response = web.StreamResponse(headers=SSE_HEADERS)
     await response.prepare(request)
-    for event in stored_events(record):
-        await response.write(event)
+    with contextlib.suppress(ConnectionResetError):  # the viewer may leave early
+        for event in stored_events(record):
+            await response.write(event)
     return response

@@ -35,6 +35,7 @@ from aiohttp import web
 
 from ..common import (
     SSE_HEADERS,
+    ConfigError,
     check_live_auth,
     end_event,
     output_event,
@@ -245,7 +246,12 @@ class LiveOutputServer:
         await runner.setup()
         self._runner = runner
         site = web.TCPSite(runner, self.host, self.port)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:
+            await self.close()
+            raise ConfigError("CRONSWARM_WORKER_HTTP_HOST/PORT",
+                              f"cannot listen on {self.host}:{self.port}: {exc}") from exc
         port = runner.addresses[0][1] if runner.addresses else self.port  # when 0 asked any
         self.url = f"http://{advertised_host(self.host)}:{port}"
         log.info("live output served on %s", self.url)

@@ -5,12 +5,12 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from aiohttp import ClientSession
+from aiohttp import ClientSession, web
 
 from cronswarm.common import Keyspace, Settings, live_auth_header
 from cronswarm.coord import EtcdStore, load_cluster_key
 from cronswarm.logstore import MongoLogStore
-from cronswarm.master import Role
+from cronswarm.master import Role, create_app
 from tests.apiclient import Api, running_master
 from tests.conftest import make_token
 from tests.workerkit import (
@@ -117,3 +117,40 @@ async def test_live_route_checks_role_and_record_id(viewer: Api) -> None:
     assert resp.status == 400
     resp = await viewer.call("GET", live_path("x@1000#1"))
     assert resp.status == 404
+
+
+async def test_a_viewer_leaving_mid_stream_is_not_an_error(
+    settings: Settings, store: EtcdStore, logs: MongoLogStore, keys: Keyspace,
+    tmp_path: Path, caplog: pytest.LogCaptureFixture,
+) -> None:
+    jobs = job_service(store, logs, keys)
+    gate = Gate(tmp_path)
+    await create_job(jobs, name="abandoned",
+                     command=f"echo one; {gate.wait_command}; seq 1 20000; echo two")
+    headers = {"Authorization": f"Bearer {await make_token(store, keys, Role.VIEWER)}"}
+    # A master served as in production: handlers are not cancelled when a client leaves.
+    runner = web.AppRunner(create_app(settings), handler_cancellation=False)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    base = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    try:
+        async with running_worker(settings, store, logs) as worker:
+            rid = await jobs.run_now("abandoned", actor="tests")
+            record_id = f"{rid}#1"
+            feed = await worker.feeds.wait_feed(record_id)
+            await wait_output(worker, record_id, b"one")
+            async with ClientSession() as own:
+                resp = await own.get(base + live_path(record_id), headers=headers)
+                assert (await SseReader(resp).next())[1]["data"] == "one\n"
+                resp.close()  # the viewer leaves while the job still runs
+            gate.release()
+            doc = await wait_final(logs, record_id)
+            assert feed.ended.is_set()
+    finally:
+        gate.close()
+        await runner.cleanup()
+    assert doc["status"] == "succeeded"
+    assert doc["output_tail"].endswith("20000\ntwo\n")
+    errors = [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")]
+    assert errors == []
