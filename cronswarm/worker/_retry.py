@@ -33,7 +33,11 @@ Protocol:
    origin withdraw the request (a transaction on its mod revision); if a
    claim won that race, the claimer applies the kill, which is newer than
    the request.
-5. If the origin dies, its lease takes the request, the lock and the running
+5. If nobody takes the request within the job's misfire window (plus the
+   hand-off delay) after ``not_before`` (the job was deleted, or no other
+   worker matches any more), the origin withdraws it and runs the attempt
+   itself.
+6. If the origin dies, its lease takes the request, the lock and the running
    key with it: the run is lost, like any run of a dead worker.
 """
 
@@ -160,8 +164,13 @@ class RetryBoard:
     # -- the origin ---------------------------------------------------------
 
     async def offer(self, job: Job, request: RetryRequest, info: bytes,
-                    kill: asyncio.Event) -> HandOff:
-        """Offer the next attempt to every matching worker; see the module doc."""
+                    kill: asyncio.Event, *, give_up_at: int) -> HandOff:
+        """Offer the next attempt to every matching worker; see the module doc.
+
+        Nobody may take it (the job was deleted or changed its targets): at
+        ``give_up_at`` (epoch ms) the request is withdrawn and the attempt is
+        kept here.
+        """
         key = self.keys.retry(job.name, request.run_id)
         try:
             result = await self.store.txn(*build_offer(self.keys, request, info,
@@ -181,7 +190,8 @@ class RetryBoard:
             current = self.mirror.items.get(suffix)
             return current is None or current.mod_revision != revision
 
-        if not await _until(self.mirror.wait_for(taken), kill):
+        deadline = loop_deadline(self.clock, give_up_at)
+        if not await _until(self.mirror.wait_for(taken), kill, deadline):
             try:
                 withdrawn = await self.store.txn(
                     [Compare.mod_revision(key, "==", revision)], [Delete(key)], [])
@@ -189,7 +199,11 @@ class RetryBoard:
                 log.warning("cannot withdraw %s#%d (%s)", request.run_id, request.attempt, exc)
                 return HandOff.HANDED_OFF  # unknown: never risk a second copy
             if withdrawn.succeeded:
-                return HandOff.WITHDRAWN
+                if kill.is_set():
+                    return HandOff.WITHDRAWN
+                log.warning("no worker took %s#%d; running it here", request.run_id,
+                            request.attempt)
+                return HandOff.KEPT
         try:
             running = await self.store.get(self.keys.running(job.name, request.run_id))
         except CoordUnavailable as exc:
@@ -247,12 +261,18 @@ class RetryBoard:
             self._start(job, request, kv.mod_revision, info)
 
 
-async def _until(done: Awaitable[Any], kill: asyncio.Event) -> bool:
-    """Await ``done`` unless ``kill`` is set first; True if ``done`` finished."""
+def _now() -> float:
+    return asyncio.get_running_loop().time()
+
+
+async def _until(done: Awaitable[Any], kill: asyncio.Event, deadline: float) -> bool:
+    """Await ``done`` unless ``kill`` is set or ``deadline`` (loop time) passes first;
+    True if ``done`` finished."""
     task = asyncio.ensure_future(done)
     killed = asyncio.ensure_future(kill.wait())
     try:
-        await asyncio.wait({task, killed}, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait({task, killed}, timeout=max(0.0, deadline - _now()),
+                           return_when=asyncio.FIRST_COMPLETED)
         return task.done() and not task.cancelled()
     finally:
         for t in (task, killed):

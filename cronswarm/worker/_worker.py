@@ -417,11 +417,16 @@ class Worker:
                 if policy.any_worker:
                     request = RetryRequest(live.run_id, job.name, live.tick, live.attempt + 1,
                                            due, self.id)
+                    # Not taken within the misfire window (plus the hand-off): run here.
+                    give_up_at = due + int((job.misfire_window + self.settings.handoff_delay)
+                                           * 1000)
                     outcome = await self.retries.offer(job, request, live.info,
-                                                       live.kill.requested)
+                                                       live.kill.requested,
+                                                       give_up_at=give_up_at)
                     if outcome is not HandOff.KEPT:
                         handed_off = outcome is HandOff.HANDED_OFF
                         break
+                    due = max(due, self.clock.now_ms())  # kept: a slot window from now
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout_at(loop_deadline(self.clock, due)):
                         await live.kill.requested.wait()

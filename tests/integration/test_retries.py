@@ -3,11 +3,20 @@ listed exit codes retry, and ``any_worker`` hands the next attempt to another wo
 
 import asyncio
 from itertools import pairwise
+from pathlib import Path
 
 from cronswarm.common import Keyspace, Settings
 from cronswarm.coord import EtcdStore, wait_deleted
 from cronswarm.logstore import MongoLogStore
-from tests.workerkit import create_job, job_service, ms, running_worker, wait_final
+from tests.workerkit import (
+    Gate,
+    create_job,
+    job_service,
+    ms,
+    running_worker,
+    wait_final,
+    wait_output,
+)
 
 TOLERANCE_MS = 1500  # scheduling slack on a busy machine; delays are never shorter
 
@@ -117,3 +126,33 @@ async def test_without_any_worker_retries_stay_on_the_same_worker(
         docs = [await wait_final(logs, f"{rid}#{n}") for n in (1, 2)]
     assert docs[0]["worker"] == docs[1]["worker"]
     assert docs[1]["status"] == "succeeded"
+
+
+async def test_a_retry_nobody_takes_runs_where_it_failed(
+    settings: Settings, store: EtcdStore, logs: MongoLogStore, keys: Keyspace, tmp_path: Path
+) -> None:
+    jobs = job_service(store, logs, keys)
+    gate = Gate(tmp_path)
+    command = f'[ "$CRONSWARM_ATTEMPT" -ge 2 ] || {{ echo waiting; {gate.wait_command}; exit 3; }}'
+    await create_job(jobs, name="orphaned", command=command, misfire_window=0.5,
+                     retry={"attempts": 2, "delay": 0.2, "jitter": 0, "any_worker": True})
+    try:
+        async with running_worker(settings, store, logs) as worker:
+            rid = await jobs.run_now("orphaned", actor="tests")
+            await wait_output(worker, f"{rid}#1", b"waiting")
+            await jobs.delete("orphaned", actor="tests")  # no worker can take the retry now
+            async with asyncio.timeout(30):
+                await worker.jobs.wait_for(lambda: "orphaned" not in worker.jobs.items)
+            gate.release()
+            first = await wait_final(logs, f"{rid}#1")
+            second = await wait_final(logs, f"{rid}#2")
+            async with asyncio.timeout(30):
+                await wait_deleted(store, keys.running("orphaned", rid))
+            leftovers, _ = await store.get_prefix(keys.retry_dir)
+            assert leftovers == []
+    finally:
+        gate.close()
+    assert (first["status"], second["status"]) == ("failed", "succeeded")
+    assert second["worker"] == first["worker"]
+    gap = ms(second["started"]) - ms(first["ended"])
+    assert gap >= 200 + 500  # the delay, then the misfire window waiting for a taker
