@@ -73,3 +73,31 @@ async def test_at_most_n_runs_at_once(
     for start, _ in spans:
         overlapping = sum(1 for s, e in spans if s <= start < e)
         assert overlapping <= 2
+
+
+async def test_a_run_killed_while_queued_never_starts(
+    settings: Settings, store: EtcdStore, logs: MongoLogStore, keys: Keyspace, tmp_path: Path
+) -> None:
+    jobs = job_service(store, logs, keys)
+    gate = Gate(tmp_path)
+    await create_job(jobs, name="hog", command=gate.wait_command)
+    await create_job(jobs, name="queued", command="echo never")
+    try:
+        async with running_worker(settings, store, logs, max_concurrent_runs=1) as worker:
+            hog = await jobs.run_now("hog", actor="tests")
+            async with asyncio.timeout(30):
+                await worker.slots.wait_for(lambda: worker.slots.busy == 1)
+            queued = await jobs.run_now("queued", actor="tests")
+            async with asyncio.timeout(30):
+                await worker.slots.wait_for(lambda: worker.slots.waiting == 1)
+            await jobs.kill("queued", actor="token:ops(1)")
+            doc = await wait_final(logs, f"{queued}#1")
+            assert worker.slots.waiting == 0
+            gate.release()
+            await wait_final(logs, f"{hog}#1")
+    finally:
+        gate.close()
+    assert doc["status"] == "killed"
+    assert doc["killed_by"] == "token:ops(1)"
+    assert doc["started"] is None and doc["output"] == ""
+    assert doc["error"] == "killed before it started: kill requested (by token:ops(1))"
