@@ -11,6 +11,7 @@ from typing import Any
 import psutil
 
 from .. import __version__
+from ..coord import KeyValue
 
 
 class WorkerInfo:
@@ -52,3 +53,12 @@ class WorkerInfo:
 
     def encode(self, **kwargs: Any) -> bytes:
         return json.dumps(self.snapshot(**kwargs), separators=(",", ":")).encode()
+
+
+def registered_labels(kv: KeyValue) -> dict[str, str]:
+    """The labels in a worker's registry value (empty when unreadable)."""
+    try:
+        labels = json.loads(kv.value).get("labels") or {}
+    except (ValueError, AttributeError):
+        return {}
+    return {str(k): str(v) for k, v in labels.items()} if isinstance(labels, dict) else {}

@@ -47,12 +47,12 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import asdict, dataclass, field
 from enum import Enum
 from typing import Any
 
-from ..common import Clock, Job, Keyspace, loop_deadline
+from ..common import Clock, Job, Keyspace, ValidationError, loop_deadline
 from ..coord import (
     Compare,
     CoordStore,
@@ -65,6 +65,7 @@ from ..coord import (
     TxnOp,
 )
 from ._claim import rendezvous_owner, run_info
+from ._registry import registered_labels
 
 log = logging.getLogger(__name__)
 
@@ -77,15 +78,26 @@ class RetryRequest:
     attempt: int  # the attempt to run
     not_before: int  # epoch ms
     origin: str  # the worker that asks
+    targets: Mapping[str, str] = field(default_factory=dict)  # the job's, when asked
 
     def encode(self) -> bytes:
-        return json.dumps(asdict(self), separators=(",", ":")).encode()
+        data = asdict(self)
+        data["targets"] = dict(self.targets)
+        return json.dumps(data, separators=(",", ":")).encode()
 
     @classmethod
     def decode(cls, raw: bytes) -> RetryRequest:
         data = json.loads(raw)
+        targets = data.get("targets") or {}
+        if not isinstance(targets, dict):
+            raise TypeError("targets must be an object")
         return cls(str(data["run_id"]), str(data["job"]), int(data["tick"]),
-                   int(data["attempt"]), int(data["not_before"]), str(data["origin"]))
+                   int(data["attempt"]), int(data["not_before"]), str(data["origin"]),
+                   {str(k): str(v) for k, v in targets.items()})
+
+    def matches(self, labels: Mapping[str, str]) -> bool:
+        """Whether a worker with ``labels`` may take it (as ``Job.matches``)."""
+        return all(labels.get(k) == v for k, v in self.targets.items())
 
 
 class HandOff(Enum):
@@ -134,8 +146,8 @@ class RetryBoard:
         clock: Clock,
         *,
         handoff_delay: float,
-        job_of: Callable[[str], Job | None],
-        peers: Callable[[Job], list[str]],
+        labels: Mapping[str, str],
+        workers: PrefixMirror,
         start: StartRetry,
         draining: Callable[[], bool],
     ) -> None:
@@ -145,8 +157,8 @@ class RetryBoard:
         self.lease = lease
         self.clock = clock
         self.handoff_delay = handoff_delay
-        self._job_of = job_of
-        self._peers = peers
+        self.labels = dict(labels)
+        self.workers = workers  # the registry mirror: who else could take a request
         self._start = start
         self._draining = draining
         self.mirror = PrefixMirror(store, keys.retry_dir, on_change=self._on_change)
@@ -215,7 +227,8 @@ class RetryBoard:
 
     # -- claimers -----------------------------------------------------------
 
-    def _on_change(self, suffix: str, kv: KeyValue | None) -> None:
+    def _on_change(self, suffix: str, kv: KeyValue | None, _old: KeyValue | None = None
+                   ) -> None:
         if kv is None:
             return
         key = (suffix, kv.mod_revision)
@@ -224,14 +237,17 @@ class RetryBoard:
             self._tasks[key] = task
             task.add_done_callback(lambda _: self._tasks.pop(key, None))
 
+    def _peers(self, request: RetryRequest) -> list[str]:
+        return [name for name, kv in self.workers.items.items()
+                if request.matches(registered_labels(kv))]
+
     async def _consider(self, suffix: str, kv: KeyValue) -> None:
         try:
             request = RetryRequest.decode(kv.value)
         except (ValueError, KeyError, TypeError):
             log.error("ignoring malformed retry request %s", kv.key)
             return
-        job = self._job_of(request.job)
-        if job is None:
+        if not request.matches(self.labels):
             return
 
         def gone() -> bool:
@@ -241,15 +257,19 @@ class RetryBoard:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout_at(loop_deadline(self.clock, request.not_before)):
                 await self.mirror.wait_for(gone)
-        if retry_owner(request, self._peers(job)) != self.worker_id:
+        if retry_owner(request, self._peers(request)) != self.worker_id:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.handoff_delay):
                     await self.mirror.wait_for(gone)
         if gone() or self._draining():
             return
-        info = run_info(run_id=request.run_id, worker=self.worker_id,
-                        lease=self.lease.lease_id, tick=request.tick, attempt=request.attempt)
         try:
+            job = await self._current_job(request.job)
+            if job is None:
+                return
+            info = run_info(run_id=request.run_id, worker=self.worker_id,
+                            lease=self.lease.lease_id, tick=request.tick,
+                            started=self.clock.now_ms(), attempt=request.attempt)
             result = await self.store.txn(*build_retry_claim(
                 self.keys, job, request, kv.mod_revision, info, self.lease.lease_id))
         except CoordUnavailable as exc:
@@ -259,6 +279,21 @@ class RetryBoard:
             log.info("took over %s at attempt %d from %s", request.run_id, request.attempt,
                      request.origin)
             self._start(job, request, kv.mod_revision, info)
+
+    async def _current_job(self, name: str) -> Job | None:
+        """The job as it is now, if it still exists and this worker may run it.
+
+        Read from etcd, only by a worker about to claim (the owner, or others
+        after the hand-off delay): the worker's job table is not needed.
+        """
+        kv = await self.store.get(self.keys.job(name))
+        if kv is None:
+            return None
+        try:
+            job = Job.from_json(kv.value)
+        except ValidationError:
+            return None
+        return job if job.matches(self.labels) else None
 
 
 def _now() -> float:

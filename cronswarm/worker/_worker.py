@@ -150,7 +150,7 @@ class Worker:
                                             settings.worker_http_port)
         self.retries = RetryBoard(
             store, self.keys, self.id, self.lease, self.clock,
-            handoff_delay=settings.handoff_delay, job_of=self._retry_job, peers=self._peers,
+            handoff_delay=settings.handoff_delay, labels=self.labels, workers=self.workers,
             start=self._start_retry, draining=lambda: self.draining,
         )
 
@@ -416,7 +416,7 @@ class Worker:
                 due = self.clock.now_ms() + int(delay * 1000)
                 if policy.any_worker:
                     request = RetryRequest(live.run_id, job.name, live.tick, live.attempt + 1,
-                                           due, self.id)
+                                           due, self.id, job.targets)
                     # Not taken within the misfire window (plus the hand-off): run here.
                     give_up_at = due + int((job.misfire_window + self.settings.handoff_delay)
                                            * 1000)
@@ -609,13 +609,6 @@ class Worker:
 
     # -- retries on any worker (see _retry) -----------------------------------
 
-    def _retry_job(self, name: str) -> Job | None:
-        job = self._job_from_mirror(name)
-        return job if job is not None and job.matches(self.labels) else None
-
-    def _peers(self, job: Job) -> list[str]:
-        return [name for name, kv in self.workers.items.items() if job.matches(_labels_of(kv))]
-
     def _start_retry(self, job: Job, request: RetryRequest, revision: int, info: bytes) -> None:
         """Continue a run another worker (or this one) offered; the claim is won."""
         live = LiveRun(job, request.tick, request.run_id, Trigger.RETRY, attempt=request.attempt,
@@ -624,10 +617,22 @@ class Worker:
                                             self.settings.output_tail_bytes))
         self.runs[request.run_id] = live
         self._runs_idle.clear()
-        # A kill asked for after the retry was offered applies here too.
-        if (kill := self.killers.items.get(job.name)) is not None:
-            self._on_killer(job.name, kill)
+        self._pull_pending_kill(live)
         live.task = self._spawn(self._run(live, replacing=None), name=f"run:{request.run_id}")
+
+
+    def _pull_pending_kill(self, live: LiveRun) -> None:
+        """A kill asked for after the retry was offered (and missed) applies here too."""
+        kv = self.killers.items.get(live.job.name)
+        if kv is None or kv.mod_revision <= live.created_revision:
+            return
+        try:
+            request = json.loads(kv.value)
+        except ValueError:
+            return
+        if request.get("run_id") in (None, live.run_id):
+            live.kill.pull(str(request.get("by", "unknown")),
+                           str(request.get("reason", "kill requested")))
 
 
 def _labels_of(kv: KeyValue) -> dict[str, str]:

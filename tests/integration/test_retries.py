@@ -156,3 +156,24 @@ async def test_a_retry_nobody_takes_runs_where_it_failed(
     assert second["worker"] == first["worker"]
     gap = ms(second["started"]) - ms(first["ended"])
     assert gap >= 200 + 500  # the delay, then the misfire window waiting for a taker
+
+
+async def test_a_retry_goes_only_to_workers_matching_the_job_targets(
+    settings: Settings, store: EtcdStore, logs: MongoLogStore, keys: Keyspace
+) -> None:
+    jobs = job_service(store, logs, keys)
+    await create_job(jobs, name="zoned", command='[ "$CRONSWARM_ATTEMPT" -ge 2 ] || exit 3',
+                     targets={"zone": "a"},
+                     retry={"attempts": 2, "delay": 0.1, "jitter": 0, "any_worker": True})
+    async with (
+        running_worker(settings, store, logs, worker_id="a1", worker_labels={"zone": "a"}) as a1,
+        running_worker(settings, store, logs, worker_id="b1", worker_labels={"zone": "b"}),
+        running_worker(settings, store, logs, worker_id="a2", worker_labels={"zone": "a"}) as a2,
+    ):
+        for worker in (a1, a2):
+            async with asyncio.timeout(30):
+                await worker.workers.wait_for(lambda w=worker: len(w.workers.items) == 3)
+        rid = await jobs.run_now("zoned", actor="tests")
+        docs = [await wait_final(logs, f"{rid}#{n}") for n in (1, 2)]
+    assert {docs[0]["worker"], docs[1]["worker"]} == {"a1", "a2"}
+    assert docs[1]["status"] == "succeeded"

@@ -68,6 +68,9 @@ def test_a_retry_goes_to_another_worker_unless_the_origin_is_alone() -> None:
     assert retry_owner(request, ["w3", "w2", "w1"]) == owner  # order does not matter
 
 
-def test_retry_requests_round_trip() -> None:
-    request = RetryRequest("j@1000", "j", 1000, 2, 2000, "w1")
+def test_retry_requests_round_trip_and_match_labels_like_jobs() -> None:
+    request = RetryRequest("j@1000", "j", 1000, 2, 2000, "w1", {"zone": "a"})
     assert RetryRequest.decode(request.encode()) == request
+    assert request.matches({"zone": "a", "gpu": "yes"})
+    assert not request.matches({"zone": "b"})
+    assert RetryRequest("j@1000", "j", 1000, 2, 2000, "w1").matches({})
