@@ -31,6 +31,7 @@ import os
 import pwd
 import secrets
 import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -129,6 +130,35 @@ def _child_env(ctx: RunContext, user: pwd.struct_passwd | None, tag: str) -> dic
     return env
 
 
+# Run as another user: a fresh interpreter (no threads, no fork handlers) drops to
+# the user's groups, gid and uid, then becomes the shell. Forking the worker
+# itself with subprocess's user=/group= runs the fork handlers of the threaded
+# libraries it holds (gRPC's crash the child now and then); without them the
+# child is started with vfork, which runs none.
+_RUN_AS = (
+    "import os,sys\n"
+    "uid,gid=int(sys.argv[1]),int(sys.argv[2])\n"
+    "os.setgroups([int(g) for g in sys.argv[3].split(',') if g])\n"
+    "os.setgid(gid)\n"
+    "os.setuid(uid)\n"
+    "try:\n"
+    "    os.execv(sys.argv[4],sys.argv[4:])\n"
+    "except OSError as e:\n"
+    "    sys.stderr.write(f'cannot start {sys.argv[4]}: {e}\\n')\n"
+    "    os._exit(127)\n"
+)
+
+
+def command_argv(shell: str, command: str, user: pwd.struct_passwd | None) -> list[str]:
+    """The argv that runs ``command`` in ``shell``, as ``user`` when given."""
+    argv = [shell, "-c", command]
+    if user is None:
+        return argv
+    groups = ",".join(str(g) for g in os.getgrouplist(user.pw_name, user.pw_gid))
+    return [sys.executable, "-I", "-S", "-c", _RUN_AS, str(user.pw_uid), str(user.pw_gid),
+            groups, *argv]
+
+
 def _resolve_user(ctx: RunContext) -> pwd.struct_passwd | None:
     if ctx.job.user is None:
         return None
@@ -160,16 +190,13 @@ class ShellExecutor:
             # Started like asyncio does (Popen is quick), but read and waited for
             # separately: the pipe may outlive the main process (see wait_exit).
             proc = subprocess.Popen(  # noqa: ASYNC220
-                [shell, "-c", job.command],
+                command_argv(shell, job.command, user),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
                 cwd=job.cwd,
                 env=_child_env(ctx, user, tag),
                 start_new_session=True,
-                user=user.pw_uid if user else None,
-                group=user.pw_gid if user else None,
-                extra_groups=os.getgrouplist(user.pw_name, user.pw_gid) if user else None,
             )
         except (OSError, subprocess.SubprocessError) as exc:
             return ExecResult(RunStatus.FAILED, error=f"cannot start {shell!r}: {exc}")

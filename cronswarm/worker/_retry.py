@@ -48,7 +48,7 @@ import contextlib
 import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
@@ -81,8 +81,9 @@ class RetryRequest:
     targets: Mapping[str, str] = field(default_factory=dict)  # the job's, when asked
 
     def encode(self) -> bytes:
-        data = asdict(self)
-        data["targets"] = dict(self.targets)
+        data = {"run_id": self.run_id, "job": self.job, "tick": self.tick,
+                "attempt": self.attempt, "not_before": self.not_before,
+                "origin": self.origin, "targets": dict(self.targets)}
         return json.dumps(data, separators=(",", ":")).encode()
 
     @classmethod

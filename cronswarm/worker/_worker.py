@@ -416,7 +416,7 @@ class Worker:
                 due = self.clock.now_ms() + int(delay * 1000)
                 if policy.any_worker:
                     request = RetryRequest(live.run_id, job.name, live.tick, live.attempt + 1,
-                                           due, self.id, job.targets)
+                                           due, self.id, dict(job.targets))
                     # Not taken within the misfire window (plus the hand-off): run here.
                     give_up_at = due + int((job.misfire_window + self.settings.handoff_delay)
                                            * 1000)
@@ -436,6 +436,8 @@ class Worker:
                 live.trigger = Trigger.RETRY
                 live.output = BoundedOutput(self.settings.output_head_bytes,
                                             self.settings.output_tail_bytes)
+        except Exception:  # a worker bug must end the run visibly, not in a lost task
+            log.exception("run %s stopped by an internal error", live.run_id)
         finally:
             if not handed_off:  # a run handed off is the claimer's to release
                 await self._release(live)

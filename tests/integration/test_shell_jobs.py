@@ -3,11 +3,13 @@ run-as user, environment, processes left behind, the running view, big output.""
 
 import asyncio
 import json
+import os
 import pwd
 import time
 from pathlib import Path
 
 import psutil
+import pytest
 
 from cronswarm.common import Keyspace, Settings
 from cronswarm.coord import EtcdStore, wait_deleted
@@ -108,10 +110,13 @@ async def test_processes_left_behind_are_stopped_when_the_job_ends(
 
 
 async def test_run_as_user_and_minimal_environment(
-    settings: Settings, store: EtcdStore, logs: MongoLogStore, keys: Keyspace
+    settings: Settings, store: EtcdStore, logs: MongoLogStore, keys: Keyspace,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.setenv("CRONSWARM_TEST_SECRET", "worker-only")  # in the worker's environment
     jobs = job_service(store, logs, keys)
-    command = ('id -un; echo "home=$HOME"; echo "run=$CRONSWARM_RUN_ID job=$CRONSWARM_JOB '
+    command = ('id -un; echo "ids=$(id -u):$(id -g):$(id -G)"; echo "home=$HOME"; '
+               'echo "run=$CRONSWARM_RUN_ID job=$CRONSWARM_JOB '
                'tick=$CRONSWARM_TICK attempt=$CRONSWARM_ATTEMPT"; echo "mine=$MINE"; '
                'echo "secret=${CRONSWARM_TEST_SECRET:-unset}"')
     await create_job(jobs, name="as-nobody", command=command, user="nobody", cwd="/",
@@ -119,14 +124,17 @@ async def test_run_as_user_and_minimal_environment(
     async with running_worker(settings, store, logs):
         rid = await jobs.run_now("as-nobody", actor="tests")
         doc = await wait_final(logs, f"{rid}#1")
-    assert doc["status"] == "succeeded", doc["error"]
+    assert doc["status"] == "succeeded", (doc["error"], doc["output"])
     lines = doc["output"].splitlines()
+    nobody = pwd.getpwnam("nobody")
+    groups = " ".join(str(g) for g in os.getgrouplist("nobody", nobody.pw_gid))
     assert lines[0] == "nobody"
-    assert lines[1] == f"home={pwd.getpwnam('nobody').pw_dir}"
+    assert lines[1] == f"ids={nobody.pw_uid}:{nobody.pw_gid}:{groups}"
+    assert lines[2] == f"home={nobody.pw_dir}"
     tick = rid.rpartition("@")[2]
-    assert lines[2] == f"run={rid} job=as-nobody tick={tick} attempt=1"
-    assert lines[3] == "mine=yes"
-    assert lines[4] == "secret=unset"  # the worker's own environment is not passed on
+    assert lines[3] == f"run={rid} job=as-nobody tick={tick} attempt=1"
+    assert lines[4] == "mine=yes"
+    assert lines[5] == "secret=unset"  # the worker's own environment is not passed on
 
 
 async def test_unknown_run_as_user_fails_clearly(

@@ -1,4 +1,5 @@
 import random
+from types import MappingProxyType
 
 import pytest
 from hypothesis import given
@@ -71,6 +72,8 @@ def test_a_retry_goes_to_another_worker_unless_the_origin_is_alone() -> None:
 def test_retry_requests_round_trip_and_match_labels_like_jobs() -> None:
     request = RetryRequest("j@1000", "j", 1000, 2, 2000, "w1", {"zone": "a"})
     assert RetryRequest.decode(request.encode()) == request
+    frozen = RetryRequest("j@1000", "j", 1000, 2, 2000, "w1", MappingProxyType({"zone": "a"}))
+    assert RetryRequest.decode(frozen.encode()) == request  # read-only mappings encode too
     assert request.matches({"zone": "a", "gpu": "yes"})
     assert not request.matches({"zone": "b"})
     assert RetryRequest("j@1000", "j", 1000, 2, 2000, "w1").matches({})
