@@ -15,6 +15,7 @@ the newest attempt. Role: viewer.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import json
 import logging
 from typing import Any
@@ -34,6 +35,7 @@ from ..common import (
     output_event,
     parse_run_id,
     sse_event,
+    to_ms,
 )
 from ..coord import CoordStore
 from ..logstore import LogStore, RunQuery
@@ -45,6 +47,7 @@ log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
 
 CONNECT_TIMEOUT_S = 5.0  # to reach the worker; the stream itself has no time limit
+LAST_TICK_MS = to_ms(dt.datetime.max.replace(tzinfo=dt.UTC))  # later ticks cannot be stored
 
 
 def parse_record_id(value: str) -> tuple[str, int, int | None]:
@@ -84,6 +87,8 @@ async def stored_record(logs: LogStore, job: str, tick: int, attempt: int | None
     run = f"{job}@{tick}"
     if attempt is not None:
         return await logs.get_run(f"{run}#{attempt}")
+    if tick > LAST_TICK_MS:
+        return None  # no such run can exist (and no date can be built to search for it)
     page = await logs.query_runs(RunQuery(job=job, since=tick, until=tick + 1, limit=1000))
     attempts = [r for r in page.runs if r.run_id == run]
     return max(attempts, key=lambda r: r.attempt) if attempts else None

@@ -117,6 +117,8 @@ async def test_live_route_checks_role_and_record_id(viewer: Api) -> None:
     assert resp.status == 400
     resp = await viewer.call("GET", live_path("x@1000#1"))
     assert resp.status == 404
+    resp = await viewer.call("GET", live_path("x@619240517286030"))  # beyond year 9999
+    assert resp.status == 404
 
 
 async def test_a_viewer_leaving_mid_stream_is_not_an_error(
