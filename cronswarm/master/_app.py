@@ -15,7 +15,7 @@ from aiohttp import web
 from ..common import AuthError, Keyspace, Settings, SystemClock
 from ..coord import CoordStore, EtcdStore, PrefixMirror
 from ..logstore import LogStore, MongoLogStore
-from . import _api, _api_jobs, _api_tokens, _openapi, _pages
+from . import _api, _api_jobs, _api_tokens, _live, _openapi, _pages
 from ._auth import Principal, TokenRecord, TokenStore
 from ._http import (
     AUTH_FAILURE,
@@ -177,6 +177,7 @@ def create_app(
     app.router.add_routes(_api_jobs.routes)
     app.router.add_routes(_api_tokens.routes)
     app.router.add_routes(_openapi.routes)
+    app.router.add_routes(_live.routes)
     app.router.add_routes(_pages.routes)
     app.router.add_static("/static/", WEB_DIR / "static", name="static")
     return app
