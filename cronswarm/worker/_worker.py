@@ -99,7 +99,8 @@ class LiveRun:
     kill: KillSwitch = field(default_factory=KillSwitch)
     output: BoundedOutput = field(default_factory=BoundedOutput)
     created_revision: int = 0  # etcd revision of the claim (kill requests compare to it)
-    info: bytes = b""
+    info: bytes = b""  # the lock's value (fixed for the run)
+    running_info: bytes = b""  # the running key's value (names the current attempt)
     task: asyncio.Task[None] | None = None
 
 
@@ -227,8 +228,8 @@ class Worker:
         """The old lease expired (etcd or this worker was unreachable): rewrite our keys."""
         await self._register()
         for live in list(self.runs.values()):
-            await self.store.put(self.keys.running(live.job.name, live.run_id), live.info,
-                                 lease=lease)
+            await self.store.put(self.keys.running(live.job.name, live.run_id),
+                                 live.running_info or live.info, lease=lease)
             if live.job.overlap != "allow":
                 await self.store.txn([Compare.absent(self.keys.lock(live.job.name))],
                                      [Put(self.keys.lock(live.job.name), live.info, lease)])
@@ -476,6 +477,7 @@ class Worker:
                     break
                 live.attempt += 1
                 live.trigger = Trigger.RETRY
+                await self._note_attempt(live)
                 live.output = BoundedOutput(self.settings.output_head_bytes,
                                             self.settings.output_tail_bytes)
         except Exception:  # a worker bug must end the run visibly, not in a lost task
@@ -487,6 +489,17 @@ class Worker:
                 del self.runs[live.run_id]
             if not self.runs:
                 self._runs_idle.set()
+
+    async def _note_attempt(self, live: LiveRun) -> None:
+        """Keep the attempt number in the running key, so a lost run names it."""
+        info = {**json.loads(live.info), "attempt": live.attempt}
+        live.running_info = json.dumps(info, separators=(",", ":")).encode()
+        key = self.keys.running(live.job.name, live.run_id)
+        try:
+            await self.store.put(key, live.running_info, lease=self.lease.lease_id)
+        except CoordUnavailable as exc:
+            log.warning("cannot record attempt %d of %s in etcd: %s", live.attempt,
+                        live.run_id, exc)
 
     async def _attempt_in_slot(self, live: LiveRun, due: int) -> ExecResult | None:
         """Run the next attempt once a slot is free; None if it never started.
