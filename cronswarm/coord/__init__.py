@@ -14,6 +14,7 @@ from ._abc import (
     WatchCompacted,
     WatchEvent,
 )
+from ._cluster_key import cluster_key_path, load_cluster_key
 from ._etcd import EtcdStore, channel_target, prefix_end
 from ._lease import LeaseKeeper
 from ._mirror import PrefixMirror
@@ -36,6 +37,8 @@ __all__ = [
     "WatchCompacted",
     "WatchEvent",
     "channel_target",
+    "cluster_key_path",
+    "load_cluster_key",
     "prefix_end",
     "wait_deleted",
 ]

@@ -15,7 +15,17 @@ from aiohttp import web
 from ..common import AuthError, Keyspace, Settings, SystemClock
 from ..coord import CoordStore, EtcdStore, PrefixMirror
 from ..logstore import LogStore, MongoLogStore
-from . import _api, _api_jobs, _api_tokens, _dash_admin, _dash_jobs, _dash_runs, _openapi, _pages
+from . import (
+    _api,
+    _api_jobs,
+    _api_tokens,
+    _dash_admin,
+    _dash_jobs,
+    _dash_runs,
+    _live,
+    _openapi,
+    _pages,
+)
 from ._auth import Principal, TokenRecord, TokenStore
 from ._format import FILTERS
 from ._http import (
@@ -182,6 +192,7 @@ def create_app(
     app.router.add_routes(_api_jobs.routes)
     app.router.add_routes(_api_tokens.routes)
     app.router.add_routes(_openapi.routes)
+    app.router.add_routes(_live.routes)
     app.router.add_routes(_pages.routes)
     app.router.add_routes(_dash_jobs.routes)
     app.router.add_routes(_dash_runs.routes)
