@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -9,10 +10,11 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
-from ..common import NotFoundError, RunRecord, RunStatus, ValidationError
+from ..common import NotFoundError, RunRecord, RunStatus, ValidationError, run_id
 from ..logstore import RunQuery
 from ._api import RUN_STATUSES, parse_record_id, pick_attempt, run_attempts
-from ._http import LOGS
+from ._http import JOBS, LOGS
+from ._jobs import JobService
 from ._params import choice_param, name_param, text_param, time_param
 from ._web import render, viewer
 
@@ -81,6 +83,28 @@ def output_of(run: RunRecord) -> Output:
     return Output(run.output, run.output_tail, max(0, run.output_bytes - kept))
 
 
+async def live_run(service: JobService, job: str, tick: int, attempt: int | None
+                   ) -> RunRecord | None:
+    """A run alive now that has no record yet, from its running key in etcd."""
+    rid = run_id(job, tick)
+    for info in await service.running(job):
+        if info.get("run_id") != rid:
+            continue
+        number = info.get("attempt")
+        number = number if isinstance(number, int) else 1
+        if attempt is not None and attempt != number:
+            continue
+        started = info.get("started")
+        summary = ""
+        with contextlib.suppress(NotFoundError):
+            summary = (await service.get(job)).job.summary
+        return RunRecord(run_id=rid, job=job, tick=tick, attempt=number,
+                         worker=str(info.get("worker", "")), summary=summary,
+                         status=RunStatus.RUNNING,
+                         started=started if isinstance(started, int) else None)
+    return None
+
+
 @routes.get("/runs/{record_id}", name="run_page")
 async def run_page(request: web.Request) -> web.Response:
     viewer(request)
@@ -88,6 +112,8 @@ async def run_page(request: web.Request) -> web.Response:
     job, tick, attempt = parse_record_id(record_id)
     attempts = await run_attempts(request.app[LOGS], job, tick)
     run = pick_attempt(attempts, attempt)
+    if run is None:
+        run = await live_run(request.app[JOBS], job, tick, attempt)
     if run is None:
         raise NotFoundError("run", record_id)
     return render(request, "run.html", "runs",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import uuid
+from pathlib import Path
 
 import psutil
 from playwright.async_api import expect
@@ -16,6 +17,7 @@ from cronswarm.master import Role
 from tests.browser.conftest import Dashboard
 from tests.conftest import make_token
 from tests.swarm import swarm
+from tests.workerkit import Gate
 
 
 async def test_log_in_with_a_token(dashboard: Dashboard, admin_token: str) -> None:
@@ -261,3 +263,35 @@ async def test_editor_shows_a_conflicting_edit_and_saves_nothing(
     await page.get_by_role("button", name="Save changes").click()
     await expect(page.get_by_role("alert")).to_contain_text("Saved (revision")
     assert (await dashboard.service.get("sync")).job.command == "echo mine"
+
+
+async def test_run_page_tails_a_running_job_live_until_it_ends(
+    dashboard: Dashboard, admin_token: str, settings: Settings, logs: MongoLogStore,
+    tmp_path: Path
+) -> None:
+    page = dashboard.page
+    gate = Gate(tmp_path)
+    await dashboard.service.create(Job.from_dict({
+        "name": "chatty", "schedule": "0 0 1 1 *",
+        "command": f"echo first; {gate.wait_command}; echo second"}), actor="tests")
+    await dashboard.log_in(admin_token)
+    try:
+        async with swarm(settings, logs, 1):
+            await page.locator('tr[data-job="chatty"]').get_by_role(
+                "button", name="Run chatty now").click()
+            running = page.locator('tr[data-job="chatty"]').get_by_role("link",
+                                                                        name="running now")
+            await running.click()
+            await expect(page.locator("#run-status")).to_have_text("running")
+            await expect(page.locator("#live-state")).to_have_text("Following the output live.")
+            log = page.locator("pre.log")
+            await expect(log).to_have_text("first\n")
+            await dashboard.shoot("run-live")
+            gate.release()
+            await expect(log).to_have_text("first\nsecond\n")
+            await expect(page.locator("#run-status")).to_have_text("succeeded")
+            await expect(page.locator("#live-state")).to_contain_text("The run ended (succeeded)")
+    finally:
+        gate.close()
+    await page.reload()  # the stored record, once written
+    await expect(page.locator("pre.log")).to_have_text("first\nsecond\n")

@@ -64,6 +64,7 @@ function showLast(tr, job) {
     parts.push(never);
   }
   live.hidden = job.running.length === 0;
+  if (job.running.length) live.href = `/runs/${encodeURIComponent(job.running[0])}`;
   cell.replaceChildren(...parts, " ", live);
   const kill = tr.querySelector('[data-action="kill"]');
   if (kill) kill.hidden = job.running.length === 0;
