@@ -37,7 +37,7 @@ from cronswarm.common import Job, Keyspace, RunRecord, RunStatus, Settings, Trig
 from cronswarm.coord import EtcdStore
 from cronswarm.devservices import EtcdServer, MongoServer
 from cronswarm.devservices._process import free_port
-from cronswarm.logstore import MongoLogStore, record_to_doc
+from cronswarm.logstore import MongoLogStore, RunQuery, record_to_doc
 from cronswarm.master import JobService, Role, TokenStore, create_app
 
 BUDGET_MS = 300.0
@@ -100,6 +100,20 @@ async def seed_runs(logs: MongoLogStore, jobs: int, runs: int, end_ms: int) -> f
     if batch:
         await logs.runs.insert_many(batch, ordered=False)
     return time.perf_counter() - start
+
+
+async def top_up(logs: MongoLogStore, jobs: int, after_ms: int, end_ms: int) -> int:
+    """Insert each job's minutely runs with ticks in ``(after_ms, end_ms]``."""
+    docs = []
+    for j in range(jobs):
+        for n in range(10_000):
+            doc = run_doc(j, n, end_ms)
+            if doc["tick"] <= from_ms(after_ms):
+                break
+            docs.append(doc)
+    for start in range(0, len(docs), BATCH):
+        await logs.runs.insert_many(docs[start:start + BATCH], ordered=False)
+    return len(docs)
 
 
 async def seed_jobs(service: JobService, jobs: int) -> None:
@@ -165,15 +179,30 @@ async def main() -> None:
         await seed_jobs(service, args.jobs)
         jobs_s = time.perf_counter() - t
         print(f"{args.jobs} jobs created in {jobs_s:.1f} s", flush=True)
+        meta = logs.db["bench_meta"]
         have = await logs.runs.estimated_document_count()
-        if have >= args.runs:
+        seeded = await meta.find_one({"_id": "seeded"})
+        if have >= args.runs and seeded is None:  # seeded by an older version
+            first = await logs.query_runs(RunQuery(job=job_name(0), limit=1))
+            if first.runs:
+                seeded = {"_id": "seeded", "end": first.runs[0].tick}
+        if have >= args.runs and seeded is not None:
             seed_s = None
             print(f"{have:,} runs already in {database}: seeding skipped")
         else:
             await logs.runs.delete_many({})
-            seed_s = await seed_runs(logs, args.jobs, args.runs, int(time.time() * 1000))
+            end = int(time.time() * 1000)
+            seed_s = await seed_runs(logs, args.jobs, args.runs, end)
+            seeded = {"_id": "seeded", "end": end}
+            await meta.replace_one({"_id": "seeded"}, seeded, upsert=True)
             print(f"{args.runs:,} runs seeded in {seed_s:.0f} s "
                   f"({args.runs / seed_s:,.0f} documents/s)", flush=True)
+        # The cluster kept running while the history was written: add the runs
+        # of the minutes since, so the newest runs are as recent as on a live one.
+        topped = await top_up(logs, args.jobs, int(seeded["end"]), int(time.time() * 1000))
+        await meta.replace_one({"_id": "seeded"}, {**seeded, "end": int(time.time() * 1000)},
+                               upsert=True)
+        print(f"{topped:,} runs added for the minutes since the seeding", flush=True)
         for i in range(3):
             await service.patch(job_name(i), {"priority": i + 1}, actor="bench",
                                 if_match=None)
