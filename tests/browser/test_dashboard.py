@@ -61,12 +61,14 @@ async def test_create_a_job_in_the_editor_see_it_run_and_open_its_output(
     await page.get_by_label("Timeout (s)").fill("-1")
     await page.get_by_label("Retry on exit codes").fill("1, 300")
     await page.get_by_role("button", name="Create job").click()
-    await expect(page.get_by_role("alert")).to_contain_text("Not saved: 2 problems")
+    await expect(page.get_by_role("alert")).to_contain_text("Not saved: 3 problems")
     timeout_error = page.locator('[data-field="timeout"] .field-error')
     await expect(timeout_error).to_contain_text("must be greater than 0")
     await expect(page.get_by_label("Timeout (s)")).to_be_focused()
     await expect(page.locator('[data-field="retry.on_exit_codes"] .field-error')).to_contain_text(
         "from 1 to 255")
+    await expect(page.locator('[data-field="retry.attempts"] .field-error')).to_contain_text(
+        "must be at least 2")
     await dashboard.shoot("editor-errors")
     await page.get_by_label("Timeout (s)").fill("30")
     await page.get_by_label("Retry on exit codes").fill("")
@@ -78,6 +80,9 @@ async def test_create_a_job_in_the_editor_see_it_run_and_open_its_output(
         await expect(row.get_by_text("Says hello every second")).to_be_visible()
         last = row.locator('[data-cell="last"] a.badge')
         await expect(last).to_have_text("succeeded")  # the page follows the runs
+    await page.reload()  # the trend chart is drawn by the server
+    await expect(row.locator("svg.trend rect.bar").first).to_be_attached()
+    await expect(row.locator(".rate")).to_have_text("100%")
     await dashboard.shoot("jobs-after-run")
     stored = await dashboard.service.get("greeter")
     assert stored.job.timezone == "Europe/Paris" and stored.job.timeout == 30
