@@ -47,3 +47,40 @@ def test_formats() -> None:
     assert fmt_duration(None) == "—" and fmt_duration(-0.5) == "-500 ms"
     assert [fmt_bytes(n) for n in (0, 1023, 2048, 5 << 20)] == [
         "0 bytes", "1023 bytes", "2.0 KiB", "5.0 MiB"]
+
+
+def test_output_shows_head_gap_and_tail() -> None:
+    from cronswarm.master._dash_runs import output_of
+
+    whole = run(0, RunStatus.SUCCEEDED, 1.0)
+    whole.output, whole.output_bytes = "all of it\n", 10
+    assert output_of(whole) == type(output_of(whole))("all of it\n", "", 0)
+    cut = run(1, RunStatus.SUCCEEDED, 1.0)
+    cut.output, cut.output_tail, cut.truncated, cut.output_bytes = "héad", "tail", True, 1000
+    shown = output_of(cut)
+    assert (shown.head, shown.tail, shown.skipped) == ("héad", "tail", 1000 - 5 - 4)
+
+
+def test_audit_changes_name_each_changed_field() -> None:
+    from cronswarm.master._dash_admin import changes
+
+    before = {"schedule": "@daily", "priority": 0, "env": {"A": "1"}}
+    after = {"schedule": "@hourly", "priority": 0, "timeout": 5.0}
+    assert [(c.field, c.before, c.after) for c in changes(before, after)] == [
+        ("env", {"A": "1"}, None), ("schedule", "@daily", "@hourly"), ("timeout", None, 5.0)]
+    assert changes(None, None) == []
+
+
+def test_editor_fields_of_a_new_and_an_http_job() -> None:
+    from cronswarm.common import Job
+    from cronswarm.master._dash_jobs import editor_fields
+
+    new = editor_fields(None)
+    assert (new["kind"], new["timezone"], new["overlap"], new["retry"]["attempts"]) == (
+        "shell", "UTC", "forbid", 1)
+    http = editor_fields(Job.from_dict({
+        "name": "ping", "schedule": "* * * * *", "targets": {"zone": "eu"},
+        "http": {"url": "https://example.org/", "method": "POST",
+                 "headers": {"X-A": "1"}, "expect_status": [200, 204]}}))
+    assert (http["kind"], http["http_method"], http["http_headers"], http["http_expect"],
+            http["targets_lines"]) == ("http", "POST", "X-A: 1", "200, 204", "zone=eu")
