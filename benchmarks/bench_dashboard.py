@@ -30,6 +30,7 @@ from urllib.parse import quote
 
 import aiohttp
 from aiohttp import web
+from pymongo.errors import BulkWriteError
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -111,9 +112,16 @@ async def top_up(logs: MongoLogStore, jobs: int, after_ms: int, end_ms: int) -> 
             if doc["tick"] <= from_ms(after_ms):
                 break
             docs.append(doc)
+    added = 0
     for start in range(0, len(docs), BATCH):
-        await logs.runs.insert_many(docs[start:start + BATCH], ordered=False)
-    return len(docs)
+        try:
+            added += len((await logs.runs.insert_many(docs[start:start + BATCH],
+                                                      ordered=False)).inserted_ids)
+        except BulkWriteError as exc:  # runs a previous top-up already added
+            if any(e.get("code") != 11000 for e in exc.details.get("writeErrors", [])):
+                raise
+            added += exc.details.get("nInserted", 0)
+    return added
 
 
 async def seed_jobs(service: JobService, jobs: int) -> None:
