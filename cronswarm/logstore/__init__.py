@@ -1,8 +1,16 @@
 """The log store (MongoDB) seam: run records and the audit trail."""
 
-from ._abc import AuditEntry, LogStore, LogStoreUnavailable, RunPage, RunQuery
+from ._abc import (
+    AuditEntry,
+    LogStore,
+    LogStoreRejected,
+    LogStoreUnavailable,
+    RunPage,
+    RunQuery,
+)
 from ._mongo import (
     MongoLogStore,
+    coalesce_records,
     decode_cursor,
     doc_to_record,
     encode_cursor,
@@ -12,10 +20,12 @@ from ._mongo import (
 __all__ = [
     "AuditEntry",
     "LogStore",
+    "LogStoreRejected",
     "LogStoreUnavailable",
     "MongoLogStore",
     "RunPage",
     "RunQuery",
+    "coalesce_records",
     "decode_cursor",
     "doc_to_record",
     "encode_cursor",

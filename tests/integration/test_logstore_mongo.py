@@ -2,8 +2,8 @@
 
 import pytest
 
-from cronswarm.common import RunRecord, RunStatus, ValidationError
-from cronswarm.logstore import AuditEntry, MongoLogStore, RunQuery
+from cronswarm.common import RunRecord, RunStatus, ValidationError, to_ms
+from cronswarm.logstore import AuditEntry, MongoLogStore, RunQuery, coalesce_records
 
 
 def record(job: str, tick: int, status: RunStatus = RunStatus.SUCCEEDED, attempt: int = 1,
@@ -69,3 +69,86 @@ async def test_last_runs_and_audit(logs: MongoLogStore) -> None:
     entries = await logs.query_audit(target="a")
     assert [(e.actor, e.action, e.after) for e in entries] == [
         ("token:x", "job.create", {"name": "a"})]
+
+
+async def test_indexes_serve_the_dashboard_queries(logs: MongoLogStore) -> None:
+    runs = {k: list(dict(v["key"]).items())
+            for k, v in (await logs.runs.index_information()).items()}
+    assert runs["job_tick"] == [("job", 1), ("tick", -1)]
+    assert runs["status_tick"] == [("status", 1), ("tick", -1)]
+    assert runs["worker_tick"] == [("worker", 1), ("tick", -1)]
+    assert runs["job_tick_attempt_unique"] == [("job", 1), ("tick", 1), ("attempt", 1)]
+    assert runs["retention"] == [("expire_at", 1)]
+    audit = {k: list(dict(v["key"]).items())
+             for k, v in (await logs.audit.index_information()).items()}
+    assert audit["target_at"] == [("target", 1), ("at", -1)]
+    assert audit["actor_at"] == [("actor", 1), ("at", -1)]
+    await logs.ensure_indexes()  # idempotent
+
+
+async def test_retention_is_computed_when_the_run_ends(logs: MongoLogStore) -> None:
+    default = record("a", 1000)
+    short = record("b", 1000)
+    short.retention_days = 2
+    running = record("c", 1000, RunStatus.RUNNING)
+    await logs.write_runs([default, short, running])
+    docs = {d["job"]: d async for d in logs.runs.find({})}
+    day_ms = 86_400_000
+    assert to_ms(docs["a"]["expire_at"]) == default.ended + 30 * day_ms  # cluster default
+    assert to_ms(docs["b"]["expire_at"]) == 1050 + 2 * day_ms  # the job's override
+    assert "expire_at" not in docs["c"]  # a live run never expires
+    info = await logs.runs.index_information()
+    assert info["retention"]["expireAfterSeconds"] == 0
+    got = await logs.get_run("b@1000#1")
+    assert got is not None and got.retention_days == 2
+
+
+async def test_running_and_final_in_one_batch_leave_the_final(logs: MongoLogStore) -> None:
+    running = record("a", 1000, RunStatus.RUNNING)
+    done = record("a", 1000, RunStatus.FAILED, output="boom")
+    await logs.write_runs([running, done, running])
+    assert coalesce_records([running, done, running]) == [done]
+    docs = await logs.runs.find({}).to_list(None)
+    assert [(d["status"], d["output"]) for d in docs] == [("failed", "boom")]
+
+
+async def test_counts_per_status_over_a_window(logs: MongoLogStore) -> None:
+    statuses = [RunStatus.SUCCEEDED] * 5 + [RunStatus.FAILED] * 2 + [RunStatus.TIMEOUT]
+    await logs.write_runs([record("a", (i + 1) * 1000, s) for i, s in enumerate(statuses)]
+                          + [record("b", 3000, RunStatus.FAILED),
+                             record("b", 9000, RunStatus.RUNNING)])
+    counts = await logs.count_runs(since=1000, until=9001)
+    assert set(counts) == set(RunStatus)
+    assert {s: n for s, n in counts.items() if n} == {
+        RunStatus.SUCCEEDED: 5, RunStatus.FAILED: 3, RunStatus.TIMEOUT: 1,
+        RunStatus.RUNNING: 1}
+    window = await logs.count_runs(since=2000, until=6000)  # ticks 2000..5000
+    assert window[RunStatus.SUCCEEDED] == 4 and window[RunStatus.FAILED] == 1
+    of_a = await logs.count_runs(since=0, until=10_000, job="a")
+    assert {s: n for s, n in of_a.items() if n} == {
+        RunStatus.SUCCEEDED: 5, RunStatus.FAILED: 2, RunStatus.TIMEOUT: 1}
+    assert sum((await logs.count_runs(since=0, until=10_000, job="nope")).values()) == 0
+
+
+async def test_last_runs_of_many_jobs(logs: MongoLogStore) -> None:
+    jobs = [f"j{i}" for i in range(40)]
+    await logs.write_runs([record(j, t) for j in jobs for t in (1000, 5000, 3000)])
+    last = await logs.last_runs([*jobs, "none", "j1"])
+    assert set(last) == set(jobs)
+    assert {r.tick for r in last.values()} == {5000}
+
+
+async def test_audit_by_target_actor_and_time(logs: MongoLogStore) -> None:
+    for at, actor, action, target in [(10, "alice", "job.create", "a"),
+                                      (20, "bob", "job.update", "a"),
+                                      (30, "alice", "job.delete", "b"),
+                                      (40, "alice", "token.create", "token:t1")]:
+        await logs.write_audit(AuditEntry(at, actor, action, target, None, None))
+    by_alice = await logs.query_audit(actor="alice")
+    assert [e.at for e in by_alice] == [40, 30, 10]  # newest first
+    assert [e.at for e in await logs.query_audit(actor="alice", target="a")] == [10]
+    assert [e.at for e in await logs.query_audit(since=20, until=40)] == [30, 20]
+    assert [e.action for e in await logs.query_audit(action="job.update")] == ["job.update"]
+    page = await logs.query_audit(limit=2)
+    older = await logs.query_audit(limit=2, until=page[-1].at)
+    assert [e.at for e in page + older] == [40, 30, 20, 10]
