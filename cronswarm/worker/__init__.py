@@ -14,33 +14,45 @@ from ._claim import (
     run_info,
 )
 from ._executor import ExecResult, Executor, KillSwitch, RunContext, ShellExecutor
+from ._logwriter import FlushEvent, LogWriter, WriterCounters, decode_record, encode_record
 from ._output import BoundedOutput
-from ._sink import DirectSink, RunSink
+from ._sink import RunSink
+from ._spool import Position, Spool, SpoolError, SpoolFull, encode_frame, scan_frames
 from ._timetable import Timetable
 from ._worker import LiveRun, Worker, retry_delay
 
 __all__ = [
     "BoundedOutput",
     "Claim",
-    "DirectSink",
     "ExecResult",
     "Executor",
+    "FlushEvent",
     "KillSwitch",
     "LiveRun",
+    "LogWriter",
     "Outcome",
+    "Position",
     "RunContext",
     "RunSink",
     "ShellExecutor",
+    "Spool",
+    "SpoolError",
+    "SpoolFull",
     "TickPlan",
     "Timetable",
     "Worker",
+    "WriterCounters",
     "build_claim",
     "build_skip",
     "claim",
     "claim_skip",
+    "decode_record",
+    "encode_frame",
+    "encode_record",
     "plan_ticks",
     "read_claim",
     "rendezvous_owner",
     "retry_delay",
     "run_info",
+    "scan_frames",
 ]
