@@ -13,12 +13,12 @@ TTL index on ``expire_at`` deletes it after that. Running records have no
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import contextlib
 import datetime as dt
 import json
 import re
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -27,14 +27,50 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, ExecutionTimeout, PyMongoError
 
-from ..common import RunRecord, RunStatus, Trigger, ValidationError, from_ms, to_ms
+from ..common import (
+    Clock,
+    RunRecord,
+    RunStatus,
+    SystemClock,
+    Trigger,
+    ValidationError,
+    from_ms,
+    to_ms,
+)
 from ._abc import AuditEntry, LogStoreRejected, LogStoreUnavailable, RunPage, RunQuery
+from ._rollups import HourlyCounts, LastRuns
 
 DUPLICATE_KEY = 11000
 _SEQ = {RunStatus.RUNNING: 0, RunStatus.LOST: 1}
 _FINAL_SEQ = 2
 _MAX_PAGE = 1000
-_LAST_RUNS_CONCURRENCY = 16
+_FIRST_WINDOW_MS = 3_600_000  # query_runs: the first window of ticks searched
+_WINDOW_GROWTH = 8
+_WINDOW_ROUNDS = 7  # 1 h to 8**6 h (about 30 years), then no lower bound
+
+# Listing indexes end in _id: history is sorted by (tick, _id) newest first, so
+# a page is a walk of one index range that stops after ``limit`` entries, never
+# a sort of every matching document. They are ascending: MongoDB walks them
+# backwards for newest-first at the same cost, and the development server
+# (SecantusDB 0.7) gets range bounds wrong on compound indexes with a
+# descending key, or with an inclusive upper bound ($lte) before a trailing
+# key; so queries here bound tick with $gte/$lt only (checked by the contract
+# tests at the boundaries).
+_RUN_INDEXES: list[tuple[str, list[tuple[str, int]], dict[str, Any]]] = [
+    ("job_tick_attempt_unique",
+     [("job", ASCENDING), ("tick", ASCENDING), ("attempt", ASCENDING)], {"unique": True}),
+    ("job_tick_id", [("job", ASCENDING), ("tick", ASCENDING), ("_id", ASCENDING)], {}),
+    ("status_tick_id", [("status", ASCENDING), ("tick", ASCENDING), ("_id", ASCENDING)], {}),
+    ("worker_tick_id", [("worker", ASCENDING), ("tick", ASCENDING), ("_id", ASCENDING)], {}),
+    ("tick_id", [("tick", ASCENDING), ("_id", ASCENDING)], {}),
+    ("retention", [("expire_at", ASCENDING)], {"expireAfterSeconds": 0}),
+]
+_OBSOLETE_INDEXES = ("job_tick", "status_tick", "worker_tick", "tick")  # before _id was added
+_AUDIT_INDEXES: list[tuple[str, list[tuple[str, int]]]] = [
+    ("target_at", [("target", ASCENDING), ("at", DESCENDING)]),
+    ("actor_at", [("actor", ASCENDING), ("at", DESCENDING)]),
+    ("at", [("at", DESCENDING)]),
+]
 
 Doc = dict[str, Any]
 
@@ -144,6 +180,22 @@ def decode_cursor(cursor: str) -> tuple[int, str]:
     return tick, record_id
 
 
+def _with_lower_bound(flt: Doc, lower_ms: int) -> Doc:
+    tick = dict(flt.get("tick", {}))
+    lower = from_ms(lower_ms)
+    tick["$gte"] = max(tick["$gte"], lower) if "$gte" in tick else lower
+    return {**flt, "tick": tick}
+
+
+def _page(docs: list[Doc], limit: int) -> RunPage:
+    runs = [doc_to_record(d) for d in docs[:limit]]
+    next_cursor = None
+    if len(docs) > limit:
+        last = docs[limit - 1]
+        next_cursor = encode_cursor(_ms(last["tick"]) or 0, last["_id"])
+    return RunPage(runs, next_cursor)
+
+
 class MongoLogStore:
     """LogStore on MongoDB. Give it a URI (it owns the client) or a client."""
 
@@ -155,6 +207,7 @@ class MongoLogStore:
         default_retention_days: int = 30,
         timeout_ms: int = 5000,
         query_time_ms: int = 10000,
+        clock: Clock | None = None,
     ) -> None:
         if isinstance(uri_or_client, str):
             self.client: AsyncMongoClient[Doc] = AsyncMongoClient(
@@ -172,62 +225,72 @@ class MongoLogStore:
         self.db: AsyncDatabase[Doc] = self.client.get_default_database(default=database)
         self.runs: AsyncCollection[Doc] = self.db["runs"]
         self.audit: AsyncCollection[Doc] = self.db["audit"]
+        self.last = LastRuns(self.runs, self.db["run_last"],
+                             default_retention_days=default_retention_days)
+        self.hourly = HourlyCounts(self.runs, self.db["run_hours"],
+                                   default_retention_days=default_retention_days)
         self.default_retention_days = default_retention_days
         self.query_time_ms = query_time_ms  # server-side limit of one query
+        self.clock: Clock = clock or SystemClock()
 
     async def ensure_indexes(self) -> None:
         try:
-            await self.runs.create_index(
-                [("job", ASCENDING), ("tick", ASCENDING), ("attempt", ASCENDING)],
-                unique=True, name="job_tick_attempt_unique",
-            )
-            await self.runs.create_index([("job", ASCENDING), ("tick", DESCENDING)],
-                                         name="job_tick")
-            await self.runs.create_index([("status", ASCENDING), ("tick", DESCENDING)],
-                                         name="status_tick")
-            await self.runs.create_index([("worker", ASCENDING), ("tick", DESCENDING)],
-                                         name="worker_tick")
-            await self.runs.create_index([("tick", DESCENDING)], name="tick")
-            await self.runs.create_index("expire_at", expireAfterSeconds=0, name="retention")
-            await self.audit.create_index([("target", ASCENDING), ("at", DESCENDING)],
-                                          name="target_at")
-            await self.audit.create_index([("actor", ASCENDING), ("at", DESCENDING)],
-                                          name="actor_at")
-            await self.audit.create_index([("at", DESCENDING)], name="at")
+            existing = await self.runs.index_information()
+            for name in _OBSOLETE_INDEXES:
+                if name in existing:
+                    await self.runs.drop_index(name)
+            for name, keys, options in _RUN_INDEXES:
+                await self.runs.create_index(keys, name=name, **options)
+            for name, keys in _AUDIT_INDEXES:
+                await self.audit.create_index(keys, name=name)
+            await self.last.ensure_indexes()
+            await self.hourly.ensure_indexes()
         except PyMongoError as exc:
             raise LogStoreUnavailable(f"cannot create indexes: {exc}") from exc
 
     async def write_runs(self, records: Sequence[RunRecord]) -> None:
         if not records:
             return
-        ops: list[InsertOne[Doc] | UpdateOne] = []
-        ids: list[str] = []
-        for record in coalesce_records(records):
-            doc = record_to_doc(record, default_retention_days=self.default_retention_days)
-            ids.append(doc["_id"])
-            if doc["seq"] == 0:
-                # Nothing is older than a running record: insert it, or leave
-                # whatever is stored (the duplicate key error is the no-op).
-                ops.append(InsertOne(doc))
-                continue
-            record_id = doc.pop("_id")
-            ops.append(UpdateOne({"_id": record_id, "seq": {"$lt": doc["seq"]}},
-                                 {"$set": doc}, upsert=True))
+        docs = [record_to_doc(r, default_retention_days=self.default_retention_days)
+                for r in coalesce_records(records)]
+        rejected: dict[str, str] = {}
+        hours = {d["tick"] for d in docs}
+        await self.hourly.touch(hours)  # before: a recount from now on may miss these
+        # Most records are new documents (a running record, or a final one whose
+        # running record was coalesced away in the same batch): insert them all,
+        # then update the few that exist, only where the stored seq is lower.
+        existing = await self._bulk([InsertOne(dict(d)) for d in docs], docs, rejected)
+        updates = [d for d in existing if d["seq"] > 0]  # nothing is older than running
+        if updates:
+            await self._bulk([UpdateOne({"_id": d["_id"], "seq": {"$lt": d["seq"]}},
+                                        {"$set": {k: v for k, v in d.items() if k != "_id"}},
+                                        upsert=True) for d in updates], updates, rejected)
+        await self.last.note(d for d in docs if d["_id"] not in rejected)
+        await self.hourly.touch(hours)  # after: counts taken meanwhile are stale
+        if rejected:
+            raise LogStoreRejected(rejected)
+
+    async def _bulk(self, ops: Sequence[InsertOne[Doc] | UpdateOne], docs: Sequence[Doc],
+                    rejected: dict[str, str]) -> list[Doc]:
+        """Run ``ops`` (one per doc); returns the docs that hit a duplicate key
+        and adds those refused for another reason to ``rejected``."""
         try:
-            await self.runs.bulk_write(ops, ordered=False)
+            await self.runs.bulk_write(list(ops), ordered=False)
         except BulkWriteError as exc:
             if exc.details.get("writeConcernErrors"):
                 raise LogStoreUnavailable(
                     f"write concern failed: {exc.details['writeConcernErrors'][:1]}") from exc
-            # A duplicate key means the stored document is already as new or
-            # newer (its seq was not lower): the write is a no-op by design.
-            rejected = {ids[e["index"]]: str(e.get("errmsg", e.get("code")))
-                        for e in exc.details.get("writeErrors", [])
-                        if e.get("code") != DUPLICATE_KEY}
-            if rejected:
-                raise LogStoreRejected(rejected) from exc
+            duplicates = []
+            for error in exc.details.get("writeErrors", []):
+                doc = docs[error["index"]]
+                if error.get("code") == DUPLICATE_KEY:
+                    duplicates.append(doc)
+                else:
+                    rejected[doc["_id"]] = str(error.get("errmsg", error.get("code")))
+            return duplicates
         except PyMongoError as exc:
             raise LogStoreUnavailable(str(exc)) from exc
+        return []
 
     async def get_run(self, record_id: str) -> RunRecord | None:
         try:
@@ -249,80 +312,96 @@ class MongoLogStore:
             tick["$gte"] = from_ms(query.since)
         if query.until is not None:
             tick["$lt"] = from_ms(query.until)
-        if tick:
-            flt["tick"] = tick
+        alternatives: list[Doc] = []
         if query.text:
             pattern = {"$regex": re.escape(query.text), "$options": "i"}
-            flt["$or"] = [{"output": pattern}, {"output_tail": pattern}, {"error": pattern}]
+            alternatives.append({"$or": [{"output": pattern}, {"output_tail": pattern},
+                                         {"error": pattern}]})
         if query.cursor is not None:
             tick_ms, record_id = decode_cursor(query.cursor)
             at = from_ms(tick_ms)
-            page = {"$or": [{"tick": {"$lt": at}}, {"tick": at, "_id": {"$lt": record_id}}]}
-            flt = {"$and": [flt, page]} if flt else page
+            # The range bound (tick <= at, written as < at + 1 ms: see the
+            # indexes) starts the index walk at the cursor; the $or only
+            # breaks the tie between runs of the same tick.
+            bound = from_ms(tick_ms + 1)
+            tick["$lt"] = min(bound, tick["$lt"]) if "$lt" in tick else bound
+            alternatives.append({"$or": [{"tick": {"$lt": at}}, {"_id": {"$lt": record_id}}]})
+        if tick:
+            flt["tick"] = tick
+        if len(alternatives) == 1:
+            flt.update(alternatives[0])
+        elif alternatives:
+            flt["$and"] = alternatives
         return flt
 
     async def query_runs(self, query: RunQuery) -> RunPage:
+        """Newest first. The search widens a window of ticks (1 h, 8 h, 64 h...)
+        below the page's upper bound until it holds more than a page: the
+        newest ``limit + 1`` of that window are then the newest overall. Each
+        round reads about one page of index entries, even on servers that
+        read a whole index range before sorting it (the development server);
+        sparse filters cost a few more round trips."""
         limit = max(1, min(query.limit, _MAX_PAGE))
+        flt = self._filter(query)
+        top = self._upper_bound(query)
+        width = _FIRST_WINDOW_MS
+        for _ in range(_WINDOW_ROUNDS):
+            lower = top - width
+            if query.since is not None and lower <= query.since:
+                break
+            docs = await self._find_page(_with_lower_bound(flt, lower), limit)
+            if len(docs) > limit:
+                return _page(docs, limit)
+            width *= _WINDOW_GROWTH
+        return _page(await self._find_page(flt, limit), limit)
+
+    def _upper_bound(self, query: RunQuery) -> int:
+        bounds = [self.clock.now_ms()]
+        if query.until is not None:
+            bounds = [query.until]
+        if query.cursor is not None:
+            bounds.append(decode_cursor(query.cursor)[0] + 1)
+        return min(bounds)
+
+    async def _find_page(self, flt: Doc, limit: int) -> list[Doc]:
         try:
             cursor = (
-                self.runs.find(self._filter(query))
+                self.runs.find(flt)
                 .sort([("tick", DESCENDING), ("_id", DESCENDING)])
                 .limit(limit + 1)
                 .max_time_ms(self.query_time_ms)
             )
-            docs = await cursor.to_list(length=limit + 1)
+            return await cursor.to_list(length=limit + 1)
         except PyMongoError as exc:
             raise self._query_error(exc) from exc
-        runs = [doc_to_record(d) for d in docs[:limit]]
-        next_cursor = None
-        if len(docs) > limit:
-            last = docs[limit - 1]
-            next_cursor = encode_cursor(_ms(last["tick"]) or 0, last["_id"])
-        return RunPage(runs, next_cursor)
 
     async def last_runs(self, jobs: Sequence[str]) -> dict[str, RunRecord]:
-        # One indexed probe per job on (job, tick): each reads a single index
-        # entry, whatever the size of the collection.
-        limiter = asyncio.Semaphore(_LAST_RUNS_CONCURRENCY)
-
-        async def newest(job: str) -> Doc | None:
-            async with limiter:
-                return await self.runs.find_one(
-                    {"job": job}, sort=[("tick", DESCENDING), ("attempt", DESCENDING)])
-
-        try:
-            docs = await asyncio.gather(*(newest(job) for job in dict.fromkeys(jobs)))
-        except PyMongoError as exc:
-            raise LogStoreUnavailable(str(exc)) from exc
-        return {doc["job"]: doc_to_record(doc) for doc in docs if doc is not None}
+        return {job: doc_to_record(doc) for job, doc in (await self.last.get(jobs)).items()}
 
     async def count_runs(self, *, since: int, until: int, job: str | None = None
                          ) -> dict[RunStatus, int]:
-        window = {"$gte": from_ms(since), "$lt": from_ms(until)}
+        out = dict.fromkeys(RunStatus, 0)
+        start, end = from_ms(since), from_ms(until)
+        if start >= end:
+            return out
         if job is None:
-            # One count per status, each a range of the (status, tick) index.
-            async def count(status: RunStatus) -> int:
-                return await self.runs.count_documents(
-                    {"status": status.value, "tick": window}, maxTimeMS=self.query_time_ms)
-
+            # Pre-aggregated per hour (run_hours): fast whatever the window.
+            counts = await self.hourly.count(start, end)
+        else:
+            # One job: its range of the (job, tick, _id) index, grouped by status.
+            counts = Counter()
             try:
-                counts = await asyncio.gather(*(count(s) for s in RunStatus))
+                cursor = await self.runs.aggregate([
+                    {"$match": {"job": job, "tick": {"$gte": start, "$lt": end}}},
+                    {"$group": {"_id": "$status", "n": {"$sum": 1}}},
+                ], maxTimeMS=self.query_time_ms)
+                async for row in cursor:
+                    counts[str(row["_id"])] = int(row["n"])
             except PyMongoError as exc:
                 raise self._query_error(exc) from exc
-            return dict(zip(RunStatus, counts, strict=True))
-        # One job: its range of the (job, tick) index, grouped by status.
-        pipeline: list[Doc] = [
-            {"$match": {"job": job, "tick": window}},
-            {"$group": {"_id": "$status", "n": {"$sum": 1}}},
-        ]
-        out = dict.fromkeys(RunStatus, 0)
-        try:
-            cursor = await self.runs.aggregate(pipeline, maxTimeMS=self.query_time_ms)
-            async for row in cursor:
-                with contextlib.suppress(ValueError):
-                    out[RunStatus(row["_id"])] = int(row["n"])
-        except PyMongoError as exc:
-            raise self._query_error(exc) from exc
+        for status, n in counts.items():
+            with contextlib.suppress(ValueError):
+                out[RunStatus(status)] = n
         return out
 
     def _query_error(self, exc: PyMongoError) -> LogStoreUnavailable:

@@ -1,9 +1,18 @@
 """Contract of the log store, on a real MongoDB-protocol server."""
 
+import random
+from dataclasses import replace
+
 import pytest
 
-from cronswarm.common import RunRecord, RunStatus, ValidationError, to_ms
-from cronswarm.logstore import AuditEntry, MongoLogStore, RunQuery, coalesce_records
+from cronswarm.common import RunRecord, RunStatus, Settings, ValidationError, from_ms, to_ms
+from cronswarm.logstore import (
+    AuditEntry,
+    MongoLogStore,
+    RunQuery,
+    coalesce_records,
+    record_to_doc,
+)
 
 
 def record(job: str, tick: int, status: RunStatus = RunStatus.SUCCEEDED, attempt: int = 1,
@@ -74,9 +83,9 @@ async def test_last_runs_and_audit(logs: MongoLogStore) -> None:
 async def test_indexes_serve_the_dashboard_queries(logs: MongoLogStore) -> None:
     runs = {k: list(dict(v["key"]).items())
             for k, v in (await logs.runs.index_information()).items()}
-    assert runs["job_tick"] == [("job", 1), ("tick", -1)]
-    assert runs["status_tick"] == [("status", 1), ("tick", -1)]
-    assert runs["worker_tick"] == [("worker", 1), ("tick", -1)]
+    assert runs["job_tick_id"] == [("job", 1), ("tick", 1), ("_id", 1)]
+    assert runs["status_tick_id"] == [("status", 1), ("tick", 1), ("_id", 1)]
+    assert runs["worker_tick_id"] == [("worker", 1), ("tick", 1), ("_id", 1)]
     assert runs["job_tick_attempt_unique"] == [("job", 1), ("tick", 1), ("attempt", 1)]
     assert runs["retention"] == [("expire_at", 1)]
     audit = {k: list(dict(v["key"]).items())
@@ -152,3 +161,137 @@ async def test_audit_by_target_actor_and_time(logs: MongoLogStore) -> None:
     page = await logs.query_audit(limit=2)
     older = await logs.query_audit(limit=2, until=page[-1].at)
     assert [e.at for e in page + older] == [40, 30, 20, 10]
+
+
+async def test_pages_and_counts_are_exact_at_window_and_cursor_boundaries(
+        logs: MongoLogStore) -> None:
+    """Many runs share ticks (jobs, attempts); every page walk and every count
+    must agree with a brute-force reference, bounds included."""
+    rng = random.Random(5)
+    statuses = [RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.RUNNING]
+    records = []
+    for i in range(240):
+        r = record(f"j{i % 4}", rng.randrange(1, 13) * 1000, rng.choice(statuses),
+                   attempt=i // 4 % 3 + 1, worker=f"w{i % 3}")
+        records.append(r)
+    records = list({r.record_id: r for r in records}.values())
+    await logs.write_runs(records)
+
+    def newest_first(rs: list[RunRecord]) -> list[str]:
+        return [r.record_id for r in sorted(rs, key=lambda r: (r.tick, r.record_id),
+                                            reverse=True)]
+
+    for since, until in [(None, None), (3000, 9000), (5000, 5001), (1000, 13000)]:
+        for field, value in [("job", "j1"), ("status", RunStatus.FAILED), ("worker", "w2"),
+                             (None, None)]:
+            expected = newest_first([
+                r for r in records
+                if (field is None or getattr(r, field) == value)
+                and (since is None or r.tick >= since) and (until is None or r.tick < until)])
+            query = RunQuery(**({field: value} if field else {}), since=since, until=until,
+                             limit=7)
+            walked: list[str] = []
+            while True:
+                page = await logs.query_runs(query)
+                walked += [r.record_id for r in page.runs]
+                if page.next_cursor is None:
+                    break
+                query = replace(query, cursor=page.next_cursor)
+            assert walked == expected, (field, since, until)
+        if since is not None and until is not None:
+            counts = await logs.count_runs(since=since, until=until)
+            assert counts == {s: sum(1 for r in records if r.status is s
+                                     and since <= r.tick < until) for s in RunStatus}
+            of_j1 = await logs.count_runs(since=since, until=until, job="j1")
+            assert of_j1 == {s: sum(1 for r in records if r.status is s and r.job == "j1"
+                                    and since <= r.tick < until) for s in RunStatus}
+
+
+async def test_last_run_is_the_newest_whatever_the_order_of_writes(
+        logs: MongoLogStore) -> None:
+    first = record("a", 1000)
+    retry_running = record("a", 2000, RunStatus.RUNNING, attempt=2)
+    retry_done = record("a", 2000, RunStatus.FAILED, attempt=2, output="second try")
+    older_lost = record("a", 1000, RunStatus.LOST)
+    for batch in ([retry_done], [first], [retry_running], [older_lost], [retry_done]):
+        await logs.write_runs(batch)  # replays and stale writes, in a bad order
+    last = (await logs.last_runs(["a"]))["a"]
+    assert (last.tick, last.attempt, last.status, last.output) == (
+        2000, 2, RunStatus.FAILED, "second try")
+    assert await logs.db["run_last"].count_documents({}) == 1
+
+
+async def test_last_runs_of_history_written_before_the_rollup(logs: MongoLogStore) -> None:
+    old = record_to_doc(record("legacy", 7000, RunStatus.FAILED), default_retention_days=30)
+    await logs.runs.insert_one(old)  # as if written by an older version
+    assert (await logs.last_runs(["legacy", "never-ran"]))["legacy"].tick == 7000
+    assert await logs.db["run_last"].find_one({"_id": "legacy"}) is not None  # remembered
+    assert "never-ran" not in await logs.last_runs(["never-ran"])
+
+
+async def test_hourly_counts_stay_exact_through_caching_and_late_writes(
+        logs: MongoLogStore) -> None:
+    hour = 3_600_000
+    base = 1_700_000_000_000 - 1_700_000_000_000 % hour  # on an hour
+    rng = random.Random(3)
+    statuses = [RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.SKIPPED]
+    records = [record(f"j{i % 5}", base + rng.randrange(6 * hour) // 1000 * 1000,
+                      rng.choice(statuses), attempt=i + 1) for i in range(300)]
+    await logs.write_runs(records)
+    since, until = base + hour // 2, base + 5 * hour + hour // 6  # partial hours at both ends
+
+    def expected() -> dict[RunStatus, int]:
+        return {s: sum(1 for r in records if r.status is s and since <= r.tick < until)
+                for s in RunStatus}
+
+    assert await logs.count_runs(since=since, until=until) == expected()
+    buckets = await logs.db["run_hours"].find({}).to_list(None)
+    assert len(buckets) == 6 and all(b["rolled"] == b["version"] for b in buckets[1:5])
+    assert await logs.count_runs(since=since, until=until) == expected()  # from the cache
+
+    late = record("late", base + 2 * hour + 5000, RunStatus.FAILED)  # into a cached hour
+    records.append(late)
+    await logs.write_runs([late])
+    assert await logs.count_runs(since=since, until=until) == expected()
+
+    # A reader that counts between a writer's two bumps must not be trusted.
+    sneaky = record("sneaky", base + 3 * hour + 7000, RunStatus.TIMEOUT)
+    await logs.hourly.touch([from_ms(sneaky.tick)])  # the writer's first bump
+    await logs.count_runs(since=since, until=until)  # caches the hour without it
+    await logs.runs.insert_one(record_to_doc(sneaky, default_retention_days=30))
+    await logs.hourly.touch([from_ms(sneaky.tick)])  # the writer's second bump
+    records.append(sneaky)
+    assert await logs.count_runs(since=since, until=until) == expected()
+
+    await logs.db["run_hours"].drop()  # lost, or never built (older history)
+    assert await logs.count_runs(since=since, until=until) == expected()
+    assert await logs.count_runs(since=until, until=since) == dict.fromkeys(RunStatus, 0)
+
+
+async def test_pages_are_exact_when_the_search_widens_across_windows(
+        logs: MongoLogStore, settings: Settings) -> None:
+    now = 1_800_000_000_000
+
+    class Fixed:
+        def now_ms(self) -> int:
+            return now
+
+    store = MongoLogStore(logs.client, database=settings.mongodb_database, clock=Fixed())
+    minute, hour, day = 60_000, 3_600_000, 86_400_000
+    offsets = [minute, 2 * minute, 2 * minute, 3 * hour, 5 * hour, 2 * day, 40 * day,
+               400 * day, 4000 * day, 20_000 * day, -5 * minute]  # one tick in the future
+    records = [record(f"j{i % 2}", now - off, attempt=i + 1) for i, off in enumerate(offsets)]
+    await store.write_runs(records)
+    for limit in (1, 2, 3, 20):
+        for job in (None, "j0"):
+            walked: list[str] = []
+            query = RunQuery(job=job, limit=limit)
+            while True:
+                page = await store.query_runs(query)
+                walked += [r.record_id for r in page.runs]
+                if page.next_cursor is None:
+                    break
+                query = replace(query, cursor=page.next_cursor)
+            mine = [r for r in records if job is None or r.job == job]
+            assert walked == [r.record_id for r in sorted(
+                mine, key=lambda r: (r.tick, r.record_id), reverse=True)], (limit, job)
