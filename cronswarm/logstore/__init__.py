@@ -8,14 +8,8 @@ from ._abc import (
     RunPage,
     RunQuery,
 )
-from ._mongo import (
-    MongoLogStore,
-    coalesce_records,
-    decode_cursor,
-    doc_to_record,
-    encode_cursor,
-    record_to_doc,
-)
+from ._history import decode_cursor, encode_cursor
+from ._mongo import MongoLogStore, coalesce_records, doc_to_record, record_to_doc
 
 __all__ = [
     "AuditEntry",

@@ -13,11 +13,8 @@ TTL index on ``expire_at`` deletes it after that. Running records have no
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import datetime as dt
-import json
-import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -33,20 +30,17 @@ from ..common import (
     RunStatus,
     SystemClock,
     Trigger,
-    ValidationError,
     from_ms,
     to_ms,
 )
 from ._abc import AuditEntry, LogStoreRejected, LogStoreUnavailable, RunPage, RunQuery
+from ._history import HistoryPager, encode_cursor
 from ._rollups import HourlyCounts, LastRuns
 
 DUPLICATE_KEY = 11000
 _SEQ = {RunStatus.RUNNING: 0, RunStatus.LOST: 1}
 _FINAL_SEQ = 2
 _MAX_PAGE = 1000
-_FIRST_WINDOW_MS = 3_600_000  # query_runs: the first window of ticks searched
-_WINDOW_GROWTH = 8
-_WINDOW_ROUNDS = 7  # 1 h to 8**6 h (about 30 years), then no lower bound
 
 # Listing indexes end in _id: history is sorted by (tick, _id) newest first, so
 # a page is a walk of one index range that stops after ``limit`` entries, never
@@ -164,29 +158,6 @@ def doc_to_record(doc: Mapping[str, Any]) -> RunRecord:
     )
 
 
-def encode_cursor(tick_ms: int, record_id: str) -> str:
-    raw = json.dumps([tick_ms, record_id], separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> tuple[int, str]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        tick, record_id = json.loads(raw)
-        if not isinstance(tick, int) or not isinstance(record_id, str):
-            raise TypeError("bad cursor fields")
-    except (ValueError, TypeError) as exc:
-        raise ValidationError.single("cursor", "is not a cursor returned by this API") from exc
-    return tick, record_id
-
-
-def _with_lower_bound(flt: Doc, lower_ms: int) -> Doc:
-    tick = dict(flt.get("tick", {}))
-    lower = from_ms(lower_ms)
-    tick["$gte"] = max(tick["$gte"], lower) if "$gte" in tick else lower
-    return {**flt, "tick": tick}
-
-
 def _page(docs: list[Doc], limit: int) -> RunPage:
     runs = [doc_to_record(d) for d in docs[:limit]]
     next_cursor = None
@@ -299,81 +270,16 @@ class MongoLogStore:
             raise LogStoreUnavailable(str(exc)) from exc
         return None if doc is None else doc_to_record(doc)
 
-    def _filter(self, query: RunQuery) -> Doc:
-        flt: Doc = {}
-        if query.job is not None:
-            flt["job"] = query.job
-        if query.status is not None:
-            flt["status"] = query.status.value
-        if query.worker is not None:
-            flt["worker"] = query.worker
-        tick: Doc = {}
-        if query.since is not None:
-            tick["$gte"] = from_ms(query.since)
-        if query.until is not None:
-            tick["$lt"] = from_ms(query.until)
-        alternatives: list[Doc] = []
-        if query.text:
-            pattern = {"$regex": re.escape(query.text), "$options": "i"}
-            alternatives.append({"$or": [{"output": pattern}, {"output_tail": pattern},
-                                         {"error": pattern}]})
-        if query.cursor is not None:
-            tick_ms, record_id = decode_cursor(query.cursor)
-            at = from_ms(tick_ms)
-            # The range bound (tick <= at, written as < at + 1 ms: see the
-            # indexes) starts the index walk at the cursor; the $or only
-            # breaks the tie between runs of the same tick.
-            bound = from_ms(tick_ms + 1)
-            tick["$lt"] = min(bound, tick["$lt"]) if "$lt" in tick else bound
-            alternatives.append({"$or": [{"tick": {"$lt": at}}, {"_id": {"$lt": record_id}}]})
-        if tick:
-            flt["tick"] = tick
-        if len(alternatives) == 1:
-            flt.update(alternatives[0])
-        elif alternatives:
-            flt["$and"] = alternatives
-        return flt
-
     async def query_runs(self, query: RunQuery) -> RunPage:
-        """Newest first. The search widens a window of ticks (1 h, 8 h, 64 h...)
-        below the page's upper bound until it holds more than a page: the
-        newest ``limit + 1`` of that window are then the newest overall. Each
-        round reads about one page of index entries, even on servers that
-        read a whole index range before sorting it (the development server);
-        sparse filters cost a few more round trips."""
+        """Newest first, a page at a time (see _history.py for the query plan)."""
         limit = max(1, min(query.limit, _MAX_PAGE))
-        flt = self._filter(query)
-        top = self._upper_bound(query)
-        width = _FIRST_WINDOW_MS
-        for _ in range(_WINDOW_ROUNDS):
-            lower = top - width
-            if query.since is not None and lower <= query.since:
-                break
-            docs = await self._find_page(_with_lower_bound(flt, lower), limit)
-            if len(docs) > limit:
-                return _page(docs, limit)
-            width *= _WINDOW_GROWTH
-        return _page(await self._find_page(flt, limit), limit)
-
-    def _upper_bound(self, query: RunQuery) -> int:
-        bounds = [self.clock.now_ms()]
-        if query.until is not None:
-            bounds = [query.until]
-        if query.cursor is not None:
-            bounds.append(decode_cursor(query.cursor)[0] + 1)
-        return min(bounds)
-
-    async def _find_page(self, flt: Doc, limit: int) -> list[Doc]:
+        pager = HistoryPager(self.runs, query, now_ms=self.clock.now_ms(),
+                             max_time_ms=self.query_time_ms)
         try:
-            cursor = (
-                self.runs.find(flt)
-                .sort([("tick", DESCENDING), ("_id", DESCENDING)])
-                .limit(limit + 1)
-                .max_time_ms(self.query_time_ms)
-            )
-            return await cursor.to_list(length=limit + 1)
+            docs = await pager.page(limit)
         except PyMongoError as exc:
             raise self._query_error(exc) from exc
+        return _page(docs, limit)
 
     async def last_runs(self, jobs: Sequence[str]) -> dict[str, RunRecord]:
         return {job: doc_to_record(doc) for job, doc in (await self.last.get(jobs)).items()}

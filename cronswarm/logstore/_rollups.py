@@ -1,9 +1,9 @@
 """Pre-aggregates of the run history, exact whatever the order or number of replays.
 
 ``run_last`` holds, per job, a copy of its newest run document: the newest by
-(tick, attempt, seq). Every write is a conditional "max": it applies only if it
-is newer than what is stored, so replays and races leave the newest and a
-stale write is a no-op (a duplicate key on the upsert). The jobs page asks
+(tick, attempt, seq), kept as one comparable string ``order``. Every write is a
+conditional "max" (``order`` below the new one), so replays and races leave
+the newest and a stale write is a no-op (a duplicate key on the upsert). The jobs page asks
 for the last run of every job: one lookup by _id instead of one index probe
 per job.
 
@@ -31,6 +31,7 @@ from pymongo import DESCENDING, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import BulkWriteError, PyMongoError
 
+from ..common import to_ms
 from ._abc import LogStoreUnavailable
 
 Doc = dict[str, Any]
@@ -50,8 +51,11 @@ def ceil_hour(t: dt.datetime) -> dt.datetime:
     return floor if floor == t else floor + HOUR
 
 
-def _order(doc: Mapping[str, Any]) -> tuple[dt.datetime, int, int]:
-    return doc["tick"], doc["attempt"], doc["seq"]
+def _order(doc: Mapping[str, Any]) -> str:
+    tick = doc["tick"]
+    if tick.tzinfo is None:
+        tick = tick.replace(tzinfo=dt.UTC)
+    return f"{to_ms(tick):016d}.{doc['attempt']:06d}.{doc['seq']}"
 
 
 def newest_per_job(docs: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
@@ -79,13 +83,11 @@ class LastRuns:
         """Make each job's entry the newest of what it holds and ``docs``."""
         ops = []
         for doc in newest_per_job(docs):
-            tick, attempt, seq = _order(doc)
-            newer = [{"tick": {"$lt": tick}}, {"tick": tick, "attempt": {"$lt": attempt}},
-                     {"tick": tick, "attempt": attempt, "seq": {"$lt": seq}}]
+            order = _order(doc)
             ops.append(UpdateOne(
-                {"_id": doc["job"], "$or": newer},
-                {"$set": {"tick": tick, "attempt": attempt, "seq": seq, "run": dict(doc),
-                          "expire_at": doc.get("expire_at") or tick + self.keep}},
+                {"_id": doc["job"], "order": {"$lt": order}},
+                {"$set": {"order": order, "run": dict(doc),
+                          "expire_at": doc.get("expire_at") or doc["tick"] + self.keep}},
                 upsert=True))
         if not ops:
             return
