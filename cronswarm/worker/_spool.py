@@ -176,10 +176,18 @@ class Spool:
         self._sizes: dict[int, int] = {}  # segment -> committed bytes
         self._cache: tuple[int, int, Scan] | None = None  # segment, scanned size, frames
         self._closed = False
-        self.root.mkdir(parents=True, exist_ok=True)
-        self.path, self._lock_fd = self._take_slot()
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            self.path, self._lock_fd = self._take_slot()
+        except OSError as exc:
+            raise SpoolError(f"cannot open the spool in {self.root}: {exc} "
+                             f"(set CRONSWARM_SPOOL_DIR to a writable local directory)"
+                             ) from exc
         try:
             self._open()
+        except OSError as exc:
+            _unlock(self._lock_fd)
+            raise SpoolError(f"cannot open the spool in {self.path}: {exc}") from exc
         except BaseException:
             _unlock(self._lock_fd)
             raise

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cronswarm.worker import Position, Spool, SpoolFull, encode_frame, scan_frames
+from cronswarm.worker import Position, Spool, SpoolError, SpoolFull, encode_frame, scan_frames
 
 payloads = st.lists(st.binary(max_size=300), max_size=20)
 
@@ -141,3 +141,10 @@ def test_segments_are_not_world_readable(tmp_path: Path) -> None:
     for segment in spool.path.glob("*.seg"):
         assert os.stat(segment).st_mode & 0o077 == 0
     spool.close(drained=True)
+
+
+def test_an_unusable_directory_is_a_clear_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    with pytest.raises(SpoolError, match="CRONSWARM_SPOOL_DIR"):
+        Spool(blocker / "spool", max_bytes=1 << 20)
