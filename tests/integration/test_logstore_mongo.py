@@ -5,7 +5,15 @@ from dataclasses import replace
 
 import pytest
 
-from cronswarm.common import RunRecord, RunStatus, Settings, ValidationError, from_ms, to_ms
+from cronswarm.common import (
+    RunRecord,
+    RunStatus,
+    Settings,
+    SystemClock,
+    ValidationError,
+    from_ms,
+    to_ms,
+)
 from cronswarm.logstore import (
     AuditEntry,
     MongoLogStore,
@@ -96,19 +104,21 @@ async def test_indexes_serve_the_dashboard_queries(logs: MongoLogStore) -> None:
 
 
 async def test_retention_is_computed_when_the_run_ends(logs: MongoLogStore) -> None:
-    default = record("a", 1000)
-    short = record("b", 1000)
+    now = SystemClock().now_ms()  # recent runs: none expires during the test
+    default = record("a", now)
+    short = record("b", now)
     short.retention_days = 2
-    running = record("c", 1000, RunStatus.RUNNING)
+    running = record("c", now, RunStatus.RUNNING)
     await logs.write_runs([default, short, running])
     docs = {d["job"]: d async for d in logs.runs.find({})}
     day_ms = 86_400_000
-    assert to_ms(docs["a"]["expire_at"]) == default.ended + 30 * day_ms  # cluster default
-    assert to_ms(docs["b"]["expire_at"]) == 1050 + 2 * day_ms  # the job's override
+    days = logs.default_retention_days
+    assert to_ms(docs["a"]["expire_at"]) == default.ended + days * day_ms  # cluster default
+    assert to_ms(docs["b"]["expire_at"]) == now + 50 + 2 * day_ms  # the job's override
     assert "expire_at" not in docs["c"]  # a live run never expires
     info = await logs.runs.index_information()
     assert info["retention"]["expireAfterSeconds"] == 0
-    got = await logs.get_run("b@1000#1")
+    got = await logs.get_run(short.record_id)
     assert got is not None and got.retention_days == 2
 
 
@@ -222,7 +232,8 @@ async def test_last_run_is_the_newest_whatever_the_order_of_writes(
 
 
 async def test_last_runs_of_history_written_before_the_rollup(logs: MongoLogStore) -> None:
-    old = record_to_doc(record("legacy", 7000, RunStatus.FAILED), default_retention_days=30)
+    old = record_to_doc(record("legacy", 7000, RunStatus.FAILED),
+                        default_retention_days=logs.default_retention_days)
     await logs.runs.insert_one(old)  # as if written by an older version
     assert (await logs.last_runs(["legacy", "never-ran"]))["legacy"].tick == 7000
     assert await logs.db["run_last"].find_one({"_id": "legacy"}) is not None  # remembered
@@ -258,7 +269,8 @@ async def test_hourly_counts_stay_exact_through_caching_and_late_writes(
     sneaky = record("sneaky", base + 3 * hour + 7000, RunStatus.TIMEOUT)
     await logs.hourly.touch([from_ms(sneaky.tick)])  # the writer's first bump
     await logs.count_runs(since=since, until=until)  # caches the hour without it
-    await logs.runs.insert_one(record_to_doc(sneaky, default_retention_days=30))
+    await logs.runs.insert_one(record_to_doc(sneaky,
+                                             default_retention_days=logs.default_retention_days))
     await logs.hourly.touch([from_ms(sneaky.tick)])  # the writer's second bump
     records.append(sneaky)
     assert await logs.count_runs(since=since, until=until) == expected()
@@ -276,7 +288,8 @@ async def test_pages_are_exact_when_the_search_widens_across_windows(
         def now_ms(self) -> int:
             return now
 
-    store = MongoLogStore(logs.client, database=settings.mongodb_database, clock=Fixed())
+    store = MongoLogStore(logs.client, database=settings.mongodb_database, clock=Fixed(),
+                          default_retention_days=logs.default_retention_days)
     minute, hour, day = 60_000, 3_600_000, 86_400_000
     offsets = [minute, 2 * minute, 2 * minute, 3 * hour, 5 * hour, 2 * day, 40 * day,
                400 * day, 4000 * day, 20_000 * day, -5 * minute]  # one tick in the future
