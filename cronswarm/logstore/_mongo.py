@@ -9,6 +9,10 @@ Retention: a finished run carries ``expire_at`` = ended + its job's
 ``retention_days`` (or the cluster default), computed when it is written; a
 TTL index on ``expire_at`` deletes it after that. Running records have no
 ``expire_at`` and stay until they are finished (or marked lost).
+
+Collections: ``runs`` (one document per attempt), ``audit``, and two rollups
+kept by ``write_runs`` (_rollups.py): ``run_last`` (each job's newest run) and
+``run_hours`` (counts per status per hour). Pages of history: _history.py.
 """
 
 from __future__ import annotations
