@@ -85,7 +85,9 @@ class LogStore(Protocol):
     async def query_runs(self, query: RunQuery) -> RunPage: ...
 
     async def last_runs(self, jobs: Sequence[str]) -> dict[str, RunRecord]:
-        """The newest record of each job that has one."""
+        """The newest record of each job that has one, without its output
+        (``output``, ``output_tail`` and ``extra`` are empty; ``get_run`` has
+        them)."""
         ...
 
     async def count_runs(self, *, since: int, until: int, job: str | None = None

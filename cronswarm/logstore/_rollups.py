@@ -1,11 +1,12 @@
 """Pre-aggregates of the run history, exact whatever the order or number of replays.
 
-``run_last`` holds, per job, a copy of its newest run document: the newest by
-(tick, attempt, seq), kept as one comparable string ``order``. Every write is a
+``run_last`` holds, per job, a summary of its newest run document (without
+output): the newest by (tick, attempt, seq), kept as one comparable string
+``order``. Every write is a
 conditional "max" (``order`` below the new one), so replays and races leave
 the newest and a stale write is a no-op (a duplicate key on the upsert). The jobs page asks
-for the last run of every job: one lookup by _id instead of one index probe
-per job.
+for the last run of every job: one read of this small collection instead of
+one index probe per job.
 
 ``run_hours`` holds, per hour of ticks, the number of runs in each status: a
 cache with a version. Whoever writes runs bumps the version of each hour it
@@ -38,6 +39,8 @@ Doc = dict[str, Any]
 
 DUPLICATE_KEY = 11000
 _FALLBACK_CONCURRENCY = 16
+_READ_ALL_ABOVE = 64  # asked for more jobs than this: read the collection whole
+_NOT_SUMMARISED = ("output", "output_tail", "extra")
 _RECOUNT_CONCURRENCY = 8
 HOUR = dt.timedelta(hours=1)
 
@@ -84,9 +87,10 @@ class LastRuns:
         ops = []
         for doc in newest_per_job(docs):
             order = _order(doc)
+            summary = {k: v for k, v in doc.items() if k not in _NOT_SUMMARISED}
             ops.append(UpdateOne(
                 {"_id": doc["job"], "order": {"$lt": order}},
-                {"$set": {"order": order, "run": dict(doc),
+                {"$set": {"order": order, "run": summary,
                           "expire_at": doc.get("expire_at") or doc["tick"] + self.keep}},
                 upsert=True))
         if not ops:
@@ -103,18 +107,23 @@ class LastRuns:
             raise LogStoreUnavailable(str(exc)) from exc
 
     async def get(self, jobs: Sequence[str]) -> dict[str, Doc]:
-        """The newest run document of each of ``jobs`` that has one."""
+        """A summary (no output) of the newest run of each of ``jobs`` that has one."""
         wanted = list(dict.fromkeys(jobs))
+        # A long $in costs some servers a comparison per value and document;
+        # the collection holds one small document per job, so read it whole.
+        flt: Doc = {} if len(wanted) > _READ_ALL_ABOVE else {"_id": {"$in": wanted}}
+        chosen = set(wanted)
         try:
-            found = {d["_id"]: d["run"]
-                     async for d in self.last.find({"_id": {"$in": wanted}}, {"run": 1})}
+            found = {d["_id"]: d["run"] async for d in self.last.find(flt, {"run": 1})
+                     if d["_id"] in chosen}
             missing = [job for job in wanted if job not in found]
             if missing:
                 # History written before run_last existed: ask the runs
                 # themselves, and remember the answers.
                 backfill = await self._newest_runs(missing)
                 await self.note(backfill)
-                found.update({d["job"]: d for d in backfill})
+                found.update({d["job"]: {k: v for k, v in d.items() if k not in _NOT_SUMMARISED}
+                              for d in backfill})
         except PyMongoError as exc:
             raise LogStoreUnavailable(str(exc)) from exc
         return found
