@@ -8,12 +8,13 @@ Every query is shaped to walk one index range and stop after a page:
   two queries, the runs of the cursor's own tick after its _id and the runs
   of strictly older ticks; a text search is one query per text field, merged;
 - tick is bounded with ``$gte``/``$lt`` only (see the indexes in _mongo.py);
-- the search widens a window of ticks (1 h, 8 h, 64 h, then unbounded) below
-  the upper bound until it holds a full page, so that each round reads about
-  a page of index entries even on servers that read a whole index range
-  before sorting it (the development server). The newest ``n`` runs of a
-  window that holds ``n`` are the newest ``n`` overall. Sparse filters cost
-  up to four round trips.
+- the search widens a window of ticks below the upper bound until it holds a
+  full page, so that each round reads about a page of index entries even on
+  servers that read a whole index range before sorting it (the development
+  server). The newest ``n`` runs of a window that holds ``n`` are the newest
+  ``n`` overall. The first window is an hour; each next one is sized from
+  the matches per hour seen so far (2 to 16 times wider); after four rounds
+  the window is unbounded, so sparse filters cost at most five round trips.
 """
 
 from __future__ import annotations
@@ -33,8 +34,8 @@ from ._abc import RunQuery
 Doc = dict[str, Any]
 
 FIRST_WINDOW_MS = 3_600_000
-WINDOW_GROWTH = 8
-WINDOW_ROUNDS = 3  # 1 h, 8 h, 64 h, then no lower bound
+MIN_GROWTH, MAX_GROWTH = 2, 16
+WINDOW_ROUNDS = 4  # bounded windows before the last, unbounded one
 TEXT_FIELDS = ("output", "output_tail", "error")
 _ORDER = [("tick", DESCENDING), ("_id", DESCENDING)]
 
@@ -104,7 +105,9 @@ class HistoryPager:
             docs = await self._matching(self._window(lower, upper), need)
             if len(docs) >= need:
                 return docs
-            width *= WINDOW_GROWTH
+            # Aim at a window holding 1.5 pages at the rate seen so far.
+            growth = 1.5 * need / max(len(docs), 1)
+            width = int(width * min(MAX_GROWTH, max(MIN_GROWTH, growth)))
         return await self._matching(self._window(since, upper), need)
 
     def _window(self, lower: int | None, upper: int | None) -> Doc:
