@@ -14,6 +14,7 @@ from ._abc import (
     WatchCompacted,
     WatchEvent,
 )
+from ._election import Election, LeadershipLost, Term, leader_of
 from ._etcd import EtcdStore, channel_target, prefix_end
 from ._lease import LeaseKeeper
 from ._mirror import PrefixMirror
@@ -24,18 +25,22 @@ __all__ = [
     "CoordStore",
     "CoordUnavailable",
     "Delete",
+    "Election",
     "EtcdStore",
     "Get",
     "KeyValue",
+    "LeadershipLost",
     "LeaseKeeper",
     "PrefixMirror",
     "Put",
+    "Term",
     "Txn",
     "TxnOp",
     "TxnResult",
     "WatchCompacted",
     "WatchEvent",
     "channel_target",
+    "leader_of",
     "prefix_end",
     "wait_deleted",
 ]
