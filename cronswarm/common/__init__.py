@@ -1,5 +1,7 @@
 """Pure building blocks shared by masters and workers."""
 
+from ._alerting import ALERT_KINDS, DEFAULT_ALERT_RULE, PROBLEM_KINDS, AlertKind, AlertRule
+from ._cancel import reraise_cancellation
 from ._clock import Clock, SkewedClock, SystemClock, loop_deadline
 from ._config import Settings
 from ._cron import CronSchedule, from_ms, load_timezone, preview, to_ms, validate_expression
@@ -30,8 +32,13 @@ from ._keys import Keyspace, decode_tick, encode_tick, parse_run_id, run_id
 from ._run import RunRecord, RunStatus, Trigger
 
 __all__ = [
+    "ALERT_KINDS",
+    "DEFAULT_ALERT_RULE",
     "MISFIRE_POLICIES",
     "OVERLAP_POLICIES",
+    "PROBLEM_KINDS",
+    "AlertKind",
+    "AlertRule",
     "AuthError",
     "Clock",
     "ConfigError",
@@ -64,6 +71,7 @@ __all__ = [
     "loop_deadline",
     "parse_run_id",
     "preview",
+    "reraise_cancellation",
     "run_id",
     "to_ms",
     "validate_expression",

@@ -92,6 +92,15 @@ class Keyspace:
     def election(self) -> str:
         return self._dir("leader")
 
+    @property
+    def leader(self) -> str:
+        """The elected master's key (on its lease); see coord.Election."""
+        return self.election + "master"
+
+    @property
+    def alert_channels(self) -> str:
+        return self._dir("alerts/channels")
+
     def job(self, name: str) -> str:
         return self.jobs + validate_name(name)
 
@@ -112,6 +121,9 @@ class Keyspace:
 
     def running(self, name: str, run: str) -> str:
         return self.running_of(name) + run
+
+    def alert_channel(self, name: str) -> str:
+        return self.alert_channels + validate_name(name, "channel")
 
     def worker(self, worker_id: str) -> str:
         return self.workers + validate_name(worker_id, "worker_id")

@@ -16,20 +16,25 @@ from ._claim import (
 from ._executor import ExecResult, Executor, KillSwitch, RunContext, ShellExecutor
 from ._output import BoundedOutput
 from ._sink import DirectSink, RunSink
+from ._stats import LAG_BUCKETS, CountingSink, LagHistogram, RunStats
 from ._timetable import Timetable
 from ._worker import LiveRun, Worker, retry_delay
 
 __all__ = [
+    "LAG_BUCKETS",
     "BoundedOutput",
     "Claim",
+    "CountingSink",
     "DirectSink",
     "ExecResult",
     "Executor",
     "KillSwitch",
+    "LagHistogram",
     "LiveRun",
     "Outcome",
     "RunContext",
     "RunSink",
+    "RunStats",
     "ShellExecutor",
     "TickPlan",
     "Timetable",

@@ -53,6 +53,7 @@ from ._executor import ExecResult, Executor, KillSwitch, RunContext, ShellExecut
 from ._output import BoundedOutput
 from ._registry import WorkerInfo
 from ._sink import RunSink
+from ._stats import CountingSink, RunStats
 from ._timetable import Timetable
 
 log = logging.getLogger(__name__)
@@ -111,7 +112,9 @@ class Worker:
     ) -> None:
         self.settings = settings
         self.store = store
-        self.sink = sink
+        self.log_sink = sink  # the writer itself (its own counters, if any)
+        self.run_stats = RunStats()  # what this worker recorded, for its metrics
+        self.sink: RunSink = CountingSink(sink, self.run_stats)
         self.clock = clock or SystemClock()
         self.id = worker_id or settings.worker_id
         self.keys = Keyspace(settings.key_prefix)
