@@ -97,7 +97,7 @@ class Mailbox:
         return [item["message"] for item in self.inbox.items]
 
 
-class _Handler:
+class MailHandler:
     def __init__(self, box: Mailbox) -> None:
         self.box = box
 
@@ -105,7 +105,9 @@ class _Handler:
         raw = envelope.original_content or b""
         message = email.message_from_bytes(raw, policy=email.policy.default)
         self.box.inbox.add({"from": envelope.mail_from, "to": list(envelope.rcpt_tos),
-                            "message": message, "tls": session.ssl is not None})
+                            "message": message, "tls": session.ssl is not None or (
+                                server.transport is not None and server.transport.
+                                get_extra_info("ssl_object") is not None)})
         return "250 OK"
 
 
@@ -131,7 +133,7 @@ async def smtp_receiver(tmp_path: Path, *, username: str = "cron",
 
     loop = asyncio.get_running_loop()
     server = await loop.create_server(
-        lambda: SMTP(_Handler(box), hostname="localhost", tls_context=context,
+        lambda: SMTP(MailHandler(box), hostname="localhost", tls_context=context,
                      require_starttls=True, auth_required=True, auth_require_tls=True,
                      authenticator=authenticate),
         box.host, box.port)

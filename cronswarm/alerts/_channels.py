@@ -160,20 +160,26 @@ class Channel:
         return out
 
     def secret_values(self) -> list[str]:
-        """Every secret string of the channel (to scrub them from messages)."""
-        out: list[str] = []
-        for value in self.secrets.values():
+        """Every secret string of the channel (to scrub them from messages): a
+        URL's path and query count too, whole and piece by piece, since a
+        library may quote a URL in its own form."""
+        whole: list[str] = []
+        pieces: list[str] = []
+        for key, value in self.secrets.items():
             if isinstance(value, str):
-                out.append(value)
+                whole.append(value)
+                if key == "url":
+                    parts = urlsplit(value)
+                    pieces += [parts.path, parts.query, *re.split(r"[/?&=]", parts.path),
+                               *re.split(r"[&=]", parts.query)]
             elif isinstance(value, Mapping):
-                out.extend(str(v) for v in value.values())
-        return [v for v in out if v]
+                whole.extend(str(v) for v in value.values())
+        return [v for v in whole if len(v) >= 4] + [v for v in pieces if len(v) >= 8]
 
     def scrub(self, text: str) -> str:
         """``text`` with every secret of this channel replaced by ``***``."""
         for secret in sorted(self.secret_values(), key=len, reverse=True):
-            if len(secret) >= 4:
-                text = text.replace(secret, "***")
+            text = text.replace(secret, "***")
         return text
 
 

@@ -138,6 +138,11 @@ class Dispatcher:
                     self.stats.retried[kind] += 1
                     await asyncio.sleep(retry_delay(self.base_delay, attempt))  # backoff
                 continue
+            except Exception as exc:  # a bug must not stop the other deliveries
+                # Only the type: the message of an unexpected error may quote a secret.
+                error = f"internal error: {type(exc).__name__}"
+                log.error("alert %s to %s (%s): %s", notice.event_id, name, kind, error)
+                break
             status, error = "sent", None
             break
         (self.stats.sent if status == "sent" else self.stats.failed)[kind] += 1

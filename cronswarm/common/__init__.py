@@ -30,13 +30,23 @@ from ._job import (
 )
 from ._keys import Keyspace, decode_tick, encode_tick, parse_run_id, run_id
 from ._run import RunRecord, RunStatus, Trigger
+from ._signing import LIVE_AUTH_SCHEME, check_live_auth, live_auth_header, live_signature
+from ._sse import (
+    SSE_HEADERS,
+    end_event,
+    output_event,
+    sse_comment,
+    sse_event,
+)
 
 __all__ = [
     "ALERT_KINDS",
     "DEFAULT_ALERT_RULE",
+    "LIVE_AUTH_SCHEME",
     "MISFIRE_POLICIES",
     "OVERLAP_POLICIES",
     "PROBLEM_KINDS",
+    "SSE_HEADERS",
     "AlertKind",
     "AlertRule",
     "AuthError",
@@ -63,16 +73,23 @@ __all__ = [
     "SystemClock",
     "Trigger",
     "ValidationError",
+    "check_live_auth",
     "check_name",
     "decode_tick",
     "encode_tick",
+    "end_event",
     "from_ms",
+    "live_auth_header",
+    "live_signature",
     "load_timezone",
     "loop_deadline",
+    "output_event",
     "parse_run_id",
     "preview",
     "reraise_cancellation",
     "run_id",
+    "sse_comment",
+    "sse_event",
     "to_ms",
     "validate_expression",
     "validate_name",

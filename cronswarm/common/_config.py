@@ -160,6 +160,8 @@ class Settings:
     stats_interval: float = _setting("CRONSWARM_STATS_INTERVAL", _positive_float, 5.0)
     output_head_bytes: int = _setting("CRONSWARM_OUTPUT_HEAD_BYTES", _positive_int, 65536)
     output_tail_bytes: int = _setting("CRONSWARM_OUTPUT_TAIL_BYTES", _positive_int, 65536)
+    worker_http_host: str = _setting("CRONSWARM_WORKER_HTTP_HOST", str, "127.0.0.1")
+    worker_http_port: int = _setting("CRONSWARM_WORKER_HTTP_PORT", _port, 0)  # 0: ephemeral
     log_batch_size: int = _setting("CRONSWARM_LOG_BATCH_SIZE", _positive_int, 200)
     log_flush_interval: float = _setting("CRONSWARM_LOG_FLUSH_INTERVAL", _positive_float, 0.5)
     spool_dir: str = _setting("CRONSWARM_SPOOL_DIR", str, "var/spool")

@@ -27,6 +27,7 @@ from ._names import validate_name as validate_name
 _ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 _LABEL_KEY_RE = re.compile(r"^[A-Za-z0-9_.\-/]{1,63}$")
 _HEADER_RE = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,128}$")
+_USER_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,31}\$?$")
 
 Overlap = Literal["allow", "forbid", "replace"]
 Misfire = Literal["skip", "run_latest", "run_all"]
@@ -51,6 +52,12 @@ def _check_label_key(key: str) -> str | None:
 
 def _check_header(key: str) -> str | None:
     return None if _HEADER_RE.match(key) else "is not a valid HTTP header name"
+
+
+def _check_user(user: str) -> str | None:
+    if _USER_RE.match(user):
+        return None
+    return "must be a user name: 1-32 of letters, digits, '_', '.', '-' (not starting with '-')"
 
 
 def _check_url(url: str) -> str | None:
@@ -102,6 +109,9 @@ class HttpRequest:
         if method not in HTTP_METHODS:
             r.fail("method", f"must be one of {', '.join(HTTP_METHODS)} (got {method!r})")
         headers = r.string_map("headers", max_items=64, key_check=_check_header)
+        for key, value in headers.items():
+            if "\r" in value or "\n" in value:
+                r.fail(f"headers.{key}", "must not contain line breaks")
         body = r.string("body", None, max_len=1 << 20, non_empty=False)
         expect = r.int_list("expect_status", minimum=100, maximum=599)
         follow = r.boolean("follow_redirects", True)
@@ -156,6 +166,12 @@ class RetryPolicy:
         any_worker = r.boolean("any_worker", False)
         if isinstance(delay, float) and isinstance(max_delay, float) and max_delay < delay:
             r.fail("max_delay", f"must be at least delay ({delay:g})")
+        retry_rules = [k for k in ("on_exit_codes", "on_http_statuses") if r.data.get(k)]
+        if any_worker is True:
+            retry_rules.append("any_worker")
+        if attempts == 1 and retry_rules:
+            r.fail("attempts", f"must be at least 2 for {', '.join(retry_rules)} to matter "
+                               "(attempts counts the first run)")
         r.finish()
         return cls(attempts, delay, multiplier, max_delay, jitter, codes, statuses, any_worker)
 
@@ -241,7 +257,7 @@ class Job:
         if isinstance(cwd, str) and not cwd.startswith("/"):
             r.fail("cwd", "must be an absolute path")
         env = r.string_map("env", key_check=_check_env_key) or _NO_STRINGS
-        user = r.string("user", None, max_len=64)
+        user = r.string("user", None, max_len=64, check=_check_user)
         timeout = r.number("timeout", None, minimum=0, maximum=MAX_TIMEOUT_S,
                            exclusive_minimum=True)
         kill_grace = r.number("kill_grace", 5.0, minimum=0, maximum=3600)
@@ -255,10 +271,16 @@ class Job:
         retention = r.integer("retention_days", None, minimum=1, maximum=3650)
         dead_man = r.number("expect_success_within", None, minimum=1, maximum=366 * 86400)
         alerts = r.nested("alerts", AlertRule.from_dict, None)
-        if http is not None and (shell or cwd or user):
-            for key in ("shell", "cwd", "user"):
-                if r.data.get(key) is not None:
+        if http is not None:
+            for key in ("shell", "cwd", "user", "env"):
+                if r.data.get(key):
                     r.fail(key, "applies to shell jobs only, not to HTTP jobs")
+            if retry.on_exit_codes is not None:
+                r.fail("retry.on_exit_codes", "applies to shell jobs; HTTP jobs retry on "
+                                              "retry.on_http_statuses")
+        elif retry.on_http_statuses is not None:
+            r.fail("retry.on_http_statuses", "applies to HTTP jobs; shell jobs retry on "
+                                             "retry.on_exit_codes")
         r.finish()
         # Workers hold every job: share the copies of values many jobs repeat.
         if retry == _DEFAULT_RETRY:

@@ -81,6 +81,10 @@ class Keyspace:
         return self._dir("running")
 
     @property
+    def retry_dir(self) -> str:
+        return self._dir("retry")
+
+    @property
     def workers(self) -> str:
         return self._dir("workers")
 
@@ -124,6 +128,10 @@ class Keyspace:
 
     def alert_channel(self, name: str) -> str:
         return self.alert_channels + validate_name(name, "channel")
+
+    def retry(self, name: str, run: str) -> str:
+        """A request to run the next attempt of ``run`` on any worker (``_retry``)."""
+        return f"{self.retry_dir}{validate_name(name)}/{run}"
 
     def worker(self, worker_id: str) -> str:
         return self.workers + validate_name(worker_id, "worker_id")

@@ -14,6 +14,7 @@ from ._abc import (
     WatchCompacted,
     WatchEvent,
 )
+from ._cluster_key import cluster_key_path, load_cluster_key
 from ._election import Election, LeadershipLost, Term, leader_of
 from ._etcd import EtcdStore, channel_target, prefix_end
 from ._lease import LeaseKeeper
@@ -40,7 +41,9 @@ __all__ = [
     "WatchCompacted",
     "WatchEvent",
     "channel_target",
+    "cluster_key_path",
     "leader_of",
+    "load_cluster_key",
     "prefix_end",
     "wait_deleted",
 ]

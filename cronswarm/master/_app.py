@@ -17,7 +17,7 @@ from ..common import AuthError, Keyspace, Settings, SystemClock
 from ..coord import CoordStore, Election, EtcdStore, PrefixMirror
 from ..logstore import LogStore, MongoLogStore
 from ..metrics import ClusterView, master_registry
-from . import _api, _api_alerts, _api_jobs, _api_tokens, _openapi, _pages
+from . import _api, _api_alerts, _api_jobs, _api_tokens, _live, _openapi, _pages
 from ._auth import Principal, TokenRecord, TokenStore
 from ._http import (
     ALERTS,
@@ -199,6 +199,7 @@ def create_app(
     app.router.add_routes(_api_tokens.routes)
     app.router.add_routes(_api_alerts.routes)
     app.router.add_routes(_openapi.routes)
+    app.router.add_routes(_live.routes)
     app.router.add_routes(_pages.routes)
     app.router.add_static("/static/", WEB_DIR / "static", name="static")
     return app

@@ -1,7 +1,8 @@
 """What the elected master does, and only it: cluster duties that must happen once.
 
-* lost runs: ``LostRunReaper`` marks the runs of dead workers ``lost`` (and
-  asks for their retry when the job's policy allows, ``_lost_retry``);
+* lost runs: ``LostRunReaper`` marks the runs of dead workers ``lost``, and
+  asks the workers for their next attempt when the job's policy allows it
+  (``_lost_retry``);
 * alerts: ``AlertMonitor`` follows finished runs, checks dead-man jobs and
   delivers alerts;
 * housekeeping: fencing tokens (``/last/<job>``) left by jobs that no longer
@@ -31,6 +32,7 @@ from ..alerts import AlertMonitor, AlertStats, AlertStore, MonitorConfig
 from ..common import (
     Clock,
     Keyspace,
+    RunRecord,
     ServiceUnavailable,
     Settings,
     check_name,
@@ -40,6 +42,7 @@ from ..common import (
 )
 from ..coord import Compare, CoordStore, Delete, Term
 from ..logstore import LogStore, LogStoreUnavailable
+from ._lost_retry import request_retry
 from ._reaper import LostRunReaper
 
 log = logging.getLogger(__name__)
@@ -118,6 +121,7 @@ class LeaderDuties:
         self.duty_errors: Counter[str] = Counter()
         self.runs_lost = 0  # over every term of this process
         self.orphans_removed = 0
+        self.retries_requested = 0  # of lost runs
         self.alert_stats = AlertStats()
         self._duty_done = asyncio.Event()
         self._units = 0  # duty units in flight
@@ -207,8 +211,13 @@ class LeaderDuties:
                 async with asyncio.timeout(2):
                     await self.terms.end(term, self.clock.now_ms())
 
-    async def _on_lost(self, _record: object) -> None:
+    async def _on_lost(self, record: RunRecord) -> None:
         self.runs_lost += 1
+        term = self.term
+        if term is not None and await request_retry(
+                self.store, self.keys, term, record, self.clock,
+                handoff_delay=self.settings.handoff_delay):
+            self.retries_requested += 1
 
     async def _housekeeping(self, term: Term) -> None:
         while True:

@@ -75,6 +75,21 @@ def _json(schema: Schema) -> dict[str, Any]:
     return {"application/json": {"schema": schema}}
 
 
+def _live_op() -> dict[str, Any]:
+    """The live output stream: server-sent events, not JSON."""
+    op = _op("Stream run output", "viewer", 200, None, errors=(*_READ, 404), tag="runs",
+             ok_description=(
+                 "text/event-stream: events {offset, data} with the output so far and as "
+                 "it comes, then an `end` event with status, output_bytes and truncated; "
+                 "a finished run is replayed from history"),
+             params=[_param("record_id", "path", {"type": "string",
+                                                  "pattern": RECORD_ID_PATTERN},
+                            "<job>@<tick>#<attempt>, or <job>@<tick> for the newest "
+                            "attempt ('#' encoded as %23)")])
+    op["responses"]["200"]["content"] = {"text/event-stream": {"schema": {"type": "string"}}}
+    return op
+
+
 def _op(summary: str, role: str | None, ok: int, ok_schema: Schema | None, *,
         errors: tuple[int, ...] = _READ, params: list[dict[str, Any]] | None = None,
         body: Schema | None = None, body_required: bool = True,
@@ -223,6 +238,7 @@ def _paths() -> dict[str, Any]:
                                                  "pattern": RECORD_ID_PATTERN},
                            "<job>@<tick>#<attempt>, or <job>@<tick> for the latest "
                            "attempt ('#' encoded as %23)")])},
+        "/api/runs/{record_id}/live": {"get": _live_op()},
         "/api/workers": {"get": _op("List workers", "viewer", 200, ref("WorkerList"),
                                     tag="workers")},
         "/api/preview": {"get": _op("Preview cron expression", "viewer", 200, ref("Preview"),

@@ -7,9 +7,10 @@ or missing token is a 403 (``CsrfRejected``), never a login redirect.
 
 The session cookie holds the id of the API token the user logged in with and
 an expiry, signed with HMAC-SHA256; every request re-checks the token, so
-revoking it ends the session. The signing key comes from
-``CRONSWARM_SECRET_KEY`` or, when unset, from etcd (created once, shared by
-every master so a load balancer may send each request anywhere).
+revoking it ends the session. The signing key is the cluster key
+(``cronswarm.coord.load_cluster_key``): ``CRONSWARM_SECRET_KEY`` or, when unset,
+a key created once in etcd and shared by every master (so a load balancer may
+send each request anywhere) and worker.
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ import hmac
 import json
 import secrets
 
-from ..common import AuthError, CronswarmError, Keyspace
-from ..coord import Compare, CoordStore, Put
+from ..common import AuthError, CronswarmError
+from ..coord import load_cluster_key
 
 COOKIE = "cronswarm_session"
 LOGIN_COOKIE = "cronswarm_login"  # the login form's CSRF nonce
@@ -34,19 +35,7 @@ CSRF_HEADER = "X-CSRF-Token"
 class CsrfRejected(CronswarmError):
     """A state-changing dashboard request without a valid CSRF token."""
 
-
-async def load_session_key(store: CoordStore, keys: Keyspace, configured: str | None) -> bytes:
-    if configured:
-        return hashlib.sha256(configured.encode()).digest()
-    key = f"{keys.prefix}/config/session-key"
-    fresh = secrets.token_hex(32)
-    result = await store.txn([Compare.absent(key)], [Put(key, fresh.encode())], [])
-    if result.succeeded:
-        return bytes.fromhex(fresh)
-    kv = await store.get(key)
-    if kv is None:  # pragma: no cover - deleted between the two calls
-        raise AuthError("session key vanished; retry")
-    return bytes.fromhex(kv.value.decode())
+load_session_key = load_cluster_key  # sessions are signed with the cluster key
 
 
 def _sign(key: bytes, payload: bytes) -> str:

@@ -21,7 +21,9 @@ PREFIX = "cronswarm_"
 
 
 def new_registry() -> CollectorRegistry:
-    return CollectorRegistry(auto_describe=True)
+    """A registry of its own; collectors are not run when registered (they read
+    objects that may still be under construction)."""
+    return CollectorRegistry(auto_describe=False)
 
 
 def render(registry: CollectorRegistry) -> tuple[bytes, str]:

@@ -60,6 +60,8 @@ class MasterCollector(Collector):
                       label="duty")
         yield counter(f"{PREFIX}runs_lost_total", "runs this master marked lost (their "
                       "worker died)", d.runs_lost)
+        yield counter(f"{PREFIX}lost_runs_retried_total", "lost runs whose next attempt this "
+                      "master asked the workers for", d.retries_requested)
         yield counter(f"{PREFIX}orphan_tokens_removed_total", "fencing tokens of deleted jobs "
                       "removed by housekeeping", d.orphans_removed)
         s = d.alert_stats

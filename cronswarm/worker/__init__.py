@@ -14,8 +14,12 @@ from ._claim import (
     run_info,
 )
 from ._executor import ExecResult, Executor, KillSwitch, RunContext, ShellExecutor
+from ._http import HttpExecutor
+from ._live import Feed, LiveOutputServer, OutputFeeds
 from ._output import BoundedOutput
+from ._retry import HandOff, RetryBoard, RetryRequest
 from ._sink import DirectSink, RunSink
+from ._slots import SlotBook, Slots
 from ._stats import LAG_BUCKETS, CountingSink, LagHistogram, RunStats
 from ._timetable import Timetable
 from ._worker import LiveRun, Worker, retry_delay
@@ -28,14 +32,23 @@ __all__ = [
     "DirectSink",
     "ExecResult",
     "Executor",
+    "Feed",
+    "HandOff",
+    "HttpExecutor",
     "KillSwitch",
     "LagHistogram",
+    "LiveOutputServer",
     "LiveRun",
     "Outcome",
+    "OutputFeeds",
+    "RetryBoard",
+    "RetryRequest",
     "RunContext",
     "RunSink",
     "RunStats",
     "ShellExecutor",
+    "SlotBook",
+    "Slots",
     "TickPlan",
     "Timetable",
     "Worker",

@@ -1,15 +1,25 @@
-"""Running one attempt of a job: shell commands (and HTTP calls, see _http).
+"""Running one attempt of a job: shell commands (HTTP calls are in ``_http``).
 
 A shell job runs as ``<shell> -c <command>`` in a new session, hence its own
-process group. Stopping it (kill request, timeout, worker shutdown) sends
-SIGTERM to the whole group and to every descendant that left it, waits the
-job's ``kill_grace``, then SIGKILLs whatever is left. When the main process
-exits on its own, processes it left behind in its group are stopped the same
-way: a run leaves no process behind.
+process group, with stdout and stderr merged into the run's bounded output.
+Stopping it sends SIGTERM to every process of the run (see ``_proctree``:
+the group, descendants that left it, and orphans found by their tag), waits a
+grace period, then SIGKILLs whatever is left:
+
+* timeout: the job's ``kill_grace``; status ``timeout``;
+* kill request (or worker shutdown): ``kill_grace`` but at most
+  ``KILL_GRACE_CAP_S``, so a kill ends the run within a second whatever the
+  job does with SIGTERM; status ``killed``, with who asked.
+
+When the main process exits on its own, processes it left behind get
+``LEFTOVER_WAIT_S`` to finish, then are stopped the same way: a run leaves no
+process behind.
 
 The child gets a minimal environment (never the worker's own, which may hold
-credentials): PATH, HOME, LANG, SHELL, USER, the job's ``env`` and the
-``CRONSWARM_*`` variables.
+credentials): PATH, HOME, LANG, SHELL, USER, LOGNAME, TZ, the job's ``env``
+and the ``CRONSWARM_*`` variables (run id, job, tick, attempt, worker, and
+the attempt's process tag). With ``user`` (worker running as root) the job
+runs as that user, with its primary and supplementary groups and its home.
 """
 
 from __future__ import annotations
@@ -19,19 +29,31 @@ import contextlib
 import logging
 import os
 import pwd
-import signal
+import secrets
+import subprocess
+import sys
+import time
 from dataclasses import dataclass, field
 from typing import Protocol
 
-import psutil
-
 from ..common import Job, RunStatus
 from ._output import BoundedOutput
+from ._proctree import (
+    TAG_VAR,
+    RunMarks,
+    run_processes,
+    stop_run_processes,
+    wait_exit,
+    wait_gone,
+)
 
 log = logging.getLogger(__name__)
 
-_READ_CHUNK = 65536
-_LEFTOVER_DRAIN_S = 0.5  # output read after the main process exits, before cleanup
+_READ_CHUNK = 1 << 16  # bytes per read from the job's pipe
+KILL_GRACE_CAP_S = 0.25  # longest SIGTERM grace of a kill request
+LEFTOVER_WAIT_S = 0.5  # time processes left behind get to end on their own
+LEFTOVER_GRACE_S = 2.0  # longest SIGTERM grace of processes left behind
+_OUTPUT_EOF_S = 2.0  # wait for the pipe's end once every process is gone
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
@@ -90,7 +112,7 @@ class Executor(Protocol):
     async def execute(self, ctx: RunContext) -> ExecResult: ...
 
 
-def _child_env(ctx: RunContext, user: pwd.struct_passwd | None) -> dict[str, str]:
+def _child_env(ctx: RunContext, user: pwd.struct_passwd | None, tag: str) -> dict[str, str]:
     env = {
         "PATH": os.environ.get("PATH", DEFAULT_PATH),
         "LANG": os.environ.get("LANG", "C.UTF-8"),
@@ -104,7 +126,37 @@ def _child_env(ctx: RunContext, user: pwd.struct_passwd | None) -> dict[str, str
                 env[key] = os.environ[key]
     env.update(ctx.job.env)
     env.update(ctx.environment())
+    env[TAG_VAR] = tag
     return env
+
+
+# Run as another user: a fresh interpreter (no threads, no fork handlers) drops to
+# the user's groups, gid and uid, then becomes the shell. Forking the worker
+# itself with subprocess's user=/group= runs the fork handlers of the threaded
+# libraries it holds (gRPC's crash the child now and then); without them the
+# child is started with vfork, which runs none.
+_RUN_AS = (
+    "import os,sys\n"
+    "uid,gid=int(sys.argv[1]),int(sys.argv[2])\n"
+    "os.setgroups([int(g) for g in sys.argv[3].split(',') if g])\n"
+    "os.setgid(gid)\n"
+    "os.setuid(uid)\n"
+    "try:\n"
+    "    os.execv(sys.argv[4],sys.argv[4:])\n"
+    "except OSError as e:\n"
+    "    sys.stderr.write(f'cannot start {sys.argv[4]}: {e}\\n')\n"
+    "    os._exit(127)\n"
+)
+
+
+def command_argv(shell: str, command: str, user: pwd.struct_passwd | None) -> list[str]:
+    """The argv that runs ``command`` in ``shell``, as ``user`` when given."""
+    argv = [shell, "-c", command]
+    if user is None:
+        return argv
+    groups = ",".join(str(g) for g in os.getgrouplist(user.pw_name, user.pw_gid))
+    return [sys.executable, "-I", "-S", "-c", _RUN_AS, str(user.pw_uid), str(user.pw_gid),
+            groups, *argv]
 
 
 def _resolve_user(ctx: RunContext) -> pwd.struct_passwd | None:
@@ -120,63 +172,6 @@ def _resolve_user(ctx: RunContext) -> pwd.struct_passwd | None:
         raise PermissionError(f"no such user {ctx.job.user!r} on this worker") from None
 
 
-def signal_tree(pgid: int, pids: set[int], sig: int) -> None:
-    """Send ``sig`` to a process group and to every listed pid (some may have left it)."""
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, sig)
-    for pid in pids:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.kill(pid, sig)
-
-
-def tree_pids(root: int) -> set[int]:
-    """``root`` and its live descendants."""
-    try:
-        proc = psutil.Process(root)
-        return {root} | {c.pid for c in proc.children(recursive=True)}
-    except psutil.Error:
-        return set()
-
-
-def group_pids(pgid: int) -> set[int]:
-    """Live processes whose process group is ``pgid`` (orphans keep their group)."""
-    out = set()
-    for proc in psutil.process_iter(["pid"]):
-        with contextlib.suppress(psutil.Error, OSError):
-            if os.getpgid(proc.pid) == pgid and proc.status() != psutil.STATUS_ZOMBIE:
-                out.add(proc.pid)
-    return out
-
-
-async def stop_tree(pgid: int, known: set[int], grace: float) -> int:
-    """SIGTERM the group and ``known`` pids, wait ``grace``, SIGKILL the rest.
-
-    Returns how many processes needed the SIGKILL.
-    """
-    pids = known | group_pids(pgid)
-    for pid in list(pids):
-        pids |= tree_pids(pid)
-    signal_tree(pgid, pids, signal.SIGTERM)
-    procs = []
-    for pid in pids:
-        with contextlib.suppress(psutil.Error):
-            procs.append(psutil.Process(pid))
-    loop = asyncio.get_running_loop()
-    _, alive = await loop.run_in_executor(None, lambda: psutil.wait_procs(procs, timeout=grace))
-    alive = [p for p in alive if _is_live(p)]
-    if alive or group_pids(pgid):
-        signal_tree(pgid, {p.pid for p in alive}, signal.SIGKILL)
-        await loop.run_in_executor(None, lambda: psutil.wait_procs(alive, timeout=5))
-    return len(alive)
-
-
-def _is_live(proc: psutil.Process) -> bool:
-    try:
-        return proc.status() != psutil.STATUS_ZOMBIE
-    except psutil.Error:
-        return False
-
-
 class ShellExecutor:
     """Runs shell jobs; see the module docstring."""
 
@@ -189,63 +184,70 @@ class ShellExecutor:
         except PermissionError as exc:
             return ExecResult(RunStatus.FAILED, error=str(exc))
         shell = job.shell or ctx.shell
+        tag = secrets.token_hex(12)
+        started = time.time()
         try:
-            proc = await asyncio.create_subprocess_exec(
-                shell, "-c", job.command,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.STDOUT,
+            # Started like asyncio does (Popen is quick), but read and waited for
+            # separately: the pipe may outlive the main process (see wait_exit).
+            proc = subprocess.Popen(  # noqa: ASYNC220
+                command_argv(shell, job.command, user),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
                 cwd=job.cwd,
-                env=_child_env(ctx, user),
+                env=_child_env(ctx, user, tag),
                 start_new_session=True,
-                user=user.pw_uid if user else None,
-                group=user.pw_gid if user else None,
-                extra_groups=os.getgrouplist(user.pw_name, user.pw_gid) if user else None,
             )
-        except OSError as exc:
+        except (OSError, subprocess.SubprocessError) as exc:
             return ExecResult(RunStatus.FAILED, error=f"cannot start {shell!r}: {exc}")
         ctx.pid = proc.pid
         ctx.started.set()
         assert proc.stdout is not None
-        reader = asyncio.create_task(_pump(proc.stdout, ctx.output))
-        waiter = asyncio.create_task(proc.wait())
+        stream = asyncio.StreamReader(limit=_READ_CHUNK)
+        pipe, _ = await asyncio.get_running_loop().connect_read_pipe(
+            lambda: asyncio.StreamReaderProtocol(stream), proc.stdout)
+        try:
+            return await self._supervise(ctx, proc, RunMarks(proc.pid, tag, started), stream)
+        finally:
+            pipe.close()
+
+    async def _supervise(self, ctx: RunContext, proc: subprocess.Popen[bytes], marks: RunMarks,
+                         stream: asyncio.StreamReader) -> ExecResult:
+        """Read the output and wait for the end, the timeout or a kill request."""
+        job = ctx.job
+        reader = asyncio.create_task(_pump(stream, ctx.output))
+        waiter = asyncio.create_task(wait_exit(proc))
         killer = asyncio.create_task(ctx.kill.requested.wait())
         status: RunStatus | None = None
         error: str | None = None
+        details: dict[str, object] = {}
         try:
             done, _ = await asyncio.wait(
                 {waiter, killer}, timeout=job.timeout, return_when=asyncio.FIRST_COMPLETED
             )
             if waiter not in done:
-                known = tree_pids(proc.pid)
                 if killer in done:
                     status = RunStatus.KILLED
                     error = f"killed: {ctx.kill.reason} (by {ctx.kill.by})"
+                    grace = min(job.kill_grace, KILL_GRACE_CAP_S)
                 else:
                     status = RunStatus.TIMEOUT
                     error = f"timed out after {job.timeout:g}s"
-                forced = await stop_tree(proc.pid, known, job.kill_grace)
+                    grace = job.kill_grace
+                forced = await stop_run_processes(marks, {proc.pid}, grace)
                 if forced:
-                    error += f"; {forced} process(es) ignored SIGTERM and were SIGKILLed"
+                    error += (f"; {forced} process(es) still running {grace:g}s after "
+                              "SIGTERM were SIGKILLed")
+                    details["sigkilled"] = forced
                 await waiter
         finally:
             killer.cancel()
-            if not waiter.done():  # cancelled from outside (worker shutdown)
-                await stop_tree(proc.pid, tree_pids(proc.pid), job.kill_grace)
+            if not waiter.done():  # cancelled from outside
+                await asyncio.shield(stop_run_processes(
+                    marks, {proc.pid}, min(job.kill_grace, KILL_GRACE_CAP_S)))
                 await asyncio.shield(waiter)
-        # The main process is gone; give its output a moment, then clean up
-        # anything it left running in its group.
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.shield(reader), _LEFTOVER_DRAIN_S)
-        details: dict[str, object] = {}
-        leftovers = group_pids(proc.pid)
-        if leftovers:
-            details["leftover_processes"] = len(leftovers)
-            await stop_tree(proc.pid, leftovers, min(job.kill_grace, 2.0))
-        if not reader.done():
-            reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await reader
+        await _stop_leftovers(marks, job.kill_grace, details)
+        await _finish_reading(reader)
         code = proc.returncode
         if status is None:
             if code == 0:
@@ -260,7 +262,30 @@ class ShellExecutor:
         )
 
 
+async def _stop_leftovers(marks: RunMarks, kill_grace: float,
+                          details: dict[str, object]) -> None:
+    """The main process is gone: what it left running gets a moment, then is stopped."""
+    leftovers = run_processes(marks)
+    if not leftovers:
+        return
+    details["leftover_processes"] = len(leftovers)
+    still = await wait_gone(leftovers, LEFTOVER_WAIT_S)
+    if still or run_processes(marks):
+        log.info("stopping %d process(es) left behind by group %d", len(still), marks.pgid)
+        await stop_run_processes(marks, still, min(kill_grace, LEFTOVER_GRACE_S))
+
+
+async def _finish_reading(reader: asyncio.Task[None]) -> None:
+    """Every writer is gone, so the pipe ends; bounded in case one escaped us."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(asyncio.shield(reader), _OUTPUT_EOF_S)
+    if not reader.done():
+        log.warning("output pipe still open after every process of the run ended")
+        reader.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await reader
+
+
 async def _pump(stream: asyncio.StreamReader, sink: BoundedOutput) -> None:
     while chunk := await stream.read(_READ_CHUNK):
         sink.feed(chunk)
-

@@ -11,6 +11,7 @@ from typing import Any
 import psutil
 
 from .. import __version__
+from ..coord import KeyValue
 
 
 class WorkerInfo:
@@ -20,6 +21,7 @@ class WorkerInfo:
         self.worker_id = worker_id
         self.labels = dict(labels)
         self.started_ms = started_ms
+        self.http: str | None = None  # base URL of the live output endpoint (``_live``)
         self._proc = psutil.Process()
         self._proc.cpu_percent(None)  # prime the measurement
 
@@ -46,7 +48,17 @@ class WorkerInfo:
             "load": [round(load1, 2), round(load5, 2), round(load15, 2)],
             "running": running,
             "max_runs": max_runs,
+            "http": self.http,
         }
 
     def encode(self, **kwargs: Any) -> bytes:
         return json.dumps(self.snapshot(**kwargs), separators=(",", ":")).encode()
+
+
+def registered_labels(kv: KeyValue) -> dict[str, str]:
+    """The labels in a worker's registry value (empty when unreadable)."""
+    try:
+        labels = json.loads(kv.value).get("labels") or {}
+    except (ValueError, AttributeError):
+        return {}
+    return {str(k): str(v) for k, v in labels.items()} if isinstance(labels, dict) else {}

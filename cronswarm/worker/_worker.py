@@ -46,13 +46,19 @@ from ..coord import (
     LeaseKeeper,
     PrefixMirror,
     Put,
+    load_cluster_key,
     wait_deleted,
 )
+from ..metrics import render, worker_registry
 from ._claim import Claim, Outcome, claim, claim_skip, plan_ticks, rendezvous_owner, run_info
 from ._executor import ExecResult, Executor, KillSwitch, RunContext, ShellExecutor
+from ._http import HttpExecutor
+from ._live import LiveOutputServer, OutputFeeds
 from ._output import BoundedOutput
 from ._registry import WorkerInfo
+from ._retry import HandOff, RetryBoard, RetryRequest
 from ._sink import RunSink
+from ._slots import Slots
 from ._stats import CountingSink, RunStats
 from ._timetable import Timetable
 
@@ -95,7 +101,8 @@ class LiveRun:
     kill: KillSwitch = field(default_factory=KillSwitch)
     output: BoundedOutput = field(default_factory=BoundedOutput)
     created_revision: int = 0  # etcd revision of the claim (kill requests compare to it)
-    info: bytes = b""
+    info: bytes = b""  # the lock's value (fixed for the run)
+    running_info: bytes = b""  # the running key's value (names the current attempt)
     task: asyncio.Task[None] | None = None
 
 
@@ -119,7 +126,8 @@ class Worker:
         self.id = worker_id or settings.worker_id
         self.keys = Keyspace(settings.key_prefix)
         self.labels = dict(settings.worker_labels)
-        self.executors: dict[str, Executor] = executors or {"shell": ShellExecutor()}
+        self.executors: dict[str, Executor] = executors or {
+            "shell": ShellExecutor(), "http": HttpExecutor()}
         self.timetable = Timetable()  # enabled jobs this worker may run
         self.job_defs: dict[str, Job] = {}  # every job in etcd (run-now needs paused ones)
         self.runs: dict[str, LiveRun] = {}  # by run id
@@ -145,12 +153,26 @@ class Worker:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._runs_idle = asyncio.Event()
         self._runs_idle.set()
+        # execution: slots, live output, retries on other workers
+        self.slots = Slots(settings.max_concurrent_runs)
+        self.feeds = OutputFeeds()
+        self.metrics = worker_registry(self)  # this worker's own registry
+        self.live_server = LiveOutputServer(self.feeds, settings.worker_http_host,
+                                            settings.worker_http_port,
+                                            metrics=lambda: render(self.metrics))
+        self.retries = RetryBoard(
+            store, self.keys, self.id, self.lease, self.clock,
+            handoff_delay=settings.handoff_delay, labels=self.labels, workers=self.workers,
+            start=self._start_retry, draining=lambda: self.draining,
+        )
 
     # -- life cycle ---------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
         """Serve until ``stop`` is set, then shut down gracefully."""
         await self.lease.grant()
+        cluster_key = await load_cluster_key(self.store, self.keys, self.settings.secret_key)
+        self.info.http = await self.live_server.start(cluster_key)
         await self._register()
         try:
             async with asyncio.TaskGroup() as tg:
@@ -160,6 +182,7 @@ class Worker:
                     tg.create_task(self.workers.run(), name="workers-mirror"),
                     tg.create_task(self.last.run(), name="last-mirror"),
                     tg.create_task(self.killers.run(), name="killer-mirror"),
+                    tg.create_task(self.retries.run(), name="retry-board"),
                 ]
                 for mirror in (self.workers, self.last, self.killers):
                     await mirror.ready.wait()
@@ -177,6 +200,7 @@ class Worker:
                 for task in background:
                     task.cancel()
         finally:
+            await self.live_server.close()
             with contextlib.suppress(CoordUnavailable):
                 await self.lease.revoke()
 
@@ -210,8 +234,8 @@ class Worker:
         """The old lease expired (etcd or this worker was unreachable): rewrite our keys."""
         await self._register()
         for live in list(self.runs.values()):
-            await self.store.put(self.keys.running(live.job.name, live.run_id), live.info,
-                                 lease=lease)
+            await self.store.put(self.keys.running(live.job.name, live.run_id),
+                                 live.running_info or live.info, lease=lease)
             if live.job.overlap != "allow":
                 await self.store.txn([Compare.absent(self.keys.lock(live.job.name))],
                                      [Put(self.keys.lock(live.job.name), live.info, lease)])
@@ -422,33 +446,107 @@ class Worker:
     # -- running ------------------------------------------------------------
 
     async def _run(self, live: LiveRun, *, replacing: Mapping[str, Any] | None) -> None:
+        """Attempts of one tick, each in a slot, retried as the job's policy says."""
         job = live.job
+        handed_off = False
         try:
             if replacing and replacing.get("run_id") and replacing.get("run_id") != live.run_id:
                 await self._replace(job, str(replacing["run_id"]), live.run_id)
             policy = job.retry
+            due = live.tick
             while True:
-                result = await self._attempt(live)
-                if live.kill.requested.is_set() or self.draining:
+                result = await self._attempt_in_slot(live, due)
+                if result is None or live.kill.requested.is_set() or self.draining:
                     break
                 if live.attempt >= policy.attempts or not _retryable(job, result):
                     break
                 delay = retry_delay(policy.delay, policy.multiplier, policy.max_delay,
                                     policy.jitter, live.attempt)
+                due = self.clock.now_ms() + int(delay * 1000)
+                if policy.any_worker:
+                    request = RetryRequest(live.run_id, job.name, live.tick, live.attempt + 1,
+                                           due, self.id, dict(job.targets))
+                    # Not taken within the misfire window (plus the hand-off): run here.
+                    give_up_at = due + int((job.misfire_window + self.settings.handoff_delay)
+                                           * 1000)
+                    outcome = await self.retries.offer(job, request, live.info,
+                                                       live.kill.requested,
+                                                       give_up_at=give_up_at)
+                    if outcome is not HandOff.KEPT:
+                        handed_off = outcome is HandOff.HANDED_OFF
+                        break
+                    due = max(due, self.clock.now_ms())  # kept: a slot window from now
                 with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(delay):
+                    async with asyncio.timeout_at(loop_deadline(self.clock, due)):
                         await live.kill.requested.wait()
                 if live.kill.requested.is_set():
                     break
                 live.attempt += 1
                 live.trigger = Trigger.RETRY
+                await self._note_attempt(live)
                 live.output = BoundedOutput(self.settings.output_head_bytes,
                                             self.settings.output_tail_bytes)
+        except Exception:  # a worker bug must end the run visibly, not in a lost task
+            log.exception("run %s stopped by an internal error", live.run_id)
         finally:
-            await self._release(live)
-            self.runs.pop(live.run_id, None)
+            if not handed_off:  # a run handed off is the claimer's to release
+                await self._release(live)
+            if self.runs.get(live.run_id) is live:
+                del self.runs[live.run_id]
             if not self.runs:
                 self._runs_idle.set()
+
+    async def _note_attempt(self, live: LiveRun) -> None:
+        """Keep the attempt number in the running key, so a lost run names it."""
+        info = {**json.loads(live.info), "attempt": live.attempt}
+        live.running_info = json.dumps(info, separators=(",", ":")).encode()
+        key = self.keys.running(live.job.name, live.run_id)
+        try:
+            await self.store.put(key, live.running_info, lease=self.lease.lease_id)
+        except CoordUnavailable as exc:
+            log.warning("cannot record attempt %d of %s in etcd: %s", live.attempt,
+                        live.run_id, exc)
+
+    async def _attempt_in_slot(self, live: LiveRun, due: int) -> ExecResult | None:
+        """Run the next attempt once a slot is free; None if it never started.
+
+        Higher priorities get free slots first; an attempt still waiting when
+        the job's misfire window after ``due`` has passed is recorded as skipped.
+        """
+        job = live.job
+        deadline_ms = due + int(job.misfire_window * 1000)
+        queued_at = self.clock.now_ms()
+        granted = await self.slots.acquire(job.priority, cancel=live.kill.requested,
+                                           deadline=loop_deadline(self.clock, deadline_ms))
+        if not granted:
+            waited = (self.clock.now_ms() - queued_at) / 1000
+            if live.kill.requested.is_set():
+                await self._record_unstarted(
+                    live, RunStatus.KILLED,
+                    f"killed before it started: {live.kill.reason} (by {live.kill.by})",
+                    {"reason": "killed", "waited": waited}, killed_by=live.kill.by)
+            else:
+                limit = self.settings.max_concurrent_runs
+                await self._record_unstarted(
+                    live, RunStatus.SKIPPED,
+                    f"skipped: worker saturated ({limit} runs at once) for the whole "
+                    f"misfire window ({job.misfire_window:g}s)",
+                    {"reason": "saturated", "max_concurrent_runs": limit, "waited": waited})
+            return None
+        try:
+            return await self._attempt(live)
+        finally:
+            self.slots.release()
+
+    async def _record_unstarted(self, live: LiveRun, status: RunStatus, error: str,
+                                extra: dict[str, Any], *, killed_by: str | None = None) -> None:
+        job = live.job
+        await self.sink.submit(RunRecord(
+            run_id=live.run_id, job=job.name, tick=live.tick, attempt=live.attempt,
+            worker=self.id, summary=job.summary, status=status, trigger=live.trigger,
+            ended=self.clock.now_ms(), error=error, killed_by=killed_by,
+            retention_days=job.retention_days, extra=extra,
+        ))
 
     async def _attempt(self, live: LiveRun) -> ExecResult:
         job = live.job
@@ -463,28 +561,31 @@ class Worker:
         ctx = RunContext(job, live.run_id, live.tick, live.attempt, self.id, kill=live.kill,
                          output=live.output, shell=self.settings.shell,
                          allow_run_as=self.settings.allow_run_as)
-        executor = self.executors.get(job.kind)
-        if executor is None:
-            result = ExecResult(RunStatus.FAILED, error=f"this worker cannot run {job.kind} jobs")
-        else:
-            try:
-                result = await executor.execute(ctx)
-            except Exception as exc:  # an executor bug must not lose the record
-                log.exception("executor failed on %s", live.run_id)
-                result = ExecResult(RunStatus.FAILED, error=f"internal error: {exc!r}")
-        head, tail = live.output.text()
-        record.status = result.status
-        record.ended = self.clock.now_ms()
-        record.exit_code = result.exit_code
-        record.http_status = result.http_status
-        record.error = result.error
-        record.killed_by = result.killed_by
-        record.output, record.output_tail = head, tail
-        record.output_bytes = live.output.total
-        record.truncated = live.output.truncated
-        record.extra = dict(result.details)
-        self.counters["runs_finished"] += 1
-        await self.sink.submit(record)
+        with self.feeds.track(record.record_id, live.output) as feed:
+            executor = self.executors.get(job.kind)
+            if executor is None:
+                result = ExecResult(RunStatus.FAILED,
+                                    error=f"this worker cannot run {job.kind} jobs")
+            else:
+                try:
+                    result = await executor.execute(ctx)
+                except Exception as exc:  # an executor bug must not lose the record
+                    log.exception("executor failed on %s", live.run_id)
+                    result = ExecResult(RunStatus.FAILED, error=f"internal error: {exc!r}")
+            head, tail = live.output.text()
+            record.status = result.status
+            record.ended = self.clock.now_ms()
+            record.exit_code = result.exit_code
+            record.http_status = result.http_status
+            record.error = result.error
+            record.killed_by = result.killed_by
+            record.output, record.output_tail = head, tail
+            record.output_bytes = live.output.total
+            record.truncated = live.output.truncated
+            record.extra = dict(result.details)
+            self.counters["runs_finished"] += 1
+            await self.sink.submit(record)
+            feed.finish(result.status.value)
         return result
 
     async def _replace(self, job: Job, old_run: str, new_run: str) -> None:
@@ -561,6 +662,33 @@ class Worker:
         except CoordUnavailable as exc:
             log.warning("cannot claim run-now of %s: %s", job.name, exc)
 
+    # -- retries on any worker (see _retry) -----------------------------------
+
+    def _start_retry(self, job: Job, request: RetryRequest, revision: int, info: bytes) -> None:
+        """Continue a run another worker (or this one) offered; the claim is won."""
+        live = LiveRun(job, request.tick, request.run_id, Trigger.RETRY, attempt=request.attempt,
+                       created_revision=revision, info=info,
+                       output=BoundedOutput(self.settings.output_head_bytes,
+                                            self.settings.output_tail_bytes))
+        self.runs[request.run_id] = live
+        self._runs_idle.clear()
+        self._pull_pending_kill(live)
+        live.task = self._spawn(self._run(live, replacing=None), name=f"run:{request.run_id}")
+
+
+    def _pull_pending_kill(self, live: LiveRun) -> None:
+        """A kill asked for after the retry was offered (and missed) applies here too."""
+        kv = self.killers.items.get(live.job.name)
+        if kv is None or kv.mod_revision <= live.created_revision:
+            return
+        try:
+            request = json.loads(kv.value)
+        except ValueError:
+            return
+        if request.get("run_id") in (None, live.run_id):
+            live.kill.pull(str(request.get("by", "unknown")),
+                           str(request.get("reason", "kill requested")))
+
 
 def _labels_of(kv: KeyValue) -> dict[str, str]:
     try:
@@ -571,14 +699,21 @@ def _labels_of(kv: KeyValue) -> dict[str, str]:
 
 
 def _retryable(job: Job, result: ExecResult) -> bool:
+    """Whether a finished attempt may be retried under ``job.retry``.
+
+    Only failures and timeouts retry, never a kill or a success. When the
+    policy lists exit codes (shell jobs) or HTTP statuses (HTTP jobs), only an
+    attempt that ended with a listed one retries; a timeout, a signal or a
+    connection error then does not.
+    """
     if result.status not in (RunStatus.FAILED, RunStatus.TIMEOUT):
         return False
     policy = job.retry
-    if result.http_status is not None and policy.on_http_statuses is not None:
-        return result.http_status in policy.on_http_statuses
-    if result.exit_code is not None and policy.on_exit_codes is not None:
-        return result.exit_code in policy.on_exit_codes
-    return True
+    if job.kind == "http":
+        listed = policy.on_http_statuses
+        return listed is None or result.http_status in listed
+    codes = policy.on_exit_codes
+    return codes is None or result.exit_code in codes
 
 
 def retry_delay(delay: float, multiplier: float, max_delay: float, jitter: float,

@@ -1,5 +1,6 @@
-"""A worker killed -9 mid-run: its run becomes lost and the leader sends one alert
-to a local webhook and one email to a local SMTP server (STARTTLS, AUTH); the
+"""A worker killed -9 mid-run: its run becomes lost, the leader sends one alert to a
+local webhook and one email to a local SMTP server (STARTTLS, AUTH) and, as the
+job's retry policy allows, has the next attempt run on the surviving worker; the
 master's metrics count what MongoDB holds; no secret reaches the log."""
 
 import asyncio
@@ -45,19 +46,29 @@ async def test_kill_9_gives_one_lost_run_one_webhook_and_one_email(
                 assert resp.status == 201, await resp.text()
             for proc in workers.values():
                 await proc.wait_for_line("ready with")
-            await create_job(store, logs, settings, name="long", schedule="*/2 * * * * *",
+            # Run once (not on a schedule); its policy retries a lost attempt elsewhere.
+            await create_job(store, logs, settings, name="long", schedule="0 0 1 1 *",
                              command="sleep 30", overlap="forbid",
+                             retry={"attempts": 2, "any_worker": True, "delay": 0.5},
                              alerts={"on": ["lost", "failure", "recovery"],
                                      "channels": ["hook", "mail"]})
-            await wait_for_count(logs.runs, {"job": "long", "status": "running"},
-                                 lambda n: n >= 1, timeout=30)
+            resp = await api.call("POST", "/api/jobs/long/run")
+            assert resp.status == 202, await resp.text()
+            run_id = (await resp.json())["run_id"]
+            await wait_for_count(logs.runs, {"_id": f"{run_id}#1", "status": "running"},
+                                 lambda n: n == 1, timeout=30)
             kvs, _ = await store.get_prefix(keys.running_of("long"))
             victim_run = json.loads(kvs[0].value)
             victim = victim_run["worker"]
+            survivor = "k2" if victim == "k1" else "k1"
             workers[victim].proc.send_signal(signal.SIGKILL)
             await workers[victim].proc.wait()
-            record_id = f"{victim_run['run_id']}#1"
+            record_id = f"{run_id}#1"
             await wait_for_count(logs.runs, {"_id": record_id, "status": "lost"},
+                                 lambda n: n == 1, timeout=30)
+            # The leader asks for attempt 2, which the survivor takes.
+            await wait_for_count(logs.runs, {"_id": f"{run_id}#2", "status": "running",
+                                             "worker": survivor, "trigger": "retry"},
                                  lambda n: n == 1, timeout=30)
 
             await hook.inbox.wait_for(lambda got: len(got) >= 1, timeout=30)
@@ -101,6 +112,7 @@ async def test_kill_9_gives_one_lost_run_one_webhook_and_one_email(
             assert values[("cronswarm_alerts_sent_total", (("channel_type", "webhook"),))] == 1
             assert values[("cronswarm_alerts_sent_total", (("channel_type", "email"),))] == 1
             assert values[("cronswarm_alerts_total", (("kind", "lost"),))] == 1
+            assert values[("cronswarm_lost_runs_retried_total", ())] == 1
             for secret in SECRETS:
                 assert secret not in text
     finally:

@@ -106,7 +106,8 @@ def master_objects() -> tuple[Any, Any, ClusterView]:
     monitor = SimpleNamespace(jobs={"a": SimpleNamespace(enabled=True),
                                     "b": SimpleNamespace(enabled=False)})
     leader = SimpleNamespace(duty_runs=Counter({"alerts": 9}), duty_errors=Counter(),
-                             runs_lost=2, orphans_removed=0, alert_stats=stats, monitor=monitor)
+                             runs_lost=2, orphans_removed=0, retries_requested=1,
+                             alert_stats=stats, monitor=monitor)
     cluster = ClusterView(None, None)  # type: ignore[arg-type]
     cluster.workers, cluster.running, cluster.ok = 3, 1, True
     return election, leader, cluster

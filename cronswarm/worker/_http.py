@@ -1,0 +1,176 @@
+"""Running one attempt of an HTTP job with the aiohttp client.
+
+The request is the job's ``http`` (method, URL, headers, body, redirects);
+the worker adds ``User-Agent`` and ``X-Cronswarm-Run-Id``/``-Attempt``
+headers unless the job sets them, so endpoints can be idempotent per tick.
+The response body goes through the attempt's bounded output (head, tail,
+true byte count) and its status is the record's ``http_status``; the attempt
+succeeds when ``HttpRequest.status_ok`` accepts the status (any 2xx unless
+``expect_status`` lists others).
+
+Failures each say what happened: an unexpected status (with the expected
+ones), the job's timeout (status ``timeout``), a refused or failed
+connection, a DNS failure, TLS errors, too many redirects. A kill request
+cancels the call in flight (status ``killed``).
+
+The worker's own proxy environment is ignored (``trust_env=False``): a job
+reaches exactly the URL it names.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import aiohttp
+from multidict import CIMultiDict
+
+from .. import __version__
+from ..common import HttpRequest, RunStatus
+from ._executor import ExecResult, RunContext
+
+log = logging.getLogger(__name__)
+
+_CHUNK = 65536
+CONNECT_TIMEOUT_S = 30.0  # to establish a connection, when the job's timeout is longer
+MAX_REDIRECTS = 10
+
+
+@dataclass(slots=True)
+class _Progress:
+    """What an interrupted call had got so far."""
+
+    status: int | None = None
+    reason: str | None = None
+
+
+def expected_statuses(req: HttpRequest) -> str:
+    if req.expect_status is None:
+        return "2xx"
+    return ", ".join(str(s) for s in req.expect_status)
+
+
+def _host_port(url: str) -> str:
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    return f"{parts.hostname}:{port}"
+
+
+def describe_client_error(exc: BaseException, url: str,
+                          connect_timeout: float = CONNECT_TIMEOUT_S) -> str:
+    """A one-line, human explanation of an aiohttp client failure."""
+    where = _host_port(url)
+    if isinstance(exc, aiohttp.ClientConnectorDNSError):
+        return f"cannot resolve host {urlsplit(url).hostname!r}: {_os_reason(exc)}"
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        return f"TLS certificate of {where} rejected: {exc.certificate_error}"
+    if isinstance(exc, aiohttp.ClientSSLError):
+        return f"TLS error talking to {where}: {exc}"
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return f"cannot connect to {where}: {_os_reason(exc)}"
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        return f"cannot connect to {where}: no connection within {connect_timeout:g}s"
+    if isinstance(exc, aiohttp.TooManyRedirects):
+        return f"more than {MAX_REDIRECTS} redirects from {url}"
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return f"{where} closed the connection before answering"
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        return f"broken response body from {where}: {exc}"
+    if isinstance(exc, aiohttp.InvalidURL):
+        return f"invalid URL {url!r}"
+    return f"HTTP request to {where} failed: {type(exc).__name__}: {exc}"
+
+
+def _os_reason(exc: aiohttp.ClientConnectorError) -> str:
+    os_error = exc.os_error
+    if isinstance(os_error, socket.gaierror):
+        return os_error.strerror or str(os_error)
+    if os_error.errno:  # "Connection refused" rather than "Connect call failed (...)"
+        return os.strerror(os_error.errno)
+    return str(os_error)
+
+
+class HttpExecutor:
+    """Runs HTTP jobs; see the module docstring."""
+
+    def __init__(self, *, connect_timeout: float = CONNECT_TIMEOUT_S) -> None:
+        self.connect_timeout = connect_timeout
+
+    async def execute(self, ctx: RunContext) -> ExecResult:
+        req = ctx.job.http
+        if req is None:
+            return ExecResult(RunStatus.FAILED, error="not an HTTP job")
+        progress = _Progress()
+        call = asyncio.create_task(self._call(ctx, req, progress))
+        killer = asyncio.create_task(ctx.kill.requested.wait())
+        ctx.started.set()
+        try:
+            done, _ = await asyncio.wait({call, killer}, timeout=ctx.job.timeout,
+                                         return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            killer.cancel()
+            if not call.done():
+                call.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await call
+        if call in done:
+            return call.result()
+        got = ""
+        if progress.status is not None:
+            got = f" (HTTP {progress.status} received, body still coming)"
+        if killer in done:
+            return ExecResult(RunStatus.KILLED, http_status=progress.status,
+                              error=f"killed: {ctx.kill.reason} (by {ctx.kill.by}){got}",
+                              killed_by=ctx.kill.by)
+        return ExecResult(RunStatus.TIMEOUT, http_status=progress.status,
+                          error=f"timed out after {ctx.job.timeout:g}s{got}")
+
+    def _headers(self, ctx: RunContext, req: HttpRequest) -> CIMultiDict[str]:
+        headers: CIMultiDict[str] = CIMultiDict({
+            "User-Agent": f"cronswarm/{__version__}",
+            "X-Cronswarm-Run-Id": ctx.run_id,
+            "X-Cronswarm-Attempt": str(ctx.attempt),
+        })
+        for name, value in req.headers.items():
+            headers[name] = value  # the job's own headers win
+        return headers
+
+    async def _call(self, ctx: RunContext, req: HttpRequest, progress: _Progress
+                    ) -> ExecResult:
+        # The job's timeout is enforced around the whole call (status timeout);
+        # this one only bounds connecting, for jobs without a timeout.
+        connect = self.connect_timeout
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect, connect=connect)
+        try:
+            async with (
+                aiohttp.ClientSession(timeout=timeout, trust_env=False) as session,
+                session.request(
+                    req.method, req.url, headers=self._headers(ctx, req),
+                    data=None if req.body is None else req.body.encode(),
+                    allow_redirects=req.follow_redirects, max_redirects=MAX_REDIRECTS,
+                ) as resp,
+            ):
+                progress.status, progress.reason = resp.status, resp.reason
+                async for chunk in resp.content.iter_chunked(_CHUNK):
+                    ctx.output.feed(chunk)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            error = describe_client_error(exc, req.url, connect)
+            log.info("HTTP job %s: %s", ctx.run_id, error)
+            return ExecResult(RunStatus.FAILED, http_status=progress.status, error=error)
+        details: dict[str, object] = {"http_reason": resp.reason or ""}
+        if str(resp.url) != req.url:
+            details["final_url"] = str(resp.url)
+        if resp.history:
+            details["redirects"] = len(resp.history)
+        if req.status_ok(resp.status):
+            return ExecResult(RunStatus.SUCCEEDED, http_status=resp.status, details=details)
+        return ExecResult(
+            RunStatus.FAILED, http_status=resp.status, details=details,
+            error=(f"unexpected HTTP status {resp.status} {resp.reason or ''}".rstrip()
+                   + f" (expected {expected_statuses(req)})"),
+        )

@@ -1,0 +1,208 @@
+"""Finding, signalling and waiting for every process of one shell run.
+
+A shell job starts in its own session and process group (its pid is the
+group id) and every process of it inherits a random tag in its environment
+(``CRONSWARM_TAG``, one per attempt). The processes of a run are:
+
+* the members of its process group (the shell and whatever stayed in it);
+* the descendants of any of those (children that changed group, e.g. with
+  ``setsid``, but still have their parent);
+* the processes whose environment holds the tag (those that left the group
+  *and* were orphaned: re-parented to init, they are nobody's descendant).
+
+Only a process that scrubs its environment, leaves the group and orphans
+itself escapes; catching that needs cgroups, which a worker cannot assume.
+
+Waiting uses pidfds (Linux 5.3+): each becomes readable when its process
+exits, so a kill is noticed at once, zombies included (a zombie is dead for
+us; reaping it is its parent's business).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import subprocess
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+import psutil
+
+log = logging.getLogger(__name__)
+
+TAG_VAR = "CRONSWARM_TAG"
+_KILL_ROUNDS = 10  # SIGKILL sweeps, for processes forked while we were stopping the tree
+_KILL_WAIT_S = 5.0  # a SIGKILLed process is gone within this, or it is stuck in the kernel
+_CLOCK_SLACK_S = 1.0  # process start times are in clock ticks since boot: allow for rounding
+
+
+@dataclass(frozen=True, slots=True)
+class RunMarks:
+    """How to recognise the processes of one run."""
+
+    pgid: int  # its process group (the main process's pid)
+    tag: str | None = None  # the value of TAG_VAR in their environment
+    since: float | None = None  # epoch seconds the run started: older processes are not it
+
+
+def descendants(parents: Mapping[int, int], roots: Iterable[int]) -> set[int]:
+    """``roots`` and every process below them, given a pid -> parent pid map."""
+    children: dict[int, list[int]] = {}
+    for pid, ppid in parents.items():
+        children.setdefault(ppid, []).append(pid)
+    found: set[int] = set()
+    stack = list(roots)
+    while stack:
+        pid = stack.pop()
+        if pid in found:
+            continue
+        found.add(pid)
+        stack.extend(children.get(pid, ()))
+    return found
+
+
+def _has_tag(proc: psutil.Process, marker: str) -> bool:
+    try:
+        return proc.environ().get(TAG_VAR) == marker
+    except (psutil.Error, OSError):
+        return False  # gone, or not ours to read (then it is not ours to kill either)
+
+
+def run_processes(marks: RunMarks, known: Iterable[int] = ()) -> set[int]:
+    """Live (non-zombie) processes of the run; see the module doc.
+
+    Only processes started after ``marks.since`` have their environment read,
+    so a scan stays cheap on a host with many long-lived processes.
+    """
+    me = os.getpid()
+    parents: dict[int, int] = {}
+    roots = set(known)
+    newer_than = None if marks.since is None else marks.since - _CLOCK_SLACK_S
+    for proc in psutil.process_iter(["ppid", "status", "create_time"]):
+        info = proc.info
+        if proc.pid == me or info.get("status") == psutil.STATUS_ZOMBIE:
+            continue
+        parents[proc.pid] = info.get("ppid") or 0
+        try:
+            in_group = os.getpgid(proc.pid) == marks.pgid
+        except OSError:
+            continue
+        recent = newer_than is None or (info.get("create_time") or 0) >= newer_than
+        if in_group or (marks.tag is not None and recent and _has_tag(proc, marks.tag)):
+            roots.add(proc.pid)
+    live = set(parents)
+    return (descendants(parents, roots) & live) - {me}
+
+
+def signal_processes(pgid: int, pids: Iterable[int], sig: int) -> None:
+    """Send ``sig`` to the group and to each pid (some may have left the group)."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, sig)
+
+
+async def wait_gone(pids: Iterable[int], timeout: float) -> set[int]:
+    """Wait until every process in ``pids`` has exited; returns those still alive."""
+    loop = asyncio.get_running_loop()
+    waiting: dict[int, asyncio.Future[None]] = {}
+    fds: list[int] = []
+    fallback: list[int] = []
+    try:
+        for pid in set(pids):
+            try:
+                fd = os.pidfd_open(pid)
+            except ProcessLookupError:
+                continue  # already gone (and reaped)
+            except (OSError, AttributeError):
+                fallback.append(pid)  # no pidfd support here
+                continue
+            fds.append(fd)
+            future: asyncio.Future[None] = loop.create_future()
+            loop.add_reader(fd, _resolve, future)
+            waiting[pid] = future
+        if waiting:
+            await asyncio.wait(waiting.values(), timeout=timeout)
+        alive = {pid for pid, future in waiting.items() if not future.done()}
+        if fallback:
+            alive |= await _wait_gone_polling(fallback, timeout)
+        return alive
+    finally:
+        for fd in fds:
+            loop.remove_reader(fd)
+            os.close(fd)
+
+
+async def wait_exit(proc: subprocess.Popen[bytes]) -> int:
+    """The exit code of our child ``proc`` once it has exited (it is reaped here).
+
+    Unlike asyncio's ``Process.wait``, this does not also wait for the output
+    pipe to close, which processes left behind by the job may hold open.
+    """
+    loop = asyncio.get_running_loop()
+    try:
+        fd = os.pidfd_open(proc.pid)
+    except ProcessLookupError:
+        return proc.wait()  # already reaped
+    except (OSError, AttributeError):  # no pidfd support: a thread waits instead
+        return await loop.run_in_executor(None, proc.wait)
+    exited: asyncio.Future[None] = loop.create_future()
+    loop.add_reader(fd, _resolve, exited)
+    try:
+        await exited
+    finally:
+        loop.remove_reader(fd)
+        os.close(fd)
+    return proc.wait()  # it has exited: this reaps it without blocking
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+async def _wait_gone_polling(pids: list[int], timeout: float) -> set[int]:
+    procs = []
+    for pid in pids:
+        with contextlib.suppress(psutil.Error):
+            procs.append(psutil.Process(pid))
+    loop = asyncio.get_running_loop()
+    _, alive = await loop.run_in_executor(None, lambda: psutil.wait_procs(procs, timeout))
+    return {p.pid for p in alive if _is_live(p)}
+
+
+def _is_live(proc: psutil.Process) -> bool:
+    try:
+        return proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+async def stop_run_processes(marks: RunMarks, known: Iterable[int], grace: float) -> int:
+    """SIGTERM every process of the run, wait ``grace``, SIGKILL what is left.
+
+    Stopped processes get a SIGCONT after the SIGTERM so they can act on it.
+    Processes forked meanwhile are found and killed by further sweeps. Returns
+    how many processes needed the SIGKILL.
+    """
+    pgid = marks.pgid
+    pids = run_processes(marks, known)
+    if not pids:
+        return 0
+    signal_processes(pgid, pids, signal.SIGTERM)
+    signal_processes(pgid, pids, signal.SIGCONT)
+    alive = await wait_gone(pids, grace) if grace > 0 else pids
+    forced: set[int] = set()
+    for _ in range(_KILL_ROUNDS):
+        rest = alive | run_processes(marks, alive)
+        if not rest:
+            return len(forced)
+        signal_processes(pgid, rest, signal.SIGKILL)
+        forced |= rest
+        alive = await wait_gone(rest, _KILL_WAIT_S)
+    log.error("processes of group %d survive SIGKILL: %s", pgid, sorted(alive))
+    return len(forced)

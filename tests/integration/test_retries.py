@@ -1,0 +1,179 @@
+"""Retries on real etcd and MongoDB: attempts and delays follow the policy, only
+listed exit codes retry, and ``any_worker`` hands the next attempt to another worker."""
+
+import asyncio
+from itertools import pairwise
+from pathlib import Path
+
+from cronswarm.common import Keyspace, Settings
+from cronswarm.coord import EtcdStore, wait_deleted
+from cronswarm.logstore import MongoLogStore
+from tests.workerkit import (
+    Gate,
+    create_job,
+    job_service,
+    ms,
+    running_worker,
+    wait_final,
+    wait_output,
+)
+
+TOLERANCE_MS = 1500  # scheduling slack on a busy machine; delays are never shorter
+
+
+async def test_attempts_and_backoff_delays_match_the_policy(
+    settings: Settings, store: EtcdStore, logs: MongoLogStore, keys: Keyspace
+) -> None:
+    jobs = job_service(store, logs, keys)
+    policy = {"attempts": 4, "delay": 0.3, "multiplier": 2, "max_delay": 0.8, "jitter": 0,
+              "on_exit_codes": [3]}
+    await create_job(jobs, name="flaky", command='echo "try $CRONSWARM_ATTEMPT"; exit 3',
+                     retry=policy)
+    async with running_worker(settings, store, logs):
+        rid = await jobs.run_now("flaky", actor="tests")
+        docs = [await wait_final(logs, f"{rid}#{n}") for n in (1, 2, 3, 4)]
+        async with asyncio.timeout(30):
+            await wait_deleted(store, keys.running("flaky", rid))  # no fifth attempt
+    assert await logs.runs.count_documents({"run_id": rid}) == 4
+    assert [d["attempt"] for d in docs] == [1, 2, 3, 4]
+    assert [d["status"] for d in docs] == ["failed"] * 4
+    assert [d["exit_code"] for d in docs] == [3] * 4
+    assert [d["output"] for d in docs] == [f"try {n}\n" for n in (1, 2, 3, 4)]
+    assert [d["trigger"] for d in docs] == ["run_now", "retry", "retry", "retry"]
+    assert len({d["tick"] for d in docs}) == 1  # the same tick: one run, four attempts
+    gaps = [ms(later["started"]) - ms(earlier["ended"]) for earlier, later in pairwise(docs)]
+    for gap, expected in zip(gaps, (300, 600, 800), strict=True):  # capped at 0.8
+        assert expected <= gap <= expected + TOLERANCE_MS, (gaps, expected)
+
+
+async def test_only_listed_exit_codes_retry(
+    settings: Settings, store: EtcdStore, logs: MongoLogStore, keys: Keyspace
+) -> None:
+    jobs = job_service(store, logs, keys)
+    policy = {"attempts": 3, "delay": 0.1, "jitter": 0, "on_exit_codes": [75]}
+    await create_job(jobs, name="other-code", command="exit 4", retry=policy)
+    await create_job(jobs, name="timeouts", command="sleep 30", timeout=0.3, kill_grace=0,
+                     retry=policy)
+    async with running_worker(settings, store, logs):
+        for name in ("other-code", "timeouts"):
+            rid = await jobs.run_now(name, actor="tests")
+            doc = await wait_final(logs, f"{rid}#1")
+            async with asyncio.timeout(30):
+                await wait_deleted(store, keys.running(name, rid))  # the run is over
+            assert await logs.runs.count_documents({"run_id": rid}) == 1, name
+            assert doc["status"] == ("failed" if name == "other-code" else "timeout")
+
+
+async def test_a_kill_between_attempts_ends_the_run(
+    settings: Settings, store: EtcdStore, logs: MongoLogStore, keys: Keyspace
+) -> None:
+    jobs = job_service(store, logs, keys)
+    await create_job(jobs, name="doomed", command="exit 1",
+                     retry={"attempts": 5, "delay": 60, "max_delay": 60})
+    async with running_worker(settings, store, logs):
+        rid = await jobs.run_now("doomed", actor="tests")
+        await wait_final(logs, f"{rid}#1")
+        await jobs.kill("doomed", actor="tests", target_run=rid)
+        async with asyncio.timeout(10):  # not 60 s: the backoff wait is cut short
+            await wait_deleted(store, keys.running("doomed", rid))
+    assert await logs.runs.count_documents({"run_id": rid}) == 1
+
+
+async def test_any_worker_hands_the_next_attempt_to_another_worker(
+    settings: Settings, store: EtcdStore, logs: MongoLogStore, keys: Keyspace
+) -> None:
+    jobs = job_service(store, logs, keys)
+    command = '[ "$CRONSWARM_ATTEMPT" -ge 3 ] || exit 3; echo "done on $CRONSWARM_WORKER"'
+    await create_job(jobs, name="roamer", command=command,
+                     retry={"attempts": 3, "delay": 0.3, "jitter": 0, "any_worker": True})
+    async with (
+        running_worker(settings, store, logs, worker_id="wa") as wa,
+        running_worker(settings, store, logs, worker_id="wb") as wb,
+    ):
+        for worker in (wa, wb):
+            async with asyncio.timeout(30):
+                await worker.workers.wait_for(lambda w=worker: len(w.workers.items) == 2)
+        rid = await jobs.run_now("roamer", actor="tests")
+        docs = [await wait_final(logs, f"{rid}#{n}") for n in (1, 2, 3)]
+        async with asyncio.timeout(30):
+            await wait_deleted(store, keys.running("roamer", rid))
+        leftovers, _ = await store.get_prefix(keys.retry_dir)
+        assert leftovers == []
+        assert await store.get(keys.lock("roamer")) is None
+    workers = [d["worker"] for d in docs]
+    assert workers[0] != workers[1] and workers[1] != workers[2]  # each retry moved
+    assert [d["status"] for d in docs] == ["failed", "failed", "succeeded"]
+    assert docs[2]["output"] == f"done on {workers[2]}\n"
+    assert [d["trigger"] for d in docs] == ["run_now", "retry", "retry"]
+    for earlier, later in pairwise(docs):
+        gap = ms(later["started"]) - ms(earlier["ended"])
+        assert 300 <= gap <= 300 + TOLERANCE_MS + 1000 * settings.handoff_delay, gap
+
+
+async def test_without_any_worker_retries_stay_on_the_same_worker(
+    settings: Settings, store: EtcdStore, logs: MongoLogStore, keys: Keyspace
+) -> None:
+    jobs = job_service(store, logs, keys)
+    await create_job(jobs, name="homebody", command='[ "$CRONSWARM_ATTEMPT" -ge 2 ] || exit 3',
+                     retry={"attempts": 2, "delay": 0.1, "jitter": 0})
+    async with (
+        running_worker(settings, store, logs, worker_id="wa") as wa,
+        running_worker(settings, store, logs, worker_id="wb"),
+    ):
+        async with asyncio.timeout(30):
+            await wa.workers.wait_for(lambda: len(wa.workers.items) == 2)
+        rid = await jobs.run_now("homebody", actor="tests")
+        docs = [await wait_final(logs, f"{rid}#{n}") for n in (1, 2)]
+    assert docs[0]["worker"] == docs[1]["worker"]
+    assert docs[1]["status"] == "succeeded"
+
+
+async def test_a_retry_nobody_takes_runs_where_it_failed(
+    settings: Settings, store: EtcdStore, logs: MongoLogStore, keys: Keyspace, tmp_path: Path
+) -> None:
+    jobs = job_service(store, logs, keys)
+    gate = Gate(tmp_path)
+    command = f'[ "$CRONSWARM_ATTEMPT" -ge 2 ] || {{ echo waiting; {gate.wait_command}; exit 3; }}'
+    await create_job(jobs, name="orphaned", command=command, misfire_window=0.5,
+                     retry={"attempts": 2, "delay": 0.2, "jitter": 0, "any_worker": True})
+    try:
+        async with running_worker(settings, store, logs) as worker:
+            rid = await jobs.run_now("orphaned", actor="tests")
+            await wait_output(worker, f"{rid}#1", b"waiting")
+            await jobs.delete("orphaned", actor="tests")  # no worker can take the retry now
+            async with asyncio.timeout(30):
+                await worker.jobs.wait_for(lambda: "orphaned" not in worker.jobs.items)
+            gate.release()
+            first = await wait_final(logs, f"{rid}#1")
+            second = await wait_final(logs, f"{rid}#2")
+            async with asyncio.timeout(30):
+                await wait_deleted(store, keys.running("orphaned", rid))
+            leftovers, _ = await store.get_prefix(keys.retry_dir)
+            assert leftovers == []
+    finally:
+        gate.close()
+    assert (first["status"], second["status"]) == ("failed", "succeeded")
+    assert second["worker"] == first["worker"]
+    gap = ms(second["started"]) - ms(first["ended"])
+    assert gap >= 200 + 500  # the delay, then the misfire window waiting for a taker
+
+
+async def test_a_retry_goes_only_to_workers_matching_the_job_targets(
+    settings: Settings, store: EtcdStore, logs: MongoLogStore, keys: Keyspace
+) -> None:
+    jobs = job_service(store, logs, keys)
+    await create_job(jobs, name="zoned", command='[ "$CRONSWARM_ATTEMPT" -ge 2 ] || exit 3',
+                     targets={"zone": "a"},
+                     retry={"attempts": 2, "delay": 0.1, "jitter": 0, "any_worker": True})
+    async with (
+        running_worker(settings, store, logs, worker_id="a1", worker_labels={"zone": "a"}) as a1,
+        running_worker(settings, store, logs, worker_id="b1", worker_labels={"zone": "b"}),
+        running_worker(settings, store, logs, worker_id="a2", worker_labels={"zone": "a"}) as a2,
+    ):
+        for worker in (a1, a2):
+            async with asyncio.timeout(30):
+                await worker.workers.wait_for(lambda w=worker: len(w.workers.items) == 3)
+        rid = await jobs.run_now("zoned", actor="tests")
+        docs = [await wait_final(logs, f"{rid}#{n}") for n in (1, 2)]
+    assert {docs[0]["worker"], docs[1]["worker"]} == {"a1", "a2"}
+    assert docs[1]["status"] == "succeeded"

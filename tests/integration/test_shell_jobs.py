@@ -1,0 +1,210 @@
+"""Shell jobs on an in-process worker over real etcd and MongoDB: kill, timeout,
+run-as user, environment, processes left behind, the running view, big output."""
+
+import asyncio
+import json
+import os
+import pwd
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from cronswarm.common import Keyspace, Settings
+from cronswarm.coord import EtcdStore, wait_deleted
+from cronswarm.logstore import MongoLogStore
+from tests.workerkit import (
+    Gate,
+    alive,
+    create_job,
+    job_service,
+    ms,
+    running_worker,
+    wait_exited,
+    wait_final,
+    wait_output,
+)
+
+# A tree of sleeping processes: the shell, a child, a grandchild under another
+# shell, a grandchild that left the session with setsid and was orphaned (its
+# parent exits at once), and an orphaned session leader ignoring SIGTERM with
+# its own child (which inherits that). Every process's pid is printed.
+TREE = r"""
+echo "pid $$"
+sleep 1000 & echo "pid $!"
+sh -c 'sleep 1000 & echo "pid $!"; wait' & echo "pid $!"
+(setsid sleep 1000 & echo "pid $!")
+(setsid sh -c 'trap "" TERM; sleep 1000 & echo "pid $!"; wait' & echo "pid $!")
+echo READY
+wait
+"""
+
+
+def pids_in(output: bytes) -> set[int]:
+    return {int(line.split()[1]) for line in output.decode().splitlines()
+            if line.startswith("pid ")}
+
+
+async def test_kill_stops_the_whole_tree_within_a_second(
+    settings: Settings, store: EtcdStore, logs: MongoLogStore, keys: Keyspace
+) -> None:
+    jobs = job_service(store, logs, keys)
+    await create_job(jobs, name="tree", command=TREE, kill_grace=10)
+    async with running_worker(settings, store, logs) as worker:
+        rid = await jobs.run_now("tree", actor="tests")
+        record_id = f"{rid}#1"
+        output = await wait_output(
+            worker, record_id, lambda out: b"READY" in out and len(pids_in(out)) == 7)
+        pids = pids_in(output)
+        assert len(alive(pids)) == 7
+        exited = asyncio.create_task(wait_exited(pids, timeout=30))
+        requested = time.monotonic()
+        await jobs.kill("tree", actor="token:ops(1)", target_run=rid)
+        still = await exited
+        latency = time.monotonic() - requested
+        assert still == set()
+        assert latency < 1.0, f"kill took {latency:.3f}s"
+        doc = await wait_final(logs, record_id)
+    assert alive(pids) == set()
+    assert doc["status"] == "killed"
+    assert doc["killed_by"] == "token:ops(1)"
+    assert "killed" in doc["error"] and "SIGKILL" in doc["error"]  # the TERM-ignoring pair
+    print(f"kill latency (request to last process exit): {latency * 1000:.0f} ms")
+
+
+async def test_timeout_of_a_job_ignoring_sigterm_ends_in_sigkill_after_the_grace(
+    settings: Settings, store: EtcdStore, logs: MongoLogStore, keys: Keyspace
+) -> None:
+    jobs = job_service(store, logs, keys)
+    command = "trap '' TERM; echo \"pid $$\"; sleep 1000 & echo \"pid $!\"; wait"
+    await create_job(jobs, name="stubborn", command=command, timeout=1, kill_grace=1.5)
+    async with running_worker(settings, store, logs) as worker:
+        rid = await jobs.run_now("stubborn", actor="tests")
+        output = await wait_output(worker, f"{rid}#1", lambda out: len(pids_in(out)) == 2)
+        doc = await wait_final(logs, f"{rid}#1")
+    assert doc["status"] == "timeout"
+    assert doc["exit_code"] == -9  # SIGKILL, not SIGTERM
+    assert doc["error"].startswith("timed out after 1s")
+    assert "SIGKILLed" in doc["error"]
+    assert doc["extra"]["sigkilled"] >= 1
+    duration = (ms(doc["ended"]) - ms(doc["started"])) / 1000
+    assert duration >= 1 + 1.5 - 0.05  # timeout, then the whole grace
+    assert alive(pids_in(output)) == set()
+
+
+async def test_processes_left_behind_are_stopped_when_the_job_ends(
+    settings: Settings, store: EtcdStore, logs: MongoLogStore, keys: Keyspace
+) -> None:
+    jobs = job_service(store, logs, keys)
+    command = "sleep 1000 & echo \"pid $!\"; (setsid sleep 1000 & echo \"pid $!\"); echo done"
+    await create_job(jobs, name="leaky", command=command)
+    async with running_worker(settings, store, logs):
+        rid = await jobs.run_now("leaky", actor="tests")
+        doc = await wait_final(logs, f"{rid}#1")
+    assert doc["status"] == "succeeded"
+    assert doc["extra"]["leftover_processes"] == 2
+    pids = pids_in(doc["output"].encode())
+    assert len(pids) == 2
+    assert alive(pids) == set()
+
+
+async def test_run_as_user_and_minimal_environment(
+    settings: Settings, store: EtcdStore, logs: MongoLogStore, keys: Keyspace,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CRONSWARM_TEST_SECRET", "worker-only")  # in the worker's environment
+    jobs = job_service(store, logs, keys)
+    command = ('id -un; echo "ids=$(id -u):$(id -g):$(id -G)"; echo "home=$HOME"; '
+               'echo "run=$CRONSWARM_RUN_ID job=$CRONSWARM_JOB '
+               'tick=$CRONSWARM_TICK attempt=$CRONSWARM_ATTEMPT"; echo "mine=$MINE"; '
+               'echo "secret=${CRONSWARM_TEST_SECRET:-unset}"')
+    await create_job(jobs, name="as-nobody", command=command, user="nobody", cwd="/",
+                     env={"MINE": "yes"})
+    async with running_worker(settings, store, logs):
+        rid = await jobs.run_now("as-nobody", actor="tests")
+        doc = await wait_final(logs, f"{rid}#1")
+    assert doc["status"] == "succeeded", (doc["error"], doc["output"])
+    lines = doc["output"].splitlines()
+    nobody = pwd.getpwnam("nobody")
+    groups = " ".join(str(g) for g in os.getgrouplist("nobody", nobody.pw_gid))
+    assert lines[0] == "nobody"
+    assert lines[1] == f"ids={nobody.pw_uid}:{nobody.pw_gid}:{groups}"
+    assert lines[2] == f"home={nobody.pw_dir}"
+    tick = rid.rpartition("@")[2]
+    assert lines[3] == f"run={rid} job=as-nobody tick={tick} attempt=1"
+    assert lines[4] == "mine=yes"
+    assert lines[5] == "secret=unset"  # the worker's own environment is not passed on
+
+
+async def test_unknown_run_as_user_fails_clearly(
+    settings: Settings, store: EtcdStore, logs: MongoLogStore, keys: Keyspace
+) -> None:
+    jobs = job_service(store, logs, keys)
+    await create_job(jobs, name="ghost", command="true", user="no-such-user-here")
+    async with running_worker(settings, store, logs):
+        rid = await jobs.run_now("ghost", actor="tests")
+        doc = await wait_final(logs, f"{rid}#1")
+    assert doc["status"] == "failed"
+    assert doc["error"] == "no such user 'no-such-user-here' on this worker"
+
+
+async def test_running_key_lives_exactly_as_long_as_the_run(
+    settings: Settings, store: EtcdStore, logs: MongoLogStore, keys: Keyspace, tmp_path: Path
+) -> None:
+    jobs = job_service(store, logs, keys)
+    gate = Gate(tmp_path)
+    await create_job(jobs, name="held", command=f"echo started; {gate.wait_command}")
+    try:
+        async with running_worker(settings, store, logs) as worker:
+            rid = await jobs.run_now("held", actor="tests")
+            await wait_output(worker, f"{rid}#1", b"started")
+            kv = await store.get(keys.running("held", rid))
+            assert kv is not None
+            info = json.loads(kv.value)
+            assert (info["run_id"], info["worker"]) == (rid, worker.id)
+            assert kv.lease == worker.lease.lease_id  # on the worker's lease
+            assert [r["run_id"] for r in await jobs.running("held")] == [rid]
+            gate.release()
+            async with asyncio.timeout(30):
+                await wait_deleted(store, keys.running("held", rid))
+            doc = await wait_final(logs, f"{rid}#1")
+            assert doc["status"] == "succeeded"
+            assert await store.get(keys.lock("held")) is None
+    finally:
+        gate.close()
+
+
+async def test_one_gib_of_output_keeps_memory_bounded(
+    settings: Settings, store: EtcdStore, logs: MongoLogStore, keys: Keyspace
+) -> None:
+    jobs = job_service(store, logs, keys)
+    size = 1 << 30
+    command = f"head -c {size} /dev/zero | tr '\\0' x; printf END"
+    await create_job(jobs, name="firehose", command=command)
+    me = psutil.Process()
+    async with running_worker(settings, store, logs) as worker:
+        before = me.memory_info().rss
+        peak = before
+        chunks = 0
+
+        def sample(_: bytes) -> None:
+            nonlocal peak, chunks
+            chunks += 1
+            if chunks % 256 == 0:  # every ~16 MiB
+                peak = max(peak, me.memory_info().rss)
+
+        rid = await jobs.run_now("firehose", actor="tests")
+        feed = await asyncio.wait_for(worker.feeds.wait_feed(f"{rid}#1"), 30)
+        feed.output.subscribe(sample)
+        doc = await wait_final(logs, f"{rid}#1", timeout=110)
+        peak = max(peak, me.memory_info().rss)
+    growth = (peak - before) / (1 << 20)
+    assert doc["status"] == "succeeded"
+    assert doc["output_bytes"] == size + 3
+    assert doc["truncated"] is True
+    assert doc["output"] == "x" * 65536
+    assert doc["output_tail"] == "x" * (65536 - 3) + "END"
+    assert chunks > 1000  # the sampler really watched the stream
+    assert growth < 50, f"RSS grew by {growth:.1f} MiB"
+    print(f"1 GiB of output: RSS growth {growth:.1f} MiB")
