@@ -15,6 +15,7 @@ from ._common import PREFIX, EtcdCollector, InfoCollector, counter, gauge, new_r
 
 if TYPE_CHECKING:
     from ..worker import Worker
+    from ..worker._stats import FlushStats, LagHistogram
 
 FINAL_STATUSES = tuple(s.value for s in RunStatus if s.final and s is not RunStatus.LOST)
 
@@ -42,32 +43,47 @@ class WorkerCollector(Collector):
                                                    for s in FINAL_STATUSES}, label="status")
         yield counter(f"{PREFIX}attempts_started_total", "attempts started (retries included)",
                       stats.started)
-        lag = HistogramMetricFamily(f"{PREFIX}fire_lag_seconds", "seconds from a tick's "
-                                    "scheduled instant to the start of its run",
-                                    buckets=stats.lag.cumulative(), sum_value=stats.lag.sum)
-        yield lag
+        yield _histogram(f"{PREFIX}fire_lag_seconds", "seconds from a tick's scheduled "
+                         "instant to the start of its run", stats.lag)
         yield gauge(f"{PREFIX}running_runs", "runs in progress on this worker", len(w.runs))
         yield gauge(f"{PREFIX}worker_jobs", "jobs this worker schedules (enabled, matching "
                     "its labels)", len(w.timetable))
         yield counter(f"{PREFIX}lease_renewals_total", "times the worker lease expired and "
                       "was granted again", w.lease.renewals)
-        yield from _writer_metrics(w.log_sink)
+        yield from _writer_metrics(w.log_sink, w.flush_stats)
 
 
-def _writer_metrics(sink: Any) -> Iterator[Any]:
-    """The log writer's own counters, if it keeps them (``metrics()`` -> dict)."""
-    report = getattr(sink, "metrics", None)
-    if not callable(report):
-        return
-    values = report()
-    for name in ("queue_records", "spool_bytes", "spool_records"):
-        if name in values:
-            yield gauge(f"{PREFIX}log_writer_{name}", f"log writer: {name.replace('_', ' ')}",
-                        values[name])
-    for name in ("flushes", "records_written", "records_spooled", "write_errors"):
-        if name in values:
-            yield counter(f"{PREFIX}log_writer_{name}_total",
-                          f"log writer: {name.replace('_', ' ')}", values[name])
+def _histogram(name: str, doc: str, hist: LagHistogram) -> HistogramMetricFamily:
+    return HistogramMetricFamily(name, doc, buckets=hist.cumulative(), sum_value=hist.sum)
+
+
+WRITER_OUTCOMES = ("queued", "spooled", "written", "replayed", "failed")
+
+
+def _writer_metrics(sink: Any, flushes: FlushStats) -> Iterator[Any]:
+    """The log writer's queue, spool and bulk writes, when it reports them
+    (``queue_depth``, ``spool_bytes``, ``backlog``, ``counters``, ``on_flush``)."""
+    if hasattr(sink, "queue_depth"):
+        yield gauge(f"{PREFIX}log_writer_queue_records", "records waiting in the log "
+                    "writer's memory queue", sink.queue_depth)
+    if hasattr(sink, "spool_bytes"):
+        yield gauge(f"{PREFIX}log_writer_spool_bytes", "bytes in the log writer's local "
+                    "spool (records not yet known to be in MongoDB)", sink.spool_bytes)
+    if hasattr(sink, "backlog"):
+        yield gauge(f"{PREFIX}log_writer_backlog", "1 while records wait on disk only "
+                    "(MongoDB slow or down)", 1 if sink.backlog else 0)
+    counters = getattr(sink, "counters", None)
+    if counters is not None:
+        yield counter(f"{PREFIX}log_writer_records_total", "records through the log writer, "
+                      "by outcome", labels={o: getattr(counters, o, 0) for o in WRITER_OUTCOMES},
+                      label="outcome")
+        yield counter(f"{PREFIX}log_writer_write_errors_total", "bulk writes to MongoDB that "
+                      "failed and were retried", getattr(counters, "write_errors", 0))
+    if hasattr(sink, "on_flush"):
+        yield _histogram(f"{PREFIX}log_writer_flush_records", "records per bulk write",
+                         flushes.sizes)
+        yield _histogram(f"{PREFIX}log_writer_flush_seconds", "seconds per bulk write",
+                         flushes.seconds)
 
 
 def worker_registry(worker: Worker) -> CollectorRegistry:

@@ -20,7 +20,7 @@ from ._output import BoundedOutput
 from ._retry import HandOff, RetryBoard, RetryRequest
 from ._sink import DirectSink, RunSink
 from ._slots import SlotBook, Slots
-from ._stats import LAG_BUCKETS, CountingSink, LagHistogram, RunStats
+from ._stats import LAG_BUCKETS, CountingSink, FlushStats, LagHistogram, RunStats
 from ._timetable import Timetable
 from ._worker import LiveRun, Worker, retry_delay
 
@@ -33,6 +33,7 @@ __all__ = [
     "ExecResult",
     "Executor",
     "Feed",
+    "FlushStats",
     "HandOff",
     "HttpExecutor",
     "KillSwitch",

@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import bisect
 from collections import Counter
+from typing import Any
 
 from ..common import RunRecord, RunStatus, Trigger
 from ._sink import RunSink
 
 # Seconds from the scheduled instant to the start of the run's first attempt.
 LAG_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+# Records per bulk write of the log writer, and how long a write took.
+FLUSH_SIZE_BUCKETS = (1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 100.0, 200.0, 500.0, 1000.0)
+FLUSH_SECONDS_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 15.0)
 _LAGGED = frozenset({Trigger.SCHEDULE, Trigger.CATCH_UP})
 
 
@@ -39,6 +43,33 @@ class LagHistogram:
             total += n
             out.append((bound, total))
         return out
+
+
+class FlushStats:
+    """The log writer's bulk writes (its ``on_flush`` events, which carry ``records``
+    and ``seconds``): how many records each wrote and how long it took."""
+
+    def __init__(self) -> None:
+        self.sizes = LagHistogram(FLUSH_SIZE_BUCKETS)
+        self.seconds = LagHistogram(FLUSH_SECONDS_BUCKETS)
+
+    def observe(self, event: Any) -> None:
+        self.sizes.observe(float(getattr(event, "records", 0)))
+        self.seconds.observe(float(getattr(event, "seconds", 0.0)))
+
+    def follow(self, writer: object) -> None:
+        """Observe ``writer``'s flushes, if it reports them (an ``on_flush`` hook);
+        a hook already set is still called."""
+        if not hasattr(writer, "on_flush"):
+            return
+        previous = writer.on_flush
+
+        def on_flush(event: Any) -> None:
+            self.observe(event)
+            if previous is not None:
+                previous(event)
+
+        writer.on_flush = on_flush
 
 
 class RunStats:

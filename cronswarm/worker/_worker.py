@@ -59,7 +59,7 @@ from ._registry import WorkerInfo
 from ._retry import HandOff, RetryBoard, RetryRequest
 from ._sink import RunSink
 from ._slots import Slots
-from ._stats import CountingSink, RunStats
+from ._stats import CountingSink, FlushStats, RunStats
 from ._timetable import Timetable
 
 log = logging.getLogger(__name__)
@@ -121,6 +121,8 @@ class Worker:
         self.store = store
         self.log_sink = sink  # the writer itself (its own counters, if any)
         self.run_stats = RunStats()  # what this worker recorded, for its metrics
+        self.flush_stats = FlushStats()  # the writer's bulk writes, if it reports them
+        self.flush_stats.follow(sink)
         self.sink: RunSink = CountingSink(sink, self.run_stats)
         self.clock = clock or SystemClock()
         self.id = worker_id or settings.worker_id

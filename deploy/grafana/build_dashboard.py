@@ -83,9 +83,14 @@ def rate(metric: str, by: str = "", window: str = "$__rate_interval") -> str:
     return f"sum{grouping}(rate({metric}[{window}]))"
 
 
+def quantile(q: float, histogram: str) -> str:
+    return (f"histogram_quantile({q}, sum by (le) "
+            f"(rate({histogram}_bucket[$__rate_interval])))")
+
+
 def panels() -> list[dict[str, Any]]:
     L = Layout()  # noqa: N806 - reads like the grid it is
-    lag = "cronswarm_fire_lag_seconds_bucket"
+    lag = "cronswarm_fire_lag_seconds"
     return [
         row(L, "Overview"),
         panel(L, "Workers alive", [("max(cronswarm_cluster_workers)", "registered")],
@@ -107,9 +112,9 @@ def panels() -> list[dict[str, Any]]:
               kind="stat", w=4, h=4, thresholds=[(None, "green"), (1, "red")]),
         row(L, "Lag and throughput"),
         panel(L, "Fire lag", [
-            (f"histogram_quantile(0.5, sum by (le) (rate({lag}[$__rate_interval])))", "p50"),
-            (f"histogram_quantile(0.95, sum by (le) (rate({lag}[$__rate_interval])))", "p95"),
-            (f"histogram_quantile(0.99, sum by (le) (rate({lag}[$__rate_interval])))", "p99"),
+            (quantile(0.5, lag), "p50"),
+            (quantile(0.95, lag), "p95"),
+            (quantile(0.99, lag), "p99"),
         ], unit="s", w=12, description="from a tick's scheduled instant to its start"),
         panel(L, "Runs by status", [(rate("cronswarm_runs_total", "status"), "{{status}}"),
                                     (rate("cronswarm_runs_lost_total"), "lost")],
@@ -140,6 +145,21 @@ def panels() -> list[dict[str, Any]]:
               [("sum(increase(cronswarm_lease_renewals_total[$__rate_interval]))",
                 "renewals")], w=8,
               description="a worker cut off from etcd for longer than its lease"),
+        row(L, "Log writer"),
+        panel(L, "Writer queue and spool", [
+            ("sum(cronswarm_log_writer_queue_records)", "queued records"),
+            ("sum(cronswarm_log_writer_backlog)", "workers with a disk backlog")], w=8),
+        panel(L, "Spool size", [("sum(cronswarm_log_writer_spool_bytes)", "spool")],
+              unit="bytes", w=8),
+        panel(L, "Writer throughput", [
+            (rate("cronswarm_log_writer_records_total", "outcome"), "{{outcome}}"),
+            (rate("cronswarm_log_writer_write_errors_total"), "write errors")],
+              unit="ops", w=8),
+        panel(L, "Records per bulk write", [
+            (quantile(0.5, "cronswarm_log_writer_flush_records"), "p50"),
+            (quantile(0.95, "cronswarm_log_writer_flush_records"), "p95")], w=12),
+        panel(L, "Bulk write time", [
+            (quantile(0.95, "cronswarm_log_writer_flush_seconds"), "p95")], unit="s", w=12),
         row(L, "etcd"),
         panel(L, "etcd requests", [(rate("cronswarm_etcd_requests_total", "role, kind"),
                                     "{{role}} {{kind}}")], unit="reqps", w=12),

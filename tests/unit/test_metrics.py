@@ -37,6 +37,20 @@ class NullSink:
         return None
 
 
+class FakeWriter(NullSink):
+    """What the batching log writer reports: queue, spool, counters, flushes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.queue_depth = 3
+        self.spool_bytes = 4096
+        self.backlog = True
+        self.counters = SimpleNamespace(queued=10, spooled=2, written=9, replayed=1, failed=0,
+                                        write_errors=4)
+        self.flushed: list[Any] = []
+        self.on_flush: Any = self.flushed.append  # a hook set before the worker's
+
+
 def settings() -> Settings:
     return Settings.load({}, etcd_endpoints=("127.0.0.1:1",), mongodb_uri="mongodb://x",
                          worker_id="w1")
@@ -96,6 +110,24 @@ async def test_worker_metrics_count_what_the_worker_recorded() -> None:
         ("cronswarm_runs_total", (("status", "succeeded"),))] == 0
 
 
+async def test_worker_metrics_report_the_log_writer() -> None:
+    writer = FakeWriter()
+    worker = Worker(settings(), EtcdStore(["127.0.0.1:1"]), writer)
+    for records, seconds in ((1, 0.002), (40, 0.03), (200, 0.3)):
+        writer.on_flush(SimpleNamespace(records=records, seconds=seconds))
+    assert len(writer.flushed) == 3  # the hook set before still sees every flush
+    got = samples(render(worker_registry(worker))[0].decode())
+    assert got[("cronswarm_log_writer_queue_records", ())] == 3
+    assert got[("cronswarm_log_writer_spool_bytes", ())] == 4096
+    assert got[("cronswarm_log_writer_backlog", ())] == 1
+    assert got[("cronswarm_log_writer_records_total", (("outcome", "spooled"),))] == 2
+    assert got[("cronswarm_log_writer_write_errors_total", ())] == 4
+    assert got[("cronswarm_log_writer_flush_records_count", ())] == 3
+    assert got[("cronswarm_log_writer_flush_records_sum", ())] == 241
+    assert got[("cronswarm_log_writer_flush_records_bucket", (("le", "50.0"),))] == 2
+    assert got[("cronswarm_log_writer_flush_seconds_bucket", (("le", "0.005"),))] == 1
+
+
 def master_objects() -> tuple[Any, Any, ClusterView]:
     election = SimpleNamespace(is_leader=True, terms_won=2, term=SimpleNamespace(number=41))
     stats = AlertStats()
@@ -132,7 +164,7 @@ def test_master_metrics_show_leadership_duties_and_alerts() -> None:
 def exported_names() -> set[str]:
     """Every sample name masters and workers can export."""
     election, leader, cluster = master_objects()
-    worker = Worker(settings(), EtcdStore(["127.0.0.1:1"]), NullSink())
+    worker = Worker(settings(), EtcdStore(["127.0.0.1:1"]), FakeWriter())
     names = set()
     for registry in (master_registry("m1", EtcdStore(["127.0.0.1:1"]), election, leader,
                                      cluster), worker_registry(worker)):
