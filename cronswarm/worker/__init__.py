@@ -22,19 +22,24 @@ from ._retry import HandOff, RetryBoard, RetryRequest
 from ._sink import RunSink
 from ._slots import SlotBook, Slots
 from ._spool import Position, Spool, SpoolError, SpoolFull, encode_frame, scan_frames
+from ._stats import LAG_BUCKETS, CountingSink, FlushStats, LagHistogram, RunStats
 from ._timetable import Timetable
 from ._worker import LiveRun, Worker, retry_delay
 
 __all__ = [
+    "LAG_BUCKETS",
     "BoundedOutput",
     "Claim",
+    "CountingSink",
     "ExecResult",
     "Executor",
     "Feed",
     "FlushEvent",
+    "FlushStats",
     "HandOff",
     "HttpExecutor",
     "KillSwitch",
+    "LagHistogram",
     "LiveOutputServer",
     "LiveRun",
     "LogWriter",
@@ -45,6 +50,7 @@ __all__ = [
     "RetryRequest",
     "RunContext",
     "RunSink",
+    "RunStats",
     "ShellExecutor",
     "SlotBook",
     "Slots",

@@ -106,7 +106,7 @@ async def test_acknowledged_records_survive_kill_9_of_the_worker(
     acknowledged: set[str] = set()
     enough = asyncio.Event()
 
-    def on_running(name: str, kv: object) -> None:
+    def on_running(name: str, kv: object, _old: object) -> None:
         # The worker deletes a run's key only after submit() of its final
         # record returned: a deletion is proof of an acknowledged record.
         if kv is None:
