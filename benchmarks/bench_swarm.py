@@ -32,7 +32,7 @@ from cronswarm.coord import EtcdStore
 from cronswarm.devservices import EtcdServer, MongoServer
 from cronswarm.logstore import MongoLogStore
 from cronswarm.master import JobService
-from cronswarm.worker import DirectSink, Worker
+from cronswarm.worker import LogWriter, Worker
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -50,10 +50,12 @@ async def fire_round(base: Settings, workers: int, jobs: int, seconds: float,
     logs = MongoLogStore(settings.mongodb_uri, database=settings.mongodb_database)
     await logs.ensure_indexes()
     admin = EtcdStore(settings.etcd_endpoints)
+    spool = tempfile.mkdtemp(prefix="cronswarm-spool-")
     members = []
     for i in range(workers):
         store = EtcdStore(settings.etcd_endpoints)
-        worker = Worker(settings.with_overrides(worker_id=f"b{i}"), store, DirectSink(logs))
+        own = settings.with_overrides(worker_id=f"b{i}", spool_dir=f"{spool}/b{i}")
+        worker = Worker(own, store, LogWriter.open(logs, own))
         stop = asyncio.Event()
         members.append((worker, store, stop, asyncio.create_task(worker.run(stop))))
     for worker, *_ in members:
@@ -122,30 +124,46 @@ async def big_table(base: Settings, count: int) -> dict[str, float]:
 
     await asyncio.gather(*(put(i) for i in range(count)))
     seed_s = time.perf_counter() - t
-    gc.collect()
-    rss0 = psutil.Process().memory_info().rss
-    worker_store = EtcdStore(settings.etcd_endpoints)
+    # Load in a fresh process, so its memory is the worker's alone.
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, __file__, "--load-worker", json.dumps(settings.env()),
+        stdout=asyncio.subprocess.PIPE)
+    out, _ = await proc.communicate()
+    result = json.loads(out.decode().strip().splitlines()[-1])
+    await store.delete(settings.key_prefix + "/", prefix=True)
+    await store.close()
+    loaded = result["jobs"]
+    growth = result["rss_after"] - result["rss_before"]
+    return {"jobs": loaded, "seed_s": round(seed_s, 1), "load_s": round(result["load_s"], 2),
+            "worker_rss_mib": round(result["rss_after"] / 2**20, 1),
+            "rss_growth_mib": round(growth / 2**20, 1),
+            "bytes_per_job": round(growth / max(loaded, 1)),
+            "next_due_set": result["next_due_set"]}
+
+
+async def load_worker(env: dict[str, str]) -> None:
+    """Child process: start one worker on the seeded prefix, report load time and RSS."""
+    settings = Settings.load(env, worker_id="big",
+                             spool_dir=tempfile.mkdtemp(prefix="cronswarm-spool-"))
+    store = EtcdStore(settings.etcd_endpoints)
     logs = MongoLogStore(settings.mongodb_uri, database=f"big_{uuid.uuid4().hex[:8]}")
-    worker = Worker(settings.with_overrides(worker_id="big"), worker_store, DirectSink(logs))
+    worker = Worker(settings, store, LogWriter.open(logs, settings))
+    gc.collect()
+    rss_before = psutil.Process().memory_info().rss
     stop = asyncio.Event()
     t = time.perf_counter()
     task = asyncio.create_task(worker.run(stop))
     await worker.ready.wait()
     load_s = time.perf_counter() - t
     gc.collect()
-    rss1 = psutil.Process().memory_info().rss
-    loaded = len(worker.timetable)
-    next_due = worker.timetable.next_due()
+    rss_after = psutil.Process().memory_info().rss
+    report = {"jobs": len(worker.timetable), "load_s": load_s, "rss_before": rss_before,
+              "rss_after": rss_after, "next_due_set": worker.timetable.next_due() is not None}
     stop.set()
     await task
-    await worker_store.close()
-    await logs.close()
-    await store.delete(settings.key_prefix + "/", prefix=True)
     await store.close()
-    return {"jobs": loaded, "seed_s": round(seed_s, 1), "load_s": round(load_s, 2),
-            "rss_growth_mib": round((rss1 - rss0) / 2**20, 1),
-            "bytes_per_job": round((rss1 - rss0) / max(loaded, 1)),
-            "next_due_set": next_due is not None}
+    await logs.close()
+    print(json.dumps(report))
 
 
 async def main() -> None:
@@ -153,7 +171,11 @@ async def main() -> None:
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--jobs", type=int, default=20, help="every-second jobs per round")
     parser.add_argument("--big", type=int, default=100_000, help="jobs for the memory test")
+    parser.add_argument("--load-worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.load_worker:
+        await load_worker(json.loads(args.load_worker))
+        return
     servers = []
     tmp = Path(tempfile.mkdtemp(prefix="cronswarm-bench-"))
     endpoints = os.environ.get("CRONSWARM_ETCD_ENDPOINTS")

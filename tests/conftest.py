@@ -105,9 +105,16 @@ async def store(settings: Settings) -> AsyncIterator[EtcdStore]:
     await etcd.close()
 
 
+# Test records have ticks from 1970 on: with the default retention they would
+# be expired at once, and the server's TTL sweeper (every 60 s) could delete
+# them in the middle of a test.
+TEST_RETENTION_DAYS = 100 * 366
+
+
 @pytest.fixture
 async def logs(settings: Settings) -> AsyncIterator[MongoLogStore]:
-    mongo = MongoLogStore(settings.mongodb_uri, database=settings.mongodb_database)
+    mongo = MongoLogStore(settings.mongodb_uri, database=settings.mongodb_database,
+                          default_retention_days=TEST_RETENTION_DAYS)
     await mongo.ensure_indexes()
     yield mongo
     await mongo.client.drop_database(settings.mongodb_database)

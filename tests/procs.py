@@ -7,6 +7,7 @@ import contextlib
 import os
 import signal
 import sys
+import uuid
 from pathlib import Path
 
 from cronswarm.common import Settings
@@ -66,6 +67,8 @@ class Proc:
 
 
 async def start(command: str, settings: Settings, **env: str) -> Proc:
+    if command == "master":
+        env.setdefault("CRONSWARM_MASTER_ID", f"master-{uuid.uuid4().hex[:8]}")
     child_env = {**os.environ, **settings.env(), **env,
                  "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     proc = await asyncio.create_subprocess_exec(
@@ -73,4 +76,5 @@ async def start(command: str, settings: Settings, **env: str) -> Proc:
         stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.PIPE,
     )
-    return Proc(proc, f"{command}:{env.get('CRONSWARM_WORKER_ID', '')}")
+    ident = env.get("CRONSWARM_WORKER_ID") or env.get("CRONSWARM_MASTER_ID", "")
+    return Proc(proc, f"{command}:{ident}")

@@ -12,7 +12,7 @@ from cronswarm.common import Job, Keyspace, Settings, SkewedClock, SystemClock
 from cronswarm.coord import EtcdStore
 from cronswarm.logstore import MongoLogStore
 from cronswarm.master import JobService
-from cronswarm.worker import DirectSink, Worker
+from cronswarm.worker import LogWriter, Worker
 
 
 class Member:
@@ -33,10 +33,11 @@ class Member:
 
 async def start_member(settings: Settings, logs: MongoLogStore, worker_id: str, *,
                        skew_ms: int = 0, labels: Mapping[str, str] | None = None) -> Member:
-    own = settings.with_overrides(worker_id=worker_id, worker_labels=dict(labels or {}))
+    own = settings.with_overrides(worker_id=worker_id, worker_labels=dict(labels or {}),
+                                  spool_dir=f"{settings.spool_dir}/{worker_id}")
     store = EtcdStore(own.etcd_endpoints, timeout=own.etcd_timeout)
     clock = SkewedClock(skew_ms) if skew_ms else SystemClock()
-    worker = Worker(own, store, DirectSink(logs), clock=clock)
+    worker = Worker(own, store, LogWriter.open(logs, own), clock=clock)
     stop = asyncio.Event()
     task = asyncio.create_task(worker.run(stop), name=f"worker-{worker_id}")
     ready = asyncio.create_task(worker.ready.wait())

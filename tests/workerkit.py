@@ -22,7 +22,7 @@ from cronswarm.common import Job, Keyspace, RunStatus, Settings
 from cronswarm.coord import EtcdStore
 from cronswarm.logstore import MongoLogStore
 from cronswarm.master import JobService
-from cronswarm.worker import DirectSink, Worker
+from cronswarm.worker import LogWriter, Worker
 from tests.helpers import wait_for_count
 
 NEVER = "0 0 1 1 *"  # a schedule that will not fire during a test: runs come from run-now
@@ -33,8 +33,9 @@ async def running_worker(settings: Settings, store: EtcdStore, logs: MongoLogSto
                          worker_id: str | None = None, **overrides: Any
                          ) -> AsyncIterator[Worker]:
     """A started worker (ready: job table loaded); stopped gracefully on exit."""
-    worker = Worker(settings.with_overrides(**overrides), store, DirectSink(logs),
-                    worker_id=worker_id)
+    own = settings.with_overrides(**overrides)
+    own = own.with_overrides(spool_dir=f"{own.spool_dir}/{worker_id or own.worker_id}")
+    worker = Worker(own, store, LogWriter.open(logs, own), worker_id=worker_id)
     stop = asyncio.Event()
     task = asyncio.create_task(worker.run(stop))
     ready = asyncio.create_task(worker.ready.wait())

@@ -13,7 +13,7 @@ from ..common import ServiceUnavailable, Settings
 from ..coord import EtcdStore
 from ..logstore import MongoLogStore
 from ..master import create_app
-from ..worker import DirectSink, Worker
+from ..worker import LogWriter, Worker
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +47,12 @@ async def serve_worker(settings: Settings, stop: asyncio.Event | None = None) ->
     try:
         with contextlib.suppress(ServiceUnavailable):
             await logs.ensure_indexes()
-        worker = Worker(settings, store, DirectSink(logs))
-        await worker.run(stop)
+        writer = LogWriter.open(logs, settings)
+        try:
+            worker = Worker(settings, store, writer)
+            await worker.run(stop)
+        finally:
+            await writer.close()
     finally:
         await logs.close()
         await store.close()

@@ -1,5 +1,7 @@
 """Pure building blocks shared by masters and workers."""
 
+from ._alerting import ALERT_KINDS, DEFAULT_ALERT_RULE, PROBLEM_KINDS, AlertKind, AlertRule
+from ._cancel import reraise_cancellation
 from ._clock import Clock, SkewedClock, SystemClock, loop_deadline
 from ._config import Settings
 from ._cron import CronSchedule, from_ms, load_timezone, preview, to_ms, validate_expression
@@ -39,10 +41,15 @@ from ._sse import (
 )
 
 __all__ = [
+    "ALERT_KINDS",
+    "DEFAULT_ALERT_RULE",
     "LIVE_AUTH_SCHEME",
     "MISFIRE_POLICIES",
     "OVERLAP_POLICIES",
+    "PROBLEM_KINDS",
     "SSE_HEADERS",
+    "AlertKind",
+    "AlertRule",
     "AuthError",
     "Clock",
     "ConfigError",
@@ -81,6 +88,7 @@ __all__ = [
     "output_event",
     "parse_run_id",
     "preview",
+    "reraise_cancellation",
     "run_id",
     "sse_comment",
     "sse_event",

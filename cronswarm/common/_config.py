@@ -136,6 +136,18 @@ class Settings:
     master_port: int = _setting("CRONSWARM_MASTER_PORT", _port, 8080)
     secret_key: str | None = _setting("CRONSWARM_SECRET_KEY", str, None)
     retention_days: int = _setting("CRONSWARM_RETENTION_DAYS", _positive_int, 30)
+    master_id: str = _setting("CRONSWARM_MASTER_ID", _worker_id, factory=default_worker_id)
+    # alerts (sent by the elected master)
+    cluster_name: str = _setting("CRONSWARM_CLUSTER_NAME", str, "cronswarm")
+    alert_silence: float = _setting("CRONSWARM_ALERT_SILENCE", _positive_float, 900.0)
+    alert_poll_interval: float = _setting("CRONSWARM_ALERT_POLL_INTERVAL", _positive_float,
+                                          2.0)
+    alert_lookback: float = _setting("CRONSWARM_ALERT_LOOKBACK", _positive_float, 120.0)
+    dead_man_interval: float = _setting("CRONSWARM_DEAD_MAN_INTERVAL", _positive_float, 15.0)
+    alert_attempts: int = _setting("CRONSWARM_ALERT_ATTEMPTS", _positive_int, 5)
+    alert_retry_delay: float = _setting("CRONSWARM_ALERT_RETRY_DELAY", _non_negative_float,
+                                        2.0)
+    alert_timeout: float = _setting("CRONSWARM_ALERT_TIMEOUT", _positive_float, 10.0)
     # worker
     worker_id: str = _setting("CRONSWARM_WORKER_ID", _worker_id, factory=default_worker_id)
     worker_labels: Mapping[str, str] = _setting("CRONSWARM_WORKER_LABELS", _labels,

@@ -16,11 +16,14 @@ from types import MappingProxyType
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+from ._alerting import AlertRule
 from ._cron import load_timezone, validate_expression
 from ._errors import ValidationError
 from ._fields import FieldReader
+from ._names import NAME_RE as NAME_RE
+from ._names import check_name as check_name
+from ._names import validate_name as validate_name
 
-NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
 _ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 _LABEL_KEY_RE = re.compile(r"^[A-Za-z0-9_.\-/]{1,63}$")
 _HEADER_RE = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,128}$")
@@ -33,24 +36,6 @@ MISFIRE_POLICIES: tuple[Misfire, ...] = ("skip", "run_latest", "run_all")
 HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 MAX_TIMEOUT_S = 7 * 24 * 3600.0
 _NO_STRINGS: Mapping[str, str] = MappingProxyType({})  # shared by every job without env/targets
-
-
-def check_name(name: str) -> str | None:
-    """Why ``name`` is not a valid job name, or None if it is."""
-    if not NAME_RE.match(name):
-        return "must be 1-128 characters of letters, digits, '-', '_' and '.'"
-    if ".." in name or name == ".":
-        return "must not be '.' or contain '..'"
-    return None
-
-
-def validate_name(name: object, field_name: str = "name") -> str:
-    """``name`` if it is a valid job name; raises ValidationError otherwise."""
-    if not isinstance(name, str):
-        raise ValidationError.single(field_name, "must be a string")
-    if (reason := check_name(name)) is not None:
-        raise ValidationError.single(field_name, reason)
-    return name
 
 
 def _check_env_key(key: str) -> str | None:
@@ -230,11 +215,12 @@ class Job:
     targets: Mapping[str, str] = field(default_factory=lambda: _NO_STRINGS)  # worker labels
     retention_days: int | None = None  # None: the cluster default
     expect_success_within: float | None = None  # seconds, dead-man alert
+    alerts: AlertRule | None = None  # None: every kind, to the default channels
 
     FIELDS = (
         "name", "schedule", "command", "http", "timezone", "enabled", "description", "shell",
         "cwd", "env", "user", "timeout", "kill_grace", "overlap", "misfire", "misfire_window",
-        "retry", "priority", "targets", "retention_days", "expect_success_within",
+        "retry", "priority", "targets", "retention_days", "expect_success_within", "alerts",
     )
 
     @property
@@ -284,6 +270,7 @@ class Job:
                                max_value_len=256) or _NO_STRINGS
         retention = r.integer("retention_days", None, minimum=1, maximum=3650)
         dead_man = r.number("expect_success_within", None, minimum=1, maximum=366 * 86400)
+        alerts = r.nested("alerts", AlertRule.from_dict, None)
         if http is not None:
             for key in ("shell", "cwd", "user", "env"):
                 if r.data.get(key):
@@ -305,6 +292,7 @@ class Job:
             env=env, user=user, timeout=timeout, kill_grace=kill_grace, overlap=overlap,
             misfire=misfire, misfire_window=misfire_window, retry=retry, priority=priority,
             targets=targets, retention_days=retention, expect_success_within=dead_man,
+            alerts=alerts,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -326,6 +314,8 @@ class Job:
                 out[key] = value
         if self.env:
             out["env"] = dict(self.env)
+        if self.alerts is not None:
+            out["alerts"] = self.alerts.to_dict()
         return out
 
     def to_json(self) -> bytes:

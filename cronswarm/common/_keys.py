@@ -96,6 +96,15 @@ class Keyspace:
     def election(self) -> str:
         return self._dir("leader")
 
+    @property
+    def leader(self) -> str:
+        """The elected master's key (on its lease); see coord.Election."""
+        return self.election + "master"
+
+    @property
+    def alert_channels(self) -> str:
+        return self._dir("alerts/channels")
+
     def job(self, name: str) -> str:
         return self.jobs + validate_name(name)
 
@@ -116,6 +125,9 @@ class Keyspace:
 
     def running(self, name: str, run: str) -> str:
         return self.running_of(name) + run
+
+    def alert_channel(self, name: str) -> str:
+        return self.alert_channels + validate_name(name, "channel")
 
     def retry(self, name: str, run: str) -> str:
         """A request to run the next attempt of ``run`` on any worker (``_retry``)."""

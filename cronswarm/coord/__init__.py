@@ -15,6 +15,7 @@ from ._abc import (
     WatchEvent,
 )
 from ._cluster_key import cluster_key_path, load_cluster_key
+from ._election import Election, LeadershipLost, Term, leader_of
 from ._etcd import EtcdStore, channel_target, prefix_end
 from ._lease import LeaseKeeper
 from ._mirror import PrefixMirror
@@ -25,12 +26,15 @@ __all__ = [
     "CoordStore",
     "CoordUnavailable",
     "Delete",
+    "Election",
     "EtcdStore",
     "Get",
     "KeyValue",
+    "LeadershipLost",
     "LeaseKeeper",
     "PrefixMirror",
     "Put",
+    "Term",
     "Txn",
     "TxnOp",
     "TxnResult",
@@ -38,6 +42,7 @@ __all__ = [
     "WatchEvent",
     "channel_target",
     "cluster_key_path",
+    "leader_of",
     "load_cluster_key",
     "prefix_end",
     "wait_deleted",

@@ -1,21 +1,25 @@
 """The log store (MongoDB) seam: run records and the audit trail."""
 
-from ._abc import AuditEntry, LogStore, LogStoreUnavailable, RunPage, RunQuery
-from ._mongo import (
-    MongoLogStore,
-    decode_cursor,
-    doc_to_record,
-    encode_cursor,
-    record_to_doc,
+from ._abc import (
+    AuditEntry,
+    LogStore,
+    LogStoreRejected,
+    LogStoreUnavailable,
+    RunPage,
+    RunQuery,
 )
+from ._history import decode_cursor, encode_cursor
+from ._mongo import MongoLogStore, coalesce_records, doc_to_record, record_to_doc
 
 __all__ = [
     "AuditEntry",
     "LogStore",
+    "LogStoreRejected",
     "LogStoreUnavailable",
     "MongoLogStore",
     "RunPage",
     "RunQuery",
+    "coalesce_records",
     "decode_cursor",
     "doc_to_record",
     "encode_cursor",

@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from ..common import RunRecord, RunStatus, ServiceUnavailable
+from ..common import CronswarmError, RunRecord, RunStatus, ServiceUnavailable
 
 
 class LogStoreUnavailable(ServiceUnavailable):
@@ -14,6 +14,17 @@ class LogStoreUnavailable(ServiceUnavailable):
 
     def __init__(self, reason: str) -> None:
         super().__init__("mongodb", reason)
+
+
+class LogStoreRejected(CronswarmError):
+    """MongoDB refused some records for good (retrying cannot help); the others
+    of the same write were stored."""
+
+    def __init__(self, rejected: Mapping[str, str]) -> None:
+        self.rejected = dict(rejected)  # record id -> reason
+        first = next(iter(self.rejected.items()), ("", ""))
+        super().__init__(f"{len(self.rejected)} run records rejected, e.g. {first[0]}: "
+                         f"{first[1]}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +73,11 @@ class LogStore(Protocol):
 
     async def write_runs(self, records: Sequence[RunRecord]) -> None:
         """Insert or update records; idempotent, and never downgrades a final
-        record to ``running`` whatever the order of replays."""
+        record to ``running`` whatever the order of replays.
+
+        Raises ``LogStoreUnavailable`` (nothing or part was written: write
+        again) or ``LogStoreRejected`` (the named records can never be written;
+        the others were)."""
         ...
 
     async def get_run(self, record_id: str) -> RunRecord | None: ...
@@ -70,7 +85,15 @@ class LogStore(Protocol):
     async def query_runs(self, query: RunQuery) -> RunPage: ...
 
     async def last_runs(self, jobs: Sequence[str]) -> dict[str, RunRecord]:
-        """The newest record of each job that has one."""
+        """The newest record of each job that has one, without its output
+        (``output``, ``output_tail`` and ``extra`` are empty; ``get_run`` has
+        them)."""
+        ...
+
+    async def count_runs(self, *, since: int, until: int, job: str | None = None
+                         ) -> dict[RunStatus, int]:
+        """Records per status with ``since <= tick < until`` (epoch ms), of one
+        job or of all; every status is a key (0 when none)."""
         ...
 
     async def recent_runs(self, jobs: Mapping[str, int], per_job: int
@@ -80,15 +103,14 @@ class LogStore(Protocol):
         (ms) those records reach. Jobs without records are left out."""
         ...
 
-    async def latest_since(self, since_ms: int) -> dict[str, RunRecord]:
-        """The newest record (without output) of each job that has one at or after
-        ``since_ms``."""
-        ...
-
     async def write_audit(self, entry: AuditEntry) -> None: ...
 
-    async def query_audit(self, *, target: str | None = None, limit: int = 100
-                          ) -> list[AuditEntry]: ...
+    async def query_audit(self, *, target: str | None = None, actor: str | None = None,
+                          action: str | None = None, since: int | None = None,
+                          until: int | None = None, limit: int = 100) -> list[AuditEntry]:
+        """Newest first; ``since <= at < until`` (epoch ms). To page back, pass the
+        ``at`` of the last entry as ``until``."""
+        ...
 
     async def ping(self) -> None: ...
 

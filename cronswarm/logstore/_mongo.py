@@ -4,22 +4,30 @@ Run documents are keyed by ``<job>@<tick>#<attempt>`` and carry a ``seq``
 (0 running, 1 lost, 2 finished by its worker): an update applies only to a
 document with a lower ``seq``, so replays in any order never duplicate a run
 and never turn a finished run back into a running one.
+
+Retention: a finished run carries ``expire_at`` = ended + its job's
+``retention_days`` (or the cluster default), computed when it is written; a
+TTL index on ``expire_at`` deletes it after that. Running records have no
+``expire_at`` and stay until they are finished (or marked lost).
+
+Collections: ``runs`` (one document per attempt), ``audit``, and two rollups
+kept by ``write_runs`` (_rollups.py): ``run_last`` (each job's newest run) and
+``run_hours`` (counts per status per hour). Pages of history: _history.py.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
+import contextlib
 import datetime as dt
-import json
-import re
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, UpdateOne
+from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, InsertOne, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import BulkWriteError, PyMongoError
+from pymongo.errors import BulkWriteError, ExecutionTimeout, PyMongoError
 
 from ..common import (
     Clock,
@@ -27,12 +35,13 @@ from ..common import (
     RunStatus,
     SystemClock,
     Trigger,
-    ValidationError,
     from_ms,
     to_ms,
 )
-from ._abc import AuditEntry, LogStoreUnavailable, RunPage, RunQuery
-from ._windows import FIRST_WINDOW_MS, FUTURE_MARGIN_MS, MAX_PROBES, windows
+from ._abc import AuditEntry, LogStoreRejected, LogStoreUnavailable, RunPage, RunQuery
+from ._history import HistoryPager, encode_cursor
+from ._rollups import HourlyCounts, LastRuns
+from ._windows import FUTURE_MARGIN_MS, MAX_PROBES, windows
 
 DUPLICATE_KEY = 11000
 _SEQ = {RunStatus.RUNNING: 0, RunStatus.LOST: 1}
@@ -40,6 +49,30 @@ _FINAL_SEQ = 2
 _LOST_FIELDS = ("status", "ended", "error", "seq", "expire_at", "duration")
 _MAX_PAGE = 1000
 _NO_OUTPUT = {"output": 0, "output_tail": 0, "extra": 0}
+
+# Listing indexes end in _id: history is sorted by (tick, _id) newest first, so
+# a page is a walk of one index range that stops after ``limit`` entries, never
+# a sort of every matching document. They are ascending: MongoDB walks them
+# backwards for newest-first at the same cost, and the development server
+# (SecantusDB 0.7) gets range bounds wrong on compound indexes with a
+# descending key, or with an inclusive upper bound ($lte) before a trailing
+# key; so queries here bound tick with $gte/$lt only (checked by the contract
+# tests at the boundaries).
+_RUN_INDEXES: list[tuple[str, list[tuple[str, int]], dict[str, Any]]] = [
+    ("job_tick_attempt_unique",
+     [("job", ASCENDING), ("tick", ASCENDING), ("attempt", ASCENDING)], {"unique": True}),
+    ("job_tick_id", [("job", ASCENDING), ("tick", ASCENDING), ("_id", ASCENDING)], {}),
+    ("status_tick_id", [("status", ASCENDING), ("tick", ASCENDING), ("_id", ASCENDING)], {}),
+    ("worker_tick_id", [("worker", ASCENDING), ("tick", ASCENDING), ("_id", ASCENDING)], {}),
+    ("tick_id", [("tick", ASCENDING), ("_id", ASCENDING)], {}),
+    ("retention", [("expire_at", ASCENDING)], {"expireAfterSeconds": 0}),
+]
+_OBSOLETE_INDEXES = ("job_tick", "status_tick", "worker_tick", "tick")  # before _id was added
+_AUDIT_INDEXES: list[tuple[str, list[tuple[str, int]]]] = [
+    ("target_at", [("target", ASCENDING), ("at", DESCENDING)]),
+    ("actor_at", [("actor", ASCENDING), ("at", DESCENDING)]),
+    ("at", [("at", DESCENDING)]),
+]
 
 Doc = dict[str, Any]
 
@@ -58,6 +91,17 @@ def _ms(value: dt.datetime | None) -> int | None:
     if value.tzinfo is None:
         value = value.replace(tzinfo=dt.UTC)
     return to_ms(value)
+
+
+def _update_fields(doc: Doc) -> Doc:
+    """What an update of an existing run document sets.
+
+    A ``lost`` verdict (from a master) keeps what the worker already wrote —
+    start, command, output so far — and adds only the end.
+    """
+    if doc["status"] == RunStatus.LOST.value:
+        return {k: doc[k] for k in _LOST_FIELDS if k in doc}
+    return {k: v for k, v in doc.items() if k != "_id"}
 
 
 def record_to_doc(record: RunRecord, *, default_retention_days: int) -> Doc:
@@ -90,8 +134,22 @@ def record_to_doc(record: RunRecord, *, default_retention_days: int) -> Doc:
     if record.ended is not None:
         days = record.retention_days or default_retention_days
         # The TTL index deletes a document once expire_at has passed.
+        doc["retention_days"] = days
         doc["expire_at"] = from_ms(record.ended) + dt.timedelta(days=days)
+    elif record.retention_days is not None:
+        doc["retention_days"] = record.retention_days
     return doc
+
+
+def coalesce_records(records: Sequence[RunRecord]) -> list[RunRecord]:
+    """One record per attempt: the one a sequence of writes would leave (the
+    last of the highest ``seq``), in order of first appearance."""
+    chosen: dict[str, RunRecord] = {}
+    for record in records:
+        held = chosen.get(record.record_id)
+        if held is None or _seq(record.status) >= _seq(held.status):
+            chosen[record.record_id] = record
+    return list(chosen.values())
 
 
 def doc_to_record(doc: Mapping[str, Any]) -> RunRecord:
@@ -114,24 +172,18 @@ def doc_to_record(doc: Mapping[str, Any]) -> RunRecord:
         output_bytes=doc.get("output_bytes", 0),
         truncated=doc.get("truncated", False),
         killed_by=doc.get("killed_by"),
+        retention_days=doc.get("retention_days"),
         extra=doc.get("extra", {}),
     )
 
 
-def encode_cursor(tick_ms: int, record_id: str) -> str:
-    raw = json.dumps([tick_ms, record_id], separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> tuple[int, str]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        tick, record_id = json.loads(raw)
-        if not isinstance(tick, int) or not isinstance(record_id, str):
-            raise TypeError("bad cursor fields")
-    except (ValueError, TypeError) as exc:
-        raise ValidationError.single("cursor", "is not a cursor returned by this API") from exc
-    return tick, record_id
+def _page(docs: list[Doc], limit: int) -> RunPage:
+    runs = [doc_to_record(d) for d in docs[:limit]]
+    next_cursor = None
+    if len(docs) > limit:
+        last = docs[limit - 1]
+        next_cursor = encode_cursor(_ms(last["tick"]) or 0, last["_id"])
+    return RunPage(runs, next_cursor)
 
 
 class MongoLogStore:
@@ -144,6 +196,7 @@ class MongoLogStore:
         database: str = "cronswarm",
         default_retention_days: int = 30,
         timeout_ms: int = 5000,
+        query_time_ms: int = 10000,
         clock: Clock | None = None,
     ) -> None:
         if isinstance(uri_or_client, str):
@@ -162,55 +215,72 @@ class MongoLogStore:
         self.db: AsyncDatabase[Doc] = self.client.get_default_database(default=database)
         self.runs: AsyncCollection[Doc] = self.db["runs"]
         self.audit: AsyncCollection[Doc] = self.db["audit"]
+        self.last = LastRuns(self.runs, self.db["run_last"],
+                             default_retention_days=default_retention_days)
+        self.hourly = HourlyCounts(self.runs, self.db["run_hours"],
+                                   default_retention_days=default_retention_days)
         self.default_retention_days = default_retention_days
+        self.query_time_ms = query_time_ms  # server-side limit of one query
         self.clock: Clock = clock or SystemClock()
 
     async def ensure_indexes(self) -> None:
         try:
-            await self.runs.create_index(
-                [("job", ASCENDING), ("tick", ASCENDING), ("attempt", ASCENDING)],
-                unique=True, name="job_tick_attempt_unique",
-            )
-            await self.runs.create_index([("job", ASCENDING), ("tick", DESCENDING)],
-                                         name="job_tick")
-            await self.runs.create_index([("status", ASCENDING), ("tick", DESCENDING)],
-                                         name="status_tick")
-            await self.runs.create_index([("worker", ASCENDING), ("tick", DESCENDING)],
-                                         name="worker_tick")
-            await self.runs.create_index([("tick", DESCENDING)], name="tick")
-            await self.runs.create_index("expire_at", expireAfterSeconds=0, name="retention")
-            await self.audit.create_index([("target", ASCENDING), ("at", DESCENDING)],
-                                          name="target_at")
-            await self.audit.create_index([("at", DESCENDING)], name="at")
+            existing = await self.runs.index_information()
+            for name in _OBSOLETE_INDEXES:
+                if name in existing:
+                    await self.runs.drop_index(name)
+            for name, keys, options in _RUN_INDEXES:
+                await self.runs.create_index(keys, name=name, **options)
+            for name, keys in _AUDIT_INDEXES:
+                await self.audit.create_index(keys, name=name)
+            await self.last.ensure_indexes()
+            await self.hourly.ensure_indexes()
         except PyMongoError as exc:
             raise LogStoreUnavailable(f"cannot create indexes: {exc}") from exc
 
     async def write_runs(self, records: Sequence[RunRecord]) -> None:
         if not records:
             return
-        ops = []
-        for record in records:
-            doc = record_to_doc(record, default_retention_days=self.default_retention_days)
-            record_id, seq = doc.pop("_id"), doc["seq"]
-            if record.status is RunStatus.LOST:
-                # A master's verdict: keep what the worker already wrote (start,
-                # command, output so far); add only the end.
-                verdict = {k: doc.pop(k) for k in _LOST_FIELDS if k in doc}
-                update: Doc = {"$set": verdict, "$setOnInsert": doc}
-            else:
-                update = {"$set": doc}
-            ops.append(UpdateOne({"_id": record_id, "seq": {"$lt": seq}}, update, upsert=True))
+        docs = [record_to_doc(r, default_retention_days=self.default_retention_days)
+                for r in coalesce_records(records)]
+        rejected: dict[str, str] = {}
+        hours = {d["tick"] for d in docs}
+        await self.hourly.touch(hours)  # before: a recount from now on may miss these
+        # Most records are new documents (a running record, or a final one whose
+        # running record was coalesced away in the same batch): insert them all,
+        # then update the few that exist, only where the stored seq is lower.
+        existing = await self._bulk([InsertOne(dict(d)) for d in docs], docs, rejected)
+        updates = [d for d in existing if d["seq"] > 0]  # nothing is older than running
+        if updates:
+            await self._bulk([UpdateOne({"_id": d["_id"], "seq": {"$lt": d["seq"]}},
+                                        {"$set": _update_fields(d)}, upsert=True)
+                              for d in updates], updates, rejected)
+        await self.last.note(d for d in docs if d["_id"] not in rejected)
+        await self.hourly.touch(hours)  # after: counts taken meanwhile are stale
+        if rejected:
+            raise LogStoreRejected(rejected)
+
+    async def _bulk(self, ops: Sequence[InsertOne[Doc] | UpdateOne], docs: Sequence[Doc],
+                    rejected: dict[str, str]) -> list[Doc]:
+        """Run ``ops`` (one per doc); returns the docs that hit a duplicate key
+        and adds those refused for another reason to ``rejected``."""
         try:
-            await self.runs.bulk_write(ops, ordered=False)
+            await self.runs.bulk_write(list(ops), ordered=False)
         except BulkWriteError as exc:
-            errors = exc.details.get("writeErrors", [])
-            # A duplicate key means the stored document is already as new or
-            # newer (its seq was not lower): the write is a no-op by design.
-            serious = [e for e in errors if e.get("code") != DUPLICATE_KEY]
-            if serious or exc.details.get("writeConcernErrors"):
-                raise LogStoreUnavailable(f"bulk write failed: {serious[:3]}") from exc
+            if exc.details.get("writeConcernErrors"):
+                raise LogStoreUnavailable(
+                    f"write concern failed: {exc.details['writeConcernErrors'][:1]}") from exc
+            duplicates = []
+            for error in exc.details.get("writeErrors", []):
+                doc = docs[error["index"]]
+                if error.get("code") == DUPLICATE_KEY:
+                    duplicates.append(doc)
+                else:
+                    rejected[doc["_id"]] = str(error.get("errmsg", error.get("code")))
+            return duplicates
         except PyMongoError as exc:
             raise LogStoreUnavailable(str(exc)) from exc
+        return []
 
     async def get_run(self, record_id: str) -> RunRecord | None:
         try:
@@ -218,21 +288,6 @@ class MongoLogStore:
         except PyMongoError as exc:
             raise LogStoreUnavailable(str(exc)) from exc
         return None if doc is None else doc_to_record(doc)
-
-    @staticmethod
-    def _filter(query: RunQuery) -> Doc:
-        """The equality and text filters of ``query`` (ticks and cursor apart)."""
-        flt: Doc = {}
-        if query.job is not None:
-            flt["job"] = query.job
-        if query.status is not None:
-            flt["status"] = query.status.value
-        if query.worker is not None:
-            flt["worker"] = query.worker
-        if query.text:
-            pattern = {"$regex": re.escape(query.text), "$options": "i"}
-            flt["$or"] = [{"output": pattern}, {"output_tail": pattern}, {"error": pattern}]
-        return flt
 
     async def _newest(self, flt: Doc, limit: int, *, hi: int, floor: int, first: int,
                       sort: list[tuple[str, int]], projection: Doc | None = None,
@@ -250,50 +305,43 @@ class MongoLogStore:
         return docs
 
     async def query_runs(self, query: RunQuery) -> RunPage:
+        """Newest first, a page at a time (see _history.py for the query plan)."""
         limit = max(1, min(query.limit, _MAX_PAGE))
-        flt = self._filter(query)
-        floor = max(0, query.since or 0)
-        # Without an end, the first window starts now and reaches into the future
-        # (workers whose clocks run ahead).
-        hi, first = ((query.until, FIRST_WINDOW_MS) if query.until is not None
-                     else (self.clock.now_ms() + FUTURE_MARGIN_MS,
-                           FIRST_WINDOW_MS + FUTURE_MARGIN_MS))
-        order = [("tick", DESCENDING), ("_id", DESCENDING)]
-        docs: list[Doc] = []
+        pager = HistoryPager(self.runs, query, now_ms=self.clock.now_ms(),
+                             max_time_ms=self.query_time_ms)
         try:
-            if query.cursor is not None:
-                tick_ms, record_id = decode_cursor(query.cursor)
-                if floor <= tick_ms < hi:  # the rest of the cursor's own tick
-                    same = {**flt, "tick": from_ms(tick_ms), "_id": {"$lt": record_id}}
-                    docs = await self.runs.find(same).sort(order).limit(limit + 1).to_list(
-                        length=limit + 1)
-                if tick_ms < hi:
-                    hi, first = tick_ms, FIRST_WINDOW_MS
-            # Running records are few by nature (the live runs): one query.
-            probes = 0 if query.status is RunStatus.RUNNING else MAX_PROBES
-            if len(docs) <= limit:
-                docs += await self._newest(flt, limit + 1 - len(docs), hi=hi, floor=floor,
-                                           first=first, sort=order, probes=probes)
+            docs = await pager.page(limit)
         except PyMongoError as exc:
-            raise LogStoreUnavailable(str(exc)) from exc
-        runs = [doc_to_record(d) for d in docs[:limit]]
-        next_cursor = None
-        if len(docs) > limit:
-            last = docs[limit - 1]
-            next_cursor = encode_cursor(_ms(last["tick"]) or 0, last["_id"])
-        return RunPage(runs, next_cursor)
+            raise self._query_error(exc) from exc
+        return _page(docs, limit)
 
     async def last_runs(self, jobs: Sequence[str]) -> dict[str, RunRecord]:
-        out: dict[str, RunRecord] = {}
-        try:
-            for job in jobs:
-                doc = await self.runs.find_one(
-                    {"job": job}, sort=[("tick", DESCENDING), ("attempt", DESCENDING)]
-                )
-                if doc is not None:
-                    out[job] = doc_to_record(doc)
-        except PyMongoError as exc:
-            raise LogStoreUnavailable(str(exc)) from exc
+        return {job: doc_to_record(doc) for job, doc in (await self.last.get(jobs)).items()}
+
+    async def count_runs(self, *, since: int, until: int, job: str | None = None
+                         ) -> dict[RunStatus, int]:
+        out = dict.fromkeys(RunStatus, 0)
+        start, end = from_ms(since), from_ms(until)
+        if start >= end:
+            return out
+        if job is None:
+            # Pre-aggregated per hour (run_hours): fast whatever the window.
+            counts = await self.hourly.count(start, end)
+        else:
+            # One job: its range of the (job, tick, _id) index, grouped by status.
+            counts = Counter()
+            try:
+                cursor = await self.runs.aggregate([
+                    {"$match": {"job": job, "tick": {"$gte": start, "$lt": end}}},
+                    {"$group": {"_id": "$status", "n": {"$sum": 1}}},
+                ], maxTimeMS=self.query_time_ms)
+                async for row in cursor:
+                    counts[str(row["_id"])] = int(row["n"])
+            except PyMongoError as exc:
+                raise self._query_error(exc) from exc
+        for status, n in counts.items():
+            with contextlib.suppress(ValueError):
+                out[RunStatus(status)] = n
         return out
 
     async def recent_runs(self, jobs: Mapping[str, int], per_job: int
@@ -316,20 +364,12 @@ class MongoLogStore:
         return {job: [doc_to_record(d) for d in docs]
                 for job, docs in zip(jobs, found, strict=True) if docs}
 
-    async def latest_since(self, since_ms: int) -> dict[str, RunRecord]:
-        """The newest record of each job with a run at or after ``since_ms`` (one
-        query on the tick index; the caller keeps the window short)."""
-        window = {"tick": {"$gte": from_ms(since_ms)}}
-        out: dict[str, RunRecord] = {}
-        try:
-            async for doc in self.runs.find(window, _NO_OUTPUT):
-                record = doc_to_record(doc)
-                best = out.get(record.job)
-                if best is None or (record.tick, record.attempt) > (best.tick, best.attempt):
-                    out[record.job] = record
-        except PyMongoError as exc:
-            raise LogStoreUnavailable(str(exc)) from exc
-        return out
+    def _query_error(self, exc: PyMongoError) -> LogStoreUnavailable:
+        if isinstance(exc, ExecutionTimeout):
+            return LogStoreUnavailable(
+                f"the query took more than {self.query_time_ms} ms; narrow it "
+                f"(a job, a status, a shorter time range)")
+        return LogStoreUnavailable(str(exc))
 
     async def write_audit(self, entry: AuditEntry) -> None:
         doc = entry.to_dict()
@@ -339,14 +379,25 @@ class MongoLogStore:
         except PyMongoError as exc:
             raise LogStoreUnavailable(str(exc)) from exc
 
-    async def query_audit(self, *, target: str | None = None, limit: int = 100
-                          ) -> list[AuditEntry]:
-        flt: Doc = {} if target is None else {"target": target}
+    async def query_audit(self, *, target: str | None = None, actor: str | None = None,
+                          action: str | None = None, since: int | None = None,
+                          until: int | None = None, limit: int = 100) -> list[AuditEntry]:
+        flt: Doc = {}
+        for name, value in (("target", target), ("actor", actor), ("action", action)):
+            if value is not None:
+                flt[name] = value
+        at: Doc = {}
+        if since is not None:
+            at["$gte"] = from_ms(since)
+        if until is not None:
+            at["$lt"] = from_ms(until)
+        if at:
+            flt["at"] = at
         try:
             docs = await self.audit.find(flt).sort("at", DESCENDING).limit(
-                max(1, min(limit, _MAX_PAGE))).to_list(None)
+                max(1, min(limit, _MAX_PAGE))).max_time_ms(self.query_time_ms).to_list(None)
         except PyMongoError as exc:
-            raise LogStoreUnavailable(str(exc)) from exc
+            raise self._query_error(exc) from exc
         return [
             AuditEntry(at=_ms(d["at"]) or 0, actor=d["actor"], action=d["action"],
                        target=d["target"], before=d.get("before"), after=d.get("after"),

@@ -19,8 +19,18 @@ from ..common import (
     preview,
 )
 from ..logstore import LogStore, RunQuery
+from ..metrics import render
 from ._auth import Role
-from ._http import COORD, JOBS, LOGS, SETTINGS, json_response, require
+from ._http import (
+    CLUSTER_VIEW,
+    COORD,
+    JOBS,
+    LOGS,
+    METRICS,
+    SETTINGS,
+    json_response,
+    require,
+)
 from ._params import MAX_MS, choice_param, int_param, name_param, text_param, time_param
 from ._workerlist import worker_views
 
@@ -49,6 +59,14 @@ async def readyz(request: web.Request) -> web.Response:
     ok = all(v == "ok" for v in checks.values())
     return json_response({"status": "ok" if ok else "unavailable", "checks": checks},
                          status=200 if ok else 503)
+
+
+@routes.get("/metrics")
+async def metrics(request: web.Request) -> web.Response:
+    """Prometheus metrics of this master (no authentication: counts only, no names)."""
+    await request.app[CLUSTER_VIEW].refresh()
+    body, content_type = render(request.app[METRICS])
+    return web.Response(body=body, headers={"Content-Type": content_type})
 
 
 @routes.get("/api/me")

@@ -12,11 +12,14 @@ import aiohttp_jinja2
 import jinja2
 from aiohttp import web
 
+from ..alerts import AlertStore
 from ..common import AuthError, Keyspace, Settings, SystemClock
-from ..coord import CoordStore, EtcdStore, PrefixMirror
+from ..coord import CoordStore, Election, EtcdStore, PrefixMirror
 from ..logstore import LogStore, MongoLogStore
+from ..metrics import ClusterView, master_registry
 from . import (
     _api,
+    _api_alerts,
     _api_jobs,
     _api_tokens,
     _dash_admin,
@@ -29,15 +32,20 @@ from . import (
 from ._auth import Principal, TokenRecord, TokenStore
 from ._format import FILTERS
 from ._http import (
+    ALERTS,
     AUTH_FAILURE,
+    CLUSTER_VIEW,
     COORD,
+    ELECTION,
     ERROR_PAGE,
     JOBS,
+    LEADER,
     LOGS,
+    METRICS,
     PRINCIPAL,
-    REAPER,
     SESSION_KEY,
     SETTINGS,
+    TERMS,
     TOKEN_MIRROR,
     TOKENS,
     Handler,
@@ -47,7 +55,7 @@ from ._http import (
     token_record,
 )
 from ._jobs import JobService
-from ._reaper import LostRunReaper
+from ._leader import LeaderDuties, TermLog, election_ttl
 from ._session import (
     COOKIE,
     CSRF_FIELD,
@@ -162,27 +170,41 @@ def create_app(
                                       default_retention_days=settings.retention_days)
                 stack.push_async_callback(mongo.close)
                 log_store = mongo
+            if not isinstance(log_store, MongoLogStore):
+                raise TypeError("the master needs its run history on MongoDB")
             app[COORD] = coord
             app[LOGS] = log_store
-            app[JOBS] = JobService(coord, log_store, keys, SystemClock())
+            clock = SystemClock()
+            app[JOBS] = JobService(coord, log_store, keys, clock)
             app[TOKENS] = TokenStore(coord, keys)
             app[SESSION_KEY] = await load_session_key(coord, keys, settings.secret_key)
+            alerts = AlertStore(log_store.db)
+            terms = TermLog(log_store.db)
+            app[ALERTS], app[TERMS] = alerts, terms
             try:
                 await log_store.ensure_indexes()
+                await alerts.ensure_indexes()
             except Exception as exc:
                 log.warning("cannot create MongoDB indexes now: %s", exc)
             mirror = PrefixMirror(coord, keys.tokens)
             app[TOKEN_MIRROR] = mirror
-            reaper = LostRunReaper(coord, log_store, keys, SystemClock(),
-                                   sweep_interval=settings.lease_ttl * 3)
-            app[REAPER] = reaper
+            # Cluster duties run on one master at a time: the elected one.
+            leader = LeaderDuties(settings, coord, log_store, alerts, terms, keys, clock)
+            election = Election(coord, keys.leader, settings.master_id,
+                                election_ttl(settings.lease_ttl))
+            app[LEADER], app[ELECTION] = leader, election
+            cluster = ClusterView(coord, keys)
+            app[CLUSTER_VIEW] = cluster
+            app[METRICS] = master_registry(settings.master_id, coord, election, leader, cluster)
             tasks = [asyncio.create_task(mirror.run(), name="token-mirror"),
-                     asyncio.create_task(reaper.run(), name="lost-run-reaper")]
+                     asyncio.create_task(election.run(leader.lead), name="election")]
             try:
                 async with asyncio.timeout(settings.etcd_timeout * 2):
                     await mirror.ready.wait()
                 yield
             finally:
+                # Duties stop between two units of work, then the leader resigns.
+                await leader.quiesce(settings.etcd_timeout)
                 for task in tasks:
                     task.cancel()
                 await asyncio.gather(*tasks, return_exceptions=True)
@@ -191,6 +213,7 @@ def create_app(
     app.router.add_routes(_api.routes)
     app.router.add_routes(_api_jobs.routes)
     app.router.add_routes(_api_tokens.routes)
+    app.router.add_routes(_api_alerts.routes)
     app.router.add_routes(_openapi.routes)
     app.router.add_routes(_live.routes)
     app.router.add_routes(_pages.routes)

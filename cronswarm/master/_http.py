@@ -8,7 +8,9 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
+from prometheus_client import CollectorRegistry
 
+from ..alerts import AlertStore
 from ..common import (
     AuthError,
     ConflictError,
@@ -21,11 +23,12 @@ from ..common import (
     ValidationError,
     validate_name,
 )
-from ..coord import CoordStore, KeyValue, PrefixMirror
+from ..coord import CoordStore, Election, KeyValue, PrefixMirror
 from ..logstore import LogStore
+from ..metrics import ClusterView
 from ._auth import Principal, Role, TokenStore, split_token
 from ._jobs import JobService
-from ._reaper import LostRunReaper
+from ._leader import LeaderDuties, TermLog
 from ._session import CsrfRejected
 
 log = logging.getLogger(__name__)
@@ -37,7 +40,12 @@ JOBS = web.AppKey("jobs", JobService)
 TOKENS = web.AppKey("tokens", TokenStore)
 TOKEN_MIRROR = web.AppKey("token_mirror", PrefixMirror)
 SESSION_KEY = web.AppKey("session_key", bytes)
-REAPER = web.AppKey("reaper", LostRunReaper)
+ELECTION = web.AppKey("election", Election)
+LEADER = web.AppKey("leader", LeaderDuties)
+ALERTS = web.AppKey("alerts", AlertStore)
+TERMS = web.AppKey("terms", TermLog)
+METRICS = web.AppKey("metrics", CollectorRegistry)
+CLUSTER_VIEW = web.AppKey("cluster_view", ClusterView)
 
 PRINCIPAL = web.RequestKey("principal", Principal)
 AUTH_FAILURE = web.RequestKey("auth_failure", AuthError)

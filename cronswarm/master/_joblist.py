@@ -14,7 +14,6 @@ from typing import Any
 
 from ..common import CronSchedule, RunRecord, ValidationError
 from ..coord import KeyValue
-from ..logstore import RunQuery
 from ._jobs import JobService, StoredJob
 
 NEVER = "never"  # the last-run status filter for jobs that have no run yet
@@ -152,26 +151,11 @@ async def recent_history(service: JobService, jobs: Sequence[StoredJob], runs: i
     return await service.logs.recent_runs(spans, runs)
 
 
-SHARED_WINDOW_MAX_MS = 5 * 60_000
-
-
 async def last_runs_of(service: JobService, jobs: Sequence[StoredJob], now_ms: int
                        ) -> dict[str, RunRecord]:
-    """The last run of each of many jobs: one query over the few minutes before the
-    newest run of all finds those of busy jobs at once; the others get a query each."""
-    spans = {j.job.name: history_span(j, 1, now_ms) for j in jobs}
-    if not spans:
-        return {}
-    shared = min(max(spans.values()), SHARED_WINDOW_MAX_MS)
-    newest = await service.logs.query_runs(RunQuery(limit=1))
-    anchor = newest.runs[0].tick if newest.runs else now_ms
-    found = await service.logs.latest_since(anchor - shared)
-    last = {name: found[name] for name in spans if name in found}
-    rest = {name: span for name, span in spans.items() if name not in last}
-    if rest:
-        more = await service.logs.recent_runs(rest, 1)
-        last.update({name: runs[0] for name, runs in more.items() if runs})
-    return last
+    """The last run of each of many jobs, from the last-run rollup (one read)."""
+    del now_ms
+    return await service.logs.last_runs([j.job.name for j in jobs])
 
 
 async def load_job_page(service: JobService, wanted: JobFilter, *, history: int = 1

@@ -12,9 +12,11 @@ from typing import Any
 from aiohttp import web
 
 from .. import __version__
+from ..alerts import DELIVERY_STATUSES
 from ._api import RUN_STATUSES
 from ._api_jobs import LAST_STATUSES
 from ._http import json_response
+from ._openapi_alerts import alert_components
 from ._openapi_schemas import (
     CRON_PATTERN,
     NAME_PATTERN,
@@ -165,6 +167,16 @@ def _paths() -> dict[str, Any]:
                         "content": _json(ref("Ready"))},
             },
         }},
+        "/metrics": {"get": {
+            "summary": "Prometheus metrics",
+            "operationId": "prometheus_metrics",
+            "tags": ["meta"],
+            "security": [],
+            "description": "This master's metrics in the Prometheus text format; no "
+                           "authentication (counts only: no job names, no secrets).",
+            "responses": {"200": {"description": "the metrics",
+                                  "content": {"text/plain": {"schema": {"type": "string"}}}}},
+        }},
         "/api/openapi.json": {"get": _op("OpenAPI document", None, 200, {"type": "object"},
                                          errors=(), tag="meta")},
         "/api/me": {"get": _op("Who am I", "viewer", 200, ref("Me"), errors=(401, 503),
@@ -249,6 +261,7 @@ def _paths() -> dict[str, Any]:
             ok_description="revoked",
             params=[_param("token_id", "path", {"type": "string", "pattern": NAME_PATTERN},
                            "token id")])},
+        **_alert_paths(),
         "/api/audit": {"get": _op("List audit entries", "admin", 200, ref("AuditList"),
                                   tag="audit", params=[
             _query("target", {"type": "string", "maxLength": 256},
@@ -256,6 +269,47 @@ def _paths() -> dict[str, Any]:
             _LIMIT({"type": "integer", "minimum": 1, "maximum": 1000, "default": 100},
                    "how many, newest first"),
         ])},
+    }
+
+
+_CHANNEL_NAME = _param("name", "path", {"type": "string", "pattern": NAME_PATTERN},
+                       "channel name")
+
+
+def _alert_paths() -> dict[str, Any]:
+    location = {"Location": {"required": True, "schema": {"type": "string"}}}
+    return {
+        "/api/alerts/channels": {
+            "get": _op("List alert channels", "admin", 200, ref("ChannelList"),
+                       tag="alerts"),
+            "post": _op("Create alert channel", "admin", 201, ref("Channel"),
+                        body=ref("ChannelCreate"), errors=(*_WRITE, 409), tag="alerts",
+                        headers=location, example={
+                            "name": "ops-mail", "type": "email", "host": "smtp.example.com",
+                            "sender": "cron@example.com", "recipients": ["ops@example.com"],
+                            "default": True}),
+        },
+        "/api/alerts/channels/{name}": {
+            "parameters": [_CHANNEL_NAME],
+            "get": _op("Get alert channel", "admin", 200, ref("Channel"),
+                       errors=(*_READ, 404), tag="alerts"),
+            "put": _op("Replace alert channel", "admin", 200, ref("Channel"),
+                       body=ref("ChannelReplace"), errors=(*_WRITE, 404, 409), tag="alerts"),
+            "delete": _op("Delete alert channel", "admin", 204, None,
+                          errors=(*_READ, 404, 409), tag="alerts", ok_description="deleted"),
+        },
+        "/api/alerts": {"get": _op("List alert deliveries", "viewer", 200, ref("DeliveryList"),
+                                   tag="alerts", params=[
+            _query("job", {"type": "string", "pattern": NAME_PATTERN}, "job name"),
+            _query("status", {"type": "string", "enum": list(DELIVERY_STATUSES)},
+                   "delivery status"),
+            _LIMIT({"type": "integer", "minimum": 1, "maximum": 1000, "default": 100},
+                   "how many, newest first"),
+        ])},
+        "/api/leader": {"get": _op("Get leader", "viewer", 200, ref("Leader"), tag="cluster",
+                                   params=[_LIMIT({"type": "integer", "minimum": 1,
+                                                   "maximum": 100, "default": 20},
+                                                  "how many recent terms")])},
     }
 
 
@@ -279,7 +333,7 @@ def document() -> dict[str, Any]:
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
                                            "description": "cs_<id>_<secret>"}},
-            "schemas": components(),
+            "schemas": {**components(), **alert_components()},
             "responses": {
                 f"E{code}": {"description": text, "content": _json(ref("Error"))}
                 for code, text in _ERRORS.items()

@@ -134,6 +134,7 @@ def _job_properties(*, partial: bool) -> dict[str, Schema]:
         "targets": _string_map(key_pattern=_LABEL_KEY, max_items=32, max_value_len=256),
         "retention_days": nullable({"type": "integer", "minimum": 1, "maximum": 3650}),
         "expect_success_within": nullable(_number(1, 366 * 86400)),
+        "alerts": nullable(ref("AlertRule")),
     }
 
 

@@ -10,7 +10,8 @@ recorded even if the worker never wrote a word to MongoDB.
 A ``lost`` record never overrides a finished one (the log store orders them),
 and a worker that was only cut off and later reports the real result
 overrides ``lost``. A periodic sweep catches runs that ended while no master
-was watching. Writes are idempotent, so several masters may reap at once.
+was watching. Only the elected master reaps (``_leader``); writes are
+idempotent all the same, so a run reaped twice is recorded once.
 """
 
 from __future__ import annotations
@@ -19,13 +20,37 @@ import asyncio
 import contextlib
 import json
 import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
-from ..common import Clock, Keyspace, RunRecord, RunStatus, ServiceUnavailable, parse_run_id
+from ..common import (
+    Clock,
+    Keyspace,
+    RunRecord,
+    RunStatus,
+    ServiceUnavailable,
+    parse_run_id,
+    reraise_cancellation,
+)
 from ..coord import CoordStore, KeyValue, PrefixMirror
 from ..logstore import LogStore, RunQuery
 
 log = logging.getLogger(__name__)
+
+Duty = Callable[[str], AbstractAsyncContextManager[None]]
+OnLost = Callable[[RunRecord], Awaitable[None]]
+
+
+@contextlib.asynccontextmanager
+async def log_failures(name: str) -> AsyncIterator[None]:
+    """The plainest duty: a step that fails for want of etcd or MongoDB is logged."""
+    try:
+        yield
+    except ServiceUnavailable as exc:
+        reraise_cancellation()
+        log.warning("%s failed: %s", name, exc)
+    reraise_cancellation()
 
 
 def lost_record(run: dict[str, Any], *, job: str, now_ms: int, reason: str) -> RunRecord:
@@ -41,13 +66,18 @@ def lost_record(run: dict[str, Any], *, job: str, now_ms: int, reason: str) -> R
 
 class LostRunReaper:
     def __init__(self, store: CoordStore, logs: LogStore, keys: Keyspace, clock: Clock, *,
-                 sweep_interval: float = 30.0) -> None:
+                 sweep_interval: float = 30.0, duty: Duty = log_failures,
+                 on_lost: OnLost | None = None) -> None:
+        """``duty(name)`` wraps each unit of work (the leader records and fences
+        them); ``on_lost(record)`` follows each run marked lost."""
         self.store = store
         self.logs = logs
         self.keys = keys
         self.clock = clock
         self.sweep_interval = sweep_interval
         self.reaped = 0
+        self.duty = duty
+        self.on_lost = on_lost
         self.running = PrefixMirror(store, keys.running_dir, on_change=self._on_running)
         self._pending: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue()
 
@@ -73,12 +103,14 @@ class LostRunReaper:
         while True:
             name, run = await self._pending.get()
             job = name.split("/", 1)[0]
-            try:
-                if await self._worker_alive(str(run.get("worker")), run.get("lease")):
-                    continue  # finished normally: its worker removed the key
-                await self._mark_lost(job, run, "worker lost (its lease expired) during the run")
-            except (ServiceUnavailable, ValueError) as exc:
-                log.warning("cannot check run %s now: %s", name, exc)
+            async with self.duty("lost-runs"):
+                try:
+                    if await self._worker_alive(str(run.get("worker")), run.get("lease")):
+                        continue  # finished normally: its worker removed the key
+                    await self._mark_lost(job, run,
+                                          "worker lost (its lease expired) during the run")
+                except ValueError as exc:
+                    log.warning("cannot check run %s: %s", name, exc)
 
     async def _mark_lost(self, job: str, run: dict[str, Any], reason: str) -> None:
         record = lost_record(run, job=job, now_ms=self.clock.now_ms(), reason=reason)
@@ -86,6 +118,8 @@ class LostRunReaper:
         self.reaped += 1
         log.warning("run %s (attempt %d) on %s is lost: %s", record.run_id, record.attempt,
                     record.worker, reason)
+        if self.on_lost is not None:
+            await self.on_lost(record)
 
     async def sweep(self) -> int:
         """Mark ``running`` records whose worker is gone; returns how many."""
@@ -107,8 +141,6 @@ class LostRunReaper:
     async def _sweep_forever(self) -> None:
         await self.running.ready.wait()
         while True:
-            try:
+            async with self.duty("lost-run-sweep"):
                 await self.sweep()
-            except ServiceUnavailable as exc:
-                log.warning("lost-run sweep failed: %s", exc)
             await asyncio.sleep(self.sweep_interval)  # periodic duty timer

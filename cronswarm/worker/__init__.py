@@ -16,44 +16,62 @@ from ._claim import (
 from ._executor import ExecResult, Executor, KillSwitch, RunContext, ShellExecutor
 from ._http import HttpExecutor
 from ._live import Feed, LiveOutputServer, OutputFeeds
+from ._logwriter import FlushEvent, LogWriter, WriterCounters, decode_record, encode_record
 from ._output import BoundedOutput
 from ._retry import HandOff, RetryBoard, RetryRequest
-from ._sink import DirectSink, RunSink
+from ._sink import RunSink
 from ._slots import SlotBook, Slots
+from ._spool import Position, Spool, SpoolError, SpoolFull, encode_frame, scan_frames
+from ._stats import LAG_BUCKETS, CountingSink, FlushStats, LagHistogram, RunStats
 from ._timetable import Timetable
 from ._worker import LiveRun, Worker, retry_delay
 
 __all__ = [
+    "LAG_BUCKETS",
     "BoundedOutput",
     "Claim",
-    "DirectSink",
+    "CountingSink",
     "ExecResult",
     "Executor",
     "Feed",
+    "FlushEvent",
+    "FlushStats",
     "HandOff",
     "HttpExecutor",
     "KillSwitch",
+    "LagHistogram",
     "LiveOutputServer",
     "LiveRun",
+    "LogWriter",
     "Outcome",
     "OutputFeeds",
+    "Position",
     "RetryBoard",
     "RetryRequest",
     "RunContext",
     "RunSink",
+    "RunStats",
     "ShellExecutor",
     "SlotBook",
     "Slots",
+    "Spool",
+    "SpoolError",
+    "SpoolFull",
     "TickPlan",
     "Timetable",
     "Worker",
+    "WriterCounters",
     "build_claim",
     "build_skip",
     "claim",
     "claim_skip",
+    "decode_record",
+    "encode_frame",
+    "encode_record",
     "plan_ticks",
     "read_claim",
     "rendezvous_owner",
     "retry_delay",
     "run_info",
+    "scan_frames",
 ]

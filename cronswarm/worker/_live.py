@@ -1,4 +1,5 @@
-"""Live output of the attempts running on this worker, over HTTP.
+"""Live output of the attempts running on this worker, over HTTP (and the
+worker's Prometheus metrics at ``/metrics``).
 
 Each worker serves ``GET /runs/{record_id}/output`` on
 ``CRONSWARM_WORKER_HTTP_HOST``/``CRONSWARM_WORKER_HTTP_PORT`` (port 0: any
@@ -28,7 +29,7 @@ import codecs
 import collections
 import logging
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from aiohttp import web
@@ -222,26 +223,42 @@ async def output_view(request: web.Request) -> web.StreamResponse:
     return await stream_feed(request, feed)
 
 
-def create_live_app(feeds: OutputFeeds, cluster_key: bytes) -> web.Application:
+Metrics = Callable[[], tuple[bytes, str]]  # the Prometheus text and its content type
+
+
+def create_live_app(feeds: OutputFeeds, cluster_key: bytes, metrics: Metrics | None = None
+                    ) -> web.Application:
     app = web.Application()
     app[FEEDS] = feeds
     app[CLUSTER_KEY] = cluster_key
     app.router.add_get("/runs/{record_id}/output", output_view)
+    if metrics is not None:
+        render = metrics
+
+        async def metrics_view(request: web.Request) -> web.Response:
+            """The worker's Prometheus metrics (no authentication: counts only)."""
+            body, content_type = render()
+            return web.Response(body=body, headers={"Content-Type": content_type})
+
+        app.router.add_get("/metrics", metrics_view)
     return app
 
 
 class LiveOutputServer:
     """The worker's HTTP endpoint; ``start`` returns the URL to advertise."""
 
-    def __init__(self, feeds: OutputFeeds, host: str, port: int) -> None:
+    def __init__(self, feeds: OutputFeeds, host: str, port: int, *,
+                 metrics: Metrics | None = None) -> None:
         self.feeds = feeds
         self.host = host
         self.port = port
+        self.metrics = metrics
         self.url: str | None = None
         self._runner: web.AppRunner | None = None
 
     async def start(self, cluster_key: bytes) -> str:
-        runner = web.AppRunner(create_live_app(self.feeds, cluster_key), access_log=None,
+        runner = web.AppRunner(create_live_app(self.feeds, cluster_key, self.metrics),
+                               access_log=None,
                                shutdown_timeout=1.0)
         await runner.setup()
         self._runner = runner

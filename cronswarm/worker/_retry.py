@@ -39,6 +39,10 @@ Protocol:
    itself.
 6. If the origin dies, its lease takes the request, the lock and the running
    key with it: the run is lost, like any run of a dead worker.
+7. The elected master asks for the next attempt of a lost run the same way
+   (origin ``leader:<master id>``, ``lost: true``, on a lease of its own that
+   ends after the job's misfire window); nobody holds that run's lock any
+   more, so the claim takes it only if it is free (see ``master._lost_retry``).
 """
 
 from __future__ import annotations
@@ -79,11 +83,16 @@ class RetryRequest:
     not_before: int  # epoch ms
     origin: str  # the worker that asks
     targets: Mapping[str, str] = field(default_factory=dict)  # the job's, when asked
+    # Asked by the elected master for a run whose worker died (``lost``): the
+    # lock is not the origin's to hand over, so a claim takes it only if free.
+    lost: bool = False
 
     def encode(self) -> bytes:
-        data = {"run_id": self.run_id, "job": self.job, "tick": self.tick,
-                "attempt": self.attempt, "not_before": self.not_before,
-                "origin": self.origin, "targets": dict(self.targets)}
+        data: dict[str, Any] = {"run_id": self.run_id, "job": self.job, "tick": self.tick,
+                                "attempt": self.attempt, "not_before": self.not_before,
+                                "origin": self.origin, "targets": dict(self.targets)}
+        if self.lost:
+            data["lost"] = True
         return json.dumps(data, separators=(",", ":")).encode()
 
     @classmethod
@@ -94,7 +103,7 @@ class RetryRequest:
             raise TypeError("targets must be an object")
         return cls(str(data["run_id"]), str(data["job"]), int(data["tick"]),
                    int(data["attempt"]), int(data["not_before"]), str(data["origin"]),
-                   {str(k): str(v) for k, v in targets.items()})
+                   {str(k): str(v) for k, v in targets.items()}, data.get("lost") is True)
 
     def matches(self, labels: Mapping[str, str]) -> bool:
         """Whether a worker with ``labels`` may take it (as ``Job.matches``)."""
@@ -118,12 +127,19 @@ def build_offer(keys: Keyspace, request: RetryRequest, info: bytes, lease: int
 def build_retry_claim(keys: Keyspace, job: Job, request: RetryRequest, revision: int,
                       info: bytes, lease: int
                       ) -> tuple[list[Compare], list[TxnOp], list[TxnOp]]:
-    """A claimer's transaction: take the request at ``revision`` and the run with it."""
+    """A claimer's transaction: take the request at ``revision`` and the run with it.
+
+    The retry of a lost run takes the job's lock only if it is free (unless the
+    overlap policy is ``allow``): a newer run holding it goes on alone.
+    """
     key = keys.retry(request.job, request.run_id)
     success: list[TxnOp] = [Delete(key), Put(keys.running(job.name, request.run_id), info, lease)]
+    compare = [Compare.mod_revision(key, "==", revision)]
     if job.overlap != "allow":
         success.append(Put(keys.lock(job.name), info, lease))
-    return [Compare.mod_revision(key, "==", revision)], success, []
+        if request.lost:
+            compare.append(Compare.absent(keys.lock(job.name)))
+    return compare, success, []
 
 
 def retry_owner(request: RetryRequest, candidates: list[str]) -> str:

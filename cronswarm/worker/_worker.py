@@ -49,6 +49,7 @@ from ..coord import (
     load_cluster_key,
     wait_deleted,
 )
+from ..metrics import render, worker_registry
 from ._claim import Claim, Outcome, claim, claim_skip, plan_ticks, rendezvous_owner, run_info
 from ._executor import ExecResult, Executor, KillSwitch, RunContext, ShellExecutor
 from ._http import HttpExecutor
@@ -58,6 +59,7 @@ from ._registry import WorkerInfo
 from ._retry import HandOff, RetryBoard, RetryRequest
 from ._sink import RunSink
 from ._slots import Slots
+from ._stats import CountingSink, FlushStats, RunStats
 from ._timetable import Timetable
 
 log = logging.getLogger(__name__)
@@ -117,7 +119,11 @@ class Worker:
     ) -> None:
         self.settings = settings
         self.store = store
-        self.sink = sink
+        self.log_sink = sink  # the writer itself (its own counters, if any)
+        self.run_stats = RunStats()  # what this worker recorded, for its metrics
+        self.flush_stats = FlushStats()  # the writer's bulk writes, if it reports them
+        self.flush_stats.follow(sink)
+        self.sink: RunSink = CountingSink(sink, self.run_stats)
         self.clock = clock or SystemClock()
         self.id = worker_id or settings.worker_id
         self.keys = Keyspace(settings.key_prefix)
@@ -152,8 +158,10 @@ class Worker:
         # execution: slots, live output, retries on other workers
         self.slots = Slots(settings.max_concurrent_runs)
         self.feeds = OutputFeeds()
+        self.metrics = worker_registry(self)  # this worker's own registry
         self.live_server = LiveOutputServer(self.feeds, settings.worker_http_host,
-                                            settings.worker_http_port)
+                                            settings.worker_http_port,
+                                            metrics=lambda: render(self.metrics))
         self.retries = RetryBoard(
             store, self.keys, self.id, self.lease, self.clock,
             handoff_delay=settings.handoff_delay, labels=self.labels, workers=self.workers,

@@ -6,6 +6,7 @@ from pathlib import Path
 from cronswarm.common import Keyspace, Settings
 from cronswarm.coord import EtcdStore
 from cronswarm.logstore import MongoLogStore
+from tests.helpers import wait_for_count
 from tests.workerkit import Gate, create_job, job_service, ms, running_worker, wait_final
 
 
@@ -63,7 +64,9 @@ async def test_at_most_n_runs_at_once(
             async with asyncio.timeout(30):
                 await worker.slots.wait_for(
                     lambda: (worker.slots.busy, worker.slots.waiting) == (2, 2))
-            assert await logs.runs.count_documents({"status": "running"}) == 2
+            # Records reach MongoDB through the batching writer: wait for them.
+            await wait_for_count(logs.runs, {"status": "running"}, lambda n: n == 2,
+                                 timeout=30)
             gate.release(4)
             docs = [await wait_final(logs, f"{rid}#1") for rid in rids]
     finally:

@@ -1,9 +1,26 @@
 """Contract of the log store, on a real MongoDB-protocol server."""
 
+import random
+from dataclasses import replace
+
 import pytest
 
-from cronswarm.common import RunRecord, RunStatus, ValidationError
-from cronswarm.logstore import AuditEntry, MongoLogStore, RunQuery
+from cronswarm.common import (
+    RunRecord,
+    RunStatus,
+    Settings,
+    SystemClock,
+    ValidationError,
+    from_ms,
+    to_ms,
+)
+from cronswarm.logstore import (
+    AuditEntry,
+    MongoLogStore,
+    RunQuery,
+    coalesce_records,
+    record_to_doc,
+)
 
 
 def record(job: str, tick: int, status: RunStatus = RunStatus.SUCCEEDED, attempt: int = 1,
@@ -69,3 +86,228 @@ async def test_last_runs_and_audit(logs: MongoLogStore) -> None:
     entries = await logs.query_audit(target="a")
     assert [(e.actor, e.action, e.after) for e in entries] == [
         ("token:x", "job.create", {"name": "a"})]
+
+
+async def test_indexes_serve_the_dashboard_queries(logs: MongoLogStore) -> None:
+    runs = {k: list(dict(v["key"]).items())
+            for k, v in (await logs.runs.index_information()).items()}
+    assert runs["job_tick_id"] == [("job", 1), ("tick", 1), ("_id", 1)]
+    assert runs["status_tick_id"] == [("status", 1), ("tick", 1), ("_id", 1)]
+    assert runs["worker_tick_id"] == [("worker", 1), ("tick", 1), ("_id", 1)]
+    assert runs["job_tick_attempt_unique"] == [("job", 1), ("tick", 1), ("attempt", 1)]
+    assert runs["retention"] == [("expire_at", 1)]
+    audit = {k: list(dict(v["key"]).items())
+             for k, v in (await logs.audit.index_information()).items()}
+    assert audit["target_at"] == [("target", 1), ("at", -1)]
+    assert audit["actor_at"] == [("actor", 1), ("at", -1)]
+    await logs.ensure_indexes()  # idempotent
+
+
+async def test_retention_is_computed_when_the_run_ends(logs: MongoLogStore) -> None:
+    now = SystemClock().now_ms()  # recent runs: none expires during the test
+    default = record("a", now)
+    short = record("b", now)
+    short.retention_days = 2
+    running = record("c", now, RunStatus.RUNNING)
+    await logs.write_runs([default, short, running])
+    docs = {d["job"]: d async for d in logs.runs.find({})}
+    day_ms = 86_400_000
+    days = logs.default_retention_days
+    assert to_ms(docs["a"]["expire_at"]) == default.ended + days * day_ms  # cluster default
+    assert to_ms(docs["b"]["expire_at"]) == now + 50 + 2 * day_ms  # the job's override
+    assert "expire_at" not in docs["c"]  # a live run never expires
+    info = await logs.runs.index_information()
+    assert info["retention"]["expireAfterSeconds"] == 0
+    got = await logs.get_run(short.record_id)
+    assert got is not None and got.retention_days == 2
+
+
+async def test_running_and_final_in_one_batch_leave_the_final(logs: MongoLogStore) -> None:
+    running = record("a", 1000, RunStatus.RUNNING)
+    done = record("a", 1000, RunStatus.FAILED, output="boom")
+    await logs.write_runs([running, done, running])
+    assert coalesce_records([running, done, running]) == [done]
+    docs = await logs.runs.find({}).to_list(None)
+    assert [(d["status"], d["output"]) for d in docs] == [("failed", "boom")]
+
+
+async def test_counts_per_status_over_a_window(logs: MongoLogStore) -> None:
+    statuses = [RunStatus.SUCCEEDED] * 5 + [RunStatus.FAILED] * 2 + [RunStatus.TIMEOUT]
+    await logs.write_runs([record("a", (i + 1) * 1000, s) for i, s in enumerate(statuses)]
+                          + [record("b", 3000, RunStatus.FAILED),
+                             record("b", 9000, RunStatus.RUNNING)])
+    counts = await logs.count_runs(since=1000, until=9001)
+    assert set(counts) == set(RunStatus)
+    assert {s: n for s, n in counts.items() if n} == {
+        RunStatus.SUCCEEDED: 5, RunStatus.FAILED: 3, RunStatus.TIMEOUT: 1,
+        RunStatus.RUNNING: 1}
+    window = await logs.count_runs(since=2000, until=6000)  # ticks 2000..5000
+    assert window[RunStatus.SUCCEEDED] == 4 and window[RunStatus.FAILED] == 1
+    of_a = await logs.count_runs(since=0, until=10_000, job="a")
+    assert {s: n for s, n in of_a.items() if n} == {
+        RunStatus.SUCCEEDED: 5, RunStatus.FAILED: 2, RunStatus.TIMEOUT: 1}
+    assert sum((await logs.count_runs(since=0, until=10_000, job="nope")).values()) == 0
+
+
+async def test_last_runs_of_few_and_of_many_jobs(logs: MongoLogStore) -> None:
+    jobs = [f"j{i}" for i in range(100)]
+    await logs.write_runs([record(j, t) for j in jobs for t in (1000, 5000, 3000)])
+    for asked in (jobs[:10], jobs[:90]):  # a lookup by _id; a read of the whole rollup
+        last = await logs.last_runs([*asked, "none", "j1"])
+        assert set(last) == set(asked)
+        assert {r.tick for r in last.values()} == {5000}
+
+
+async def test_audit_by_target_actor_and_time(logs: MongoLogStore) -> None:
+    for at, actor, action, target in [(10, "alice", "job.create", "a"),
+                                      (20, "bob", "job.update", "a"),
+                                      (30, "alice", "job.delete", "b"),
+                                      (40, "alice", "token.create", "token:t1")]:
+        await logs.write_audit(AuditEntry(at, actor, action, target, None, None))
+    by_alice = await logs.query_audit(actor="alice")
+    assert [e.at for e in by_alice] == [40, 30, 10]  # newest first
+    assert [e.at for e in await logs.query_audit(actor="alice", target="a")] == [10]
+    assert [e.at for e in await logs.query_audit(since=20, until=40)] == [30, 20]
+    assert [e.action for e in await logs.query_audit(action="job.update")] == ["job.update"]
+    page = await logs.query_audit(limit=2)
+    older = await logs.query_audit(limit=2, until=page[-1].at)
+    assert [e.at for e in page + older] == [40, 30, 20, 10]
+
+
+async def test_pages_and_counts_are_exact_at_window_and_cursor_boundaries(
+        logs: MongoLogStore) -> None:
+    """Many runs share ticks (jobs, attempts); every page walk and every count
+    must agree with a brute-force reference, bounds included."""
+    rng = random.Random(5)
+    statuses = [RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.RUNNING]
+    records = []
+    for i in range(240):
+        r = record(f"j{i % 4}", rng.randrange(1, 13) * 1000, rng.choice(statuses),
+                   attempt=i // 4 % 3 + 1, worker=f"w{i % 3}")
+        records.append(r)
+    records = list({r.record_id: r for r in records}.values())
+    await logs.write_runs(records)
+
+    def newest_first(rs: list[RunRecord]) -> list[str]:
+        return [r.record_id for r in sorted(rs, key=lambda r: (r.tick, r.record_id),
+                                            reverse=True)]
+
+    for since, until in [(None, None), (3000, 9000), (5000, 5001), (1000, 13000)]:
+        for field, value in [("job", "j1"), ("status", RunStatus.FAILED), ("worker", "w2"),
+                             (None, None)]:
+            expected = newest_first([
+                r for r in records
+                if (field is None or getattr(r, field) == value)
+                and (since is None or r.tick >= since) and (until is None or r.tick < until)])
+            query = RunQuery(**({field: value} if field else {}), since=since, until=until,
+                             limit=7)
+            walked: list[str] = []
+            while True:
+                page = await logs.query_runs(query)
+                walked += [r.record_id for r in page.runs]
+                if page.next_cursor is None:
+                    break
+                query = replace(query, cursor=page.next_cursor)
+            assert walked == expected, (field, since, until)
+        if since is not None and until is not None:
+            counts = await logs.count_runs(since=since, until=until)
+            assert counts == {s: sum(1 for r in records if r.status is s
+                                     and since <= r.tick < until) for s in RunStatus}
+            of_j1 = await logs.count_runs(since=since, until=until, job="j1")
+            assert of_j1 == {s: sum(1 for r in records if r.status is s and r.job == "j1"
+                                    and since <= r.tick < until) for s in RunStatus}
+
+
+async def test_last_run_is_the_newest_whatever_the_order_of_writes(
+        logs: MongoLogStore) -> None:
+    first = record("a", 1000)
+    retry_running = record("a", 2000, RunStatus.RUNNING, attempt=2)
+    retry_done = record("a", 2000, RunStatus.FAILED, attempt=2, output="second try")
+    older_lost = record("a", 1000, RunStatus.LOST)
+    for batch in ([retry_done], [first], [retry_running], [older_lost], [retry_done]):
+        await logs.write_runs(batch)  # replays and stale writes, in a bad order
+    last = (await logs.last_runs(["a"]))["a"]
+    assert (last.tick, last.attempt, last.status, last.output) == (
+        2000, 2, RunStatus.FAILED, "")  # a summary: the output is in the run itself
+    full = await logs.get_run(last.record_id)
+    assert full is not None and full.output == "second try"
+    assert await logs.db["run_last"].count_documents({}) == 1
+
+
+async def test_last_runs_of_history_written_before_the_rollup(logs: MongoLogStore) -> None:
+    old = record_to_doc(record("legacy", 7000, RunStatus.FAILED),
+                        default_retention_days=logs.default_retention_days)
+    await logs.runs.insert_one(old)  # as if written by an older version
+    assert (await logs.last_runs(["legacy", "never-ran"]))["legacy"].tick == 7000
+    assert await logs.db["run_last"].find_one({"_id": "legacy"}) is not None  # remembered
+    assert "never-ran" not in await logs.last_runs(["never-ran"])
+
+
+async def test_hourly_counts_stay_exact_through_caching_and_late_writes(
+        logs: MongoLogStore) -> None:
+    hour = 3_600_000
+    base = 1_700_000_000_000 - 1_700_000_000_000 % hour  # on an hour
+    rng = random.Random(3)
+    statuses = [RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.SKIPPED]
+    records = [record(f"j{i % 5}", base + rng.randrange(6 * hour) // 1000 * 1000,
+                      rng.choice(statuses), attempt=i + 1) for i in range(300)]
+    await logs.write_runs(records)
+    since, until = base + hour // 2, base + 5 * hour + hour // 6  # partial hours at both ends
+
+    def expected() -> dict[RunStatus, int]:
+        return {s: sum(1 for r in records if r.status is s and since <= r.tick < until)
+                for s in RunStatus}
+
+    assert await logs.count_runs(since=since, until=until) == expected()
+    buckets = await logs.db["run_hours"].find({}).to_list(None)
+    assert len(buckets) == 6 and all(b["rolled"] == b["version"] for b in buckets[1:5])
+    assert await logs.count_runs(since=since, until=until) == expected()  # from the cache
+
+    late = record("late", base + 2 * hour + 5000, RunStatus.FAILED)  # into a cached hour
+    records.append(late)
+    await logs.write_runs([late])
+    assert await logs.count_runs(since=since, until=until) == expected()
+
+    # A reader that counts between a writer's two bumps must not be trusted.
+    sneaky = record("sneaky", base + 3 * hour + 7000, RunStatus.TIMEOUT)
+    await logs.hourly.touch([from_ms(sneaky.tick)])  # the writer's first bump
+    await logs.count_runs(since=since, until=until)  # caches the hour without it
+    await logs.runs.insert_one(record_to_doc(sneaky,
+                                             default_retention_days=logs.default_retention_days))
+    await logs.hourly.touch([from_ms(sneaky.tick)])  # the writer's second bump
+    records.append(sneaky)
+    assert await logs.count_runs(since=since, until=until) == expected()
+
+    await logs.db["run_hours"].drop()  # lost, or never built (older history)
+    assert await logs.count_runs(since=since, until=until) == expected()
+    assert await logs.count_runs(since=until, until=since) == dict.fromkeys(RunStatus, 0)
+
+
+async def test_pages_are_exact_when_the_search_widens_across_windows(
+        logs: MongoLogStore, settings: Settings) -> None:
+    now = 1_800_000_000_000
+
+    class Fixed:
+        def now_ms(self) -> int:
+            return now
+
+    store = MongoLogStore(logs.client, database=settings.mongodb_database, clock=Fixed(),
+                          default_retention_days=logs.default_retention_days)
+    minute, hour, day = 60_000, 3_600_000, 86_400_000
+    offsets = [minute, 2 * minute, 2 * minute, 3 * hour, 5 * hour, 2 * day, 40 * day,
+               400 * day, 4000 * day, 20_000 * day, -5 * minute]  # one tick in the future
+    records = [record(f"j{i % 2}", now - off, attempt=i + 1) for i, off in enumerate(offsets)]
+    await store.write_runs(records)
+    for limit in (1, 2, 3, 20):
+        for job in (None, "j0"):
+            walked: list[str] = []
+            query = RunQuery(job=job, limit=limit)
+            while True:
+                page = await store.query_runs(query)
+                walked += [r.record_id for r in page.runs]
+                if page.next_cursor is None:
+                    break
+                query = replace(query, cursor=page.next_cursor)
+            mine = [r for r in records if job is None or r.job == job]
+            assert walked == [r.record_id for r in sorted(
+                mine, key=lambda r: (r.tick, r.record_id), reverse=True)], (limit, job)

@@ -22,7 +22,7 @@ def app_routes() -> set[tuple[str, str]]:
         path = info.get("path") or info.get("formatter")
         method = route.method.lower()
         if path and method in METHODS and (path.startswith("/api/") or path in (
-                "/healthz", "/readyz")):
+                "/healthz", "/readyz", "/metrics")):
             out.add((method, path))
     return out
 

@@ -1,0 +1,133 @@
+"""Pages of run history, newest first, with cursors (never skip).
+
+Every query is shaped to walk one index range and stop after a page:
+
+- equality on job, status or worker, then a range of ticks, sorted by
+  (tick, _id) descending: the (field, tick, _id) indexes provide that order;
+- no top-level ``$or`` (some servers then scan the collection): a cursor is
+  two queries, the runs of the cursor's own tick after its _id and the runs
+  of strictly older ticks; a text search is one query per text field, merged;
+- tick is bounded with ``$gte``/``$lt`` only (see the indexes in _mongo.py);
+- the search widens a window of ticks below the upper bound until it holds a
+  full page, so that each round reads about a page of index entries even on
+  servers that read a whole index range before sorting it (the development
+  server). The newest ``n`` runs of a window that holds ``n`` are the newest
+  ``n`` overall. The first window is an hour; each next one is sized from
+  the matches per hour seen so far (2 to 16 times wider); after four rounds
+  the window is unbounded, so sparse filters cost at most five round trips.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from pymongo import DESCENDING
+from pymongo.asynchronous.collection import AsyncCollection
+
+from ..common import ValidationError, from_ms
+from ._abc import RunQuery
+
+Doc = dict[str, Any]
+
+FIRST_WINDOW_MS = 3_600_000
+MIN_GROWTH, MAX_GROWTH = 2, 16
+WINDOW_ROUNDS = 4  # bounded windows before the last, unbounded one
+TEXT_FIELDS = ("output", "output_tail", "error")
+_ORDER = [("tick", DESCENDING), ("_id", DESCENDING)]
+
+
+def encode_cursor(tick_ms: int, record_id: str) -> str:
+    raw = json.dumps([tick_ms, record_id], separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[int, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        tick, record_id = json.loads(raw)
+        if not isinstance(tick, int) or not isinstance(record_id, str):
+            raise TypeError("bad cursor fields")
+    except (ValueError, TypeError) as exc:
+        raise ValidationError.single("cursor", "is not a cursor returned by this API") from exc
+    return tick, record_id
+
+
+def _newest_first(doc: Mapping[str, Any]) -> tuple[Any, str]:
+    return doc["tick"], doc["_id"]
+
+
+class HistoryPager:
+    """Finds the newest ``n`` runs matching a query below an upper tick."""
+
+    def __init__(self, runs: AsyncCollection[Doc], query: RunQuery, *, now_ms: int,
+                 max_time_ms: int) -> None:
+        self.runs = runs
+        self.query = query
+        self.now_ms = now_ms
+        self.max_time_ms = max_time_ms
+        self.base: Doc = {}
+        for name in ("job", "status", "worker"):
+            value = getattr(query, name)
+            if value is not None:
+                self.base[name] = getattr(value, "value", value)
+        self.texts: list[Doc] = []
+        if query.text:
+            pattern = {"$regex": re.escape(query.text), "$options": "i"}
+            self.texts = [{name: pattern} for name in TEXT_FIELDS]
+
+    async def page(self, limit: int) -> list[Doc]:
+        """Up to ``limit + 1`` documents, newest first, after the query's cursor."""
+        query, need = self.query, limit + 1
+        upper = query.until
+        docs: list[Doc] = []
+        if query.cursor is not None:
+            at, record_id = decode_cursor(query.cursor)
+            if (query.since is None or at >= query.since) and (upper is None or at < upper):
+                docs = await self._matching(
+                    {**self.base, "tick": from_ms(at), "_id": {"$lt": record_id}}, need)
+            upper = at if upper is None else min(upper, at)
+        if len(docs) < need:
+            docs += await self._below(upper, need - len(docs))
+        return docs
+
+    async def _below(self, upper: int | None, need: int) -> list[Doc]:
+        since = self.query.since
+        top = self.now_ms if upper is None else upper
+        width = FIRST_WINDOW_MS
+        for _ in range(WINDOW_ROUNDS):
+            lower = top - width
+            if since is not None and lower <= since:
+                break
+            docs = await self._matching(self._window(lower, upper), need)
+            if len(docs) >= need:
+                return docs
+            # Aim at a window holding 1.5 pages at the rate seen so far.
+            growth = 1.5 * need / max(len(docs), 1)
+            width = int(width * min(MAX_GROWTH, max(MIN_GROWTH, growth)))
+        return await self._matching(self._window(since, upper), need)
+
+    def _window(self, lower: int | None, upper: int | None) -> Doc:
+        tick: Doc = {}
+        if lower is not None:
+            tick["$gte"] = from_ms(lower)
+        if upper is not None:
+            tick["$lt"] = from_ms(upper)
+        return {**self.base, "tick": tick} if tick else dict(self.base)
+
+    async def _matching(self, flt: Doc, need: int) -> list[Doc]:
+        if not self.texts:
+            return await self._find(flt, need)
+        merged: dict[str, Doc] = {}
+        for text in self.texts:
+            for doc in await self._find({**flt, **text}, need):
+                merged[doc["_id"]] = doc
+        ordered: Callable[[Mapping[str, Any]], tuple[Any, str]] = _newest_first
+        return sorted(merged.values(), key=ordered, reverse=True)[:need]
+
+    async def _find(self, flt: Doc, need: int) -> list[Doc]:
+        cursor = self.runs.find(flt).sort(_ORDER).limit(need).max_time_ms(self.max_time_ms)
+        return await cursor.to_list(length=need)

@@ -1,0 +1,249 @@
+"""Pre-aggregates of the run history, exact whatever the order or number of replays.
+
+``run_last`` holds, per job, a summary of its newest run document (without
+output): the newest by (tick, attempt, seq), kept as one comparable string
+``order``. Every write is a
+conditional "max" (``order`` below the new one), so replays and races leave
+the newest and a stale write is a no-op (a duplicate key on the upsert). The jobs page asks
+for the last run of every job: one read of this small collection instead of
+one index probe per job.
+
+``run_hours`` holds, per hour of ticks, the number of runs in each status: a
+cache with a version. Whoever writes runs bumps the version of each hour it
+touches before and after writing (``touch``); a reader uses a bucket only if
+its counts were taken at its current version, and otherwise recounts that
+hour from the runs and stores the result if nobody bumped it meanwhile. A
+writer that dies between its two bumps leaves the hour dirty (the first bump)
+or is replayed from its spool (which bumps again), so a bucket never looks
+fresh while missing a write. Counting a window then reads one small document
+per full hour, recounts only the hours written since (in practice the current
+one), and counts the partial hours at the ends from the runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from pymongo import DESCENDING, UpdateOne
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import BulkWriteError, PyMongoError
+
+from ..common import to_ms
+from ._abc import LogStoreUnavailable
+
+Doc = dict[str, Any]
+
+DUPLICATE_KEY = 11000
+_FALLBACK_CONCURRENCY = 16
+_READ_ALL_ABOVE = 64  # asked for more jobs than this: read the collection whole
+_NOT_SUMMARISED = ("output", "output_tail", "extra")
+_RECOUNT_CONCURRENCY = 8
+HOUR = dt.timedelta(hours=1)
+
+
+def floor_hour(t: dt.datetime) -> dt.datetime:
+    return t.replace(minute=0, second=0, microsecond=0)
+
+
+def ceil_hour(t: dt.datetime) -> dt.datetime:
+    floor = floor_hour(t)
+    return floor if floor == t else floor + HOUR
+
+
+def _order(doc: Mapping[str, Any]) -> str:
+    tick = doc["tick"]
+    if tick.tzinfo is None:
+        tick = tick.replace(tzinfo=dt.UTC)
+    return f"{to_ms(tick):016d}.{doc['attempt']:06d}.{doc['seq']}"
+
+
+def newest_per_job(docs: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    newest: dict[str, Mapping[str, Any]] = {}
+    for doc in docs:
+        held = newest.get(doc["job"])
+        if held is None or _order(doc) >= _order(held):
+            newest[doc["job"]] = doc
+    return list(newest.values())
+
+
+class LastRuns:
+    """The ``run_last`` collection: one document per job."""
+
+    def __init__(self, runs: AsyncCollection[Doc], last: AsyncCollection[Doc], *,
+                 default_retention_days: int) -> None:
+        self.runs = runs
+        self.last = last
+        self.keep = dt.timedelta(days=default_retention_days)
+
+    async def ensure_indexes(self) -> None:
+        await self.last.create_index("expire_at", expireAfterSeconds=0, name="retention")
+
+    async def note(self, docs: Iterable[Mapping[str, Any]]) -> None:
+        """Make each job's entry the newest of what it holds and ``docs``."""
+        ops = []
+        for doc in newest_per_job(docs):
+            order = _order(doc)
+            summary = {k: v for k, v in doc.items() if k not in _NOT_SUMMARISED}
+            ops.append(UpdateOne(
+                {"_id": doc["job"], "order": {"$lt": order}},
+                {"$set": {"order": order, "run": summary,
+                          "expire_at": doc.get("expire_at") or doc["tick"] + self.keep}},
+                upsert=True))
+        if not ops:
+            return
+        try:
+            await self.last.bulk_write(ops, ordered=False)
+        except BulkWriteError as exc:
+            # A duplicate key: the stored entry is as new or newer (a no-op).
+            others = [e for e in exc.details.get("writeErrors", [])
+                      if e.get("code") != DUPLICATE_KEY]
+            if others or exc.details.get("writeConcernErrors"):
+                raise LogStoreUnavailable(f"cannot update run_last: {others[:1]}") from exc
+        except PyMongoError as exc:
+            raise LogStoreUnavailable(str(exc)) from exc
+
+    async def get(self, jobs: Sequence[str]) -> dict[str, Doc]:
+        """A summary (no output) of the newest run of each of ``jobs`` that has one."""
+        wanted = list(dict.fromkeys(jobs))
+        # A long $in costs some servers a comparison per value and document;
+        # the collection holds one small document per job, so read it whole.
+        flt: Doc = {} if len(wanted) > _READ_ALL_ABOVE else {"_id": {"$in": wanted}}
+        chosen = set(wanted)
+        try:
+            found = {d["_id"]: d["run"] async for d in self.last.find(flt, {"run": 1})
+                     if d["_id"] in chosen}
+            missing = [job for job in wanted if job not in found]
+            if missing:
+                # History written before run_last existed: ask the runs
+                # themselves, and remember the answers.
+                backfill = await self._newest_runs(missing)
+                await self.note(backfill)
+                found.update({d["job"]: {k: v for k, v in d.items() if k not in _NOT_SUMMARISED}
+                              for d in backfill})
+        except PyMongoError as exc:
+            raise LogStoreUnavailable(str(exc)) from exc
+        return found
+
+    async def _newest_runs(self, jobs: Sequence[str]) -> list[Doc]:
+        limiter = asyncio.Semaphore(_FALLBACK_CONCURRENCY)
+
+        async def newest(job: str) -> Doc | None:
+            async with limiter:
+                return await self.runs.find_one(
+                    {"job": job}, sort=[("tick", DESCENDING), ("attempt", DESCENDING)])
+
+        docs = await asyncio.gather(*(newest(job) for job in jobs))
+        return [d for d in docs if d is not None]
+
+
+
+class HourlyCounts:
+    """The ``run_hours`` collection: counts per status of each hour of ticks."""
+
+    def __init__(self, runs: AsyncCollection[Doc], hours: AsyncCollection[Doc], *,
+                 default_retention_days: int) -> None:
+        self.runs = runs
+        self.hours = hours
+        self.keep = dt.timedelta(days=default_retention_days)
+
+    async def ensure_indexes(self) -> None:
+        await self.hours.create_index("expire_at", expireAfterSeconds=0, name="retention")
+
+    async def touch(self, ticks: Iterable[dt.datetime]) -> None:
+        """Mark the hours of ``ticks`` as changed (before and after writing runs)."""
+        ops = [UpdateOne({"_id": hour},
+                         {"$inc": {"version": 1},
+                          "$setOnInsert": {"rolled": -1, "counts": {},
+                                           "expire_at": hour + HOUR + self.keep}},
+                         upsert=True)
+               for hour in sorted({floor_hour(t) for t in ticks})]
+        for attempt in (1, 2):
+            try:
+                await self.hours.bulk_write(ops, ordered=False)
+                return
+            except BulkWriteError as exc:
+                errors = exc.details.get("writeErrors", [])
+                # Two first upserts of one hour can race: the loser retries.
+                if attempt == 1 and all(e.get("code") == DUPLICATE_KEY for e in errors):
+                    ops = [ops[e["index"]] for e in errors]
+                    continue
+                raise LogStoreUnavailable(f"cannot update run_hours: {errors[:1]}") from exc
+            except PyMongoError as exc:
+                raise LogStoreUnavailable(str(exc)) from exc
+
+    async def count(self, start: dt.datetime, end: dt.datetime) -> Counter[str]:
+        """Runs per status with ``start <= tick < end``."""
+        totals: Counter[str] = Counter()
+        first, last = ceil_hour(start), floor_hour(end)
+        if first >= last:
+            totals.update((await self._recount(start, end))[0])
+            return totals
+        edges = [(a, b) for a, b in ((start, first), (last, end)) if a < b]
+        full = [first + k * HOUR for k in range((last - first) // HOUR)]
+        try:
+            buckets = {b["_id"].replace(tzinfo=dt.UTC) if b["_id"].tzinfo is None
+                       else b["_id"]: b
+                       async for b in self.hours.find({"_id": {"$gte": first, "$lt": last}})}
+            stale = []
+            for hour in full:
+                bucket = buckets.get(hour)
+                if bucket is not None and bucket["rolled"] == bucket["version"]:
+                    totals.update(bucket["counts"])
+                else:
+                    stale.append((hour, bucket))
+            limiter = asyncio.Semaphore(_RECOUNT_CONCURRENCY)
+
+            async def refresh(hour: dt.datetime, bucket: Doc | None) -> Counter[str]:
+                async with limiter:
+                    counts, expiry = await self._recount(hour, hour + HOUR)
+                    await self._store(hour, bucket, counts, expiry)
+                    return counts
+
+            async def live(a: dt.datetime, b: dt.datetime) -> Counter[str]:
+                async with limiter:
+                    return (await self._recount(a, b))[0]
+
+            parts = await asyncio.gather(*(refresh(h, b) for h, b in stale),
+                                         *(live(a, b) for a, b in edges))
+        except PyMongoError as exc:
+            raise LogStoreUnavailable(str(exc)) from exc
+        for part in parts:
+            totals.update(part)
+        return totals
+
+    async def _recount(self, start: dt.datetime, end: dt.datetime
+                       ) -> tuple[Counter[str], dt.datetime | None]:
+        cursor = await self.runs.aggregate([
+            {"$match": {"tick": {"$gte": start, "$lt": end}}},
+            {"$group": {"_id": "$status", "n": {"$sum": 1}, "expiry": {"$min": "$expire_at"}}},
+        ])
+        counts: Counter[str] = Counter()
+        expiries = []
+        async for row in cursor:
+            counts[str(row["_id"])] = int(row["n"])
+            if row.get("expiry") is not None:
+                expiries.append(row["expiry"])
+        return counts, min(expiries) if expiries else None
+
+    async def _store(self, hour: dt.datetime, bucket: Doc | None, counts: Counter[str],
+                     expiry: dt.datetime | None) -> None:
+        """Cache ``counts``, unless a writer bumped the hour since ``bucket`` was read.
+
+        The bucket expires with the first of its runs to expire (it is then
+        recounted), so the counts never include runs that retention removed.
+        """
+        version = 0 if bucket is None else bucket["version"]
+        flt: Doc = {"_id": hour, "version": version}
+        if bucket is None:
+            flt = {"_id": hour, "version": {"$exists": False}}
+        update = {"$set": {"counts": dict(counts), "rolled": version, "version": version,
+                           "expire_at": expiry or hour + HOUR + self.keep}}
+        try:
+            await self.hours.update_one(flt, update, upsert=bucket is None)
+        except PyMongoError as exc:
+            if getattr(exc, "code", None) != DUPLICATE_KEY:  # else a writer created it first
+                raise
