@@ -5,6 +5,7 @@ from ._cancel import reraise_cancellation
 from ._clock import Clock, SkewedClock, SystemClock, loop_deadline
 from ._config import Settings
 from ._cron import CronSchedule, from_ms, load_timezone, preview, to_ms, validate_expression
+from ._describe import describe
 from ._errors import (
     AuthError,
     ConfigError,
@@ -76,6 +77,7 @@ __all__ = [
     "check_live_auth",
     "check_name",
     "decode_tick",
+    "describe",
     "encode_tick",
     "end_event",
     "from_ms",

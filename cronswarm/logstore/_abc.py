@@ -96,6 +96,13 @@ class LogStore(Protocol):
         job or of all; every status is a key (0 when none)."""
         ...
 
+    async def recent_runs(self, jobs: Mapping[str, int], per_job: int
+                          ) -> dict[str, list[RunRecord]]:
+        """The newest ``per_job`` records of each job in ``jobs`` (newest first,
+        without their output); ``jobs`` maps each job to a hint of how far back
+        (ms) those records reach. Jobs without records are left out."""
+        ...
+
     async def write_audit(self, entry: AuditEntry) -> None: ...
 
     async def query_audit(self, *, target: str | None = None, actor: str | None = None,

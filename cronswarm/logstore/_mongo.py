@@ -17,6 +17,7 @@ kept by ``write_runs`` (_rollups.py): ``run_last`` (each job's newest run) and
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime as dt
 from collections import Counter
@@ -40,12 +41,14 @@ from ..common import (
 from ._abc import AuditEntry, LogStoreRejected, LogStoreUnavailable, RunPage, RunQuery
 from ._history import HistoryPager, encode_cursor
 from ._rollups import HourlyCounts, LastRuns
+from ._windows import FUTURE_MARGIN_MS, MAX_PROBES, windows
 
 DUPLICATE_KEY = 11000
 _SEQ = {RunStatus.RUNNING: 0, RunStatus.LOST: 1}
 _FINAL_SEQ = 2
 _LOST_FIELDS = ("status", "ended", "error", "seq", "expire_at", "duration")
 _MAX_PAGE = 1000
+_NO_OUTPUT = {"output": 0, "output_tail": 0, "extra": 0}
 
 # Listing indexes end in _id: history is sorted by (tick, _id) newest first, so
 # a page is a walk of one index range that stops after ``limit`` entries, never
@@ -286,6 +289,21 @@ class MongoLogStore:
             raise LogStoreUnavailable(str(exc)) from exc
         return None if doc is None else doc_to_record(doc)
 
+    async def _newest(self, flt: Doc, limit: int, *, hi: int, floor: int, first: int,
+                      sort: list[tuple[str, int]], projection: Doc | None = None,
+                      probes: int = MAX_PROBES) -> list[Doc]:
+        """Up to ``limit`` documents matching ``flt`` with floor <= tick < hi, newest
+        first, read window by window (see ``_windows``)."""
+        docs: list[Doc] = []
+        for lo, top in windows(hi, floor, first, probes=probes):
+            window = {**flt, "tick": {"$gte": from_ms(lo), "$lt": from_ms(top)}}
+            need = limit - len(docs)
+            docs += await self.runs.find(window, projection).sort(sort).limit(need).to_list(
+                length=need)
+            if len(docs) >= limit:
+                break
+        return docs
+
     async def query_runs(self, query: RunQuery) -> RunPage:
         """Newest first, a page at a time (see _history.py for the query plan)."""
         limit = max(1, min(query.limit, _MAX_PAGE))
@@ -325,6 +343,26 @@ class MongoLogStore:
             with contextlib.suppress(ValueError):
                 out[RunStatus(status)] = n
         return out
+
+    async def recent_runs(self, jobs: Mapping[str, int], per_job: int
+                          ) -> dict[str, list[RunRecord]]:
+        """``jobs`` maps each job to how far back (ms) its first window looks: about
+        the span of its last ``per_job`` scheduled ticks, so one query usually does."""
+        limit = max(1, min(per_job, _MAX_PAGE))
+        hi = self.clock.now_ms() + FUTURE_MARGIN_MS
+        order = [("tick", DESCENDING), ("attempt", DESCENDING)]
+
+        async def newest(job: str, span: int) -> list[Doc]:
+            return await self._newest({"job": job}, limit, hi=hi, floor=0,
+                                      first=span + FUTURE_MARGIN_MS, sort=order,
+                                      projection=_NO_OUTPUT)
+
+        try:
+            found = await asyncio.gather(*(newest(job, span) for job, span in jobs.items()))
+        except PyMongoError as exc:
+            raise LogStoreUnavailable(str(exc)) from exc
+        return {job: [doc_to_record(d) for d in docs]
+                for job, docs in zip(jobs, found, strict=True) if docs}
 
     def _query_error(self, exc: PyMongoError) -> LogStoreUnavailable:
         if isinstance(exc, ExecutionTimeout):

@@ -6,7 +6,6 @@ Job routes live in ``_api_jobs``, token routes in ``_api_tokens``.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
 
 from aiohttp import web
 
@@ -19,7 +18,7 @@ from ..common import (
     parse_run_id,
     preview,
 )
-from ..logstore import RunQuery
+from ..logstore import LogStore, RunQuery
 from ..metrics import render
 from ._auth import Role
 from ._http import (
@@ -33,6 +32,7 @@ from ._http import (
     require,
 )
 from ._params import MAX_MS, choice_param, int_param, name_param, text_param, time_param
+from ._workerlist import worker_views
 
 routes = web.RouteTableDef()
 
@@ -112,48 +112,35 @@ def parse_record_id(value: str) -> tuple[str, int, int | None]:
     return job, tick, int(attempt)
 
 
+async def run_attempts(logs: LogStore, job: str, tick: int) -> list[RunRecord]:
+    """Every attempt of one tick of ``job``, first attempt first."""
+    page = await logs.query_runs(RunQuery(job=job, since=tick, until=tick + 1, limit=1000))
+    return sorted(page.runs, key=lambda r: r.attempt)
+
+
+def pick_attempt(attempts: list[RunRecord], attempt: int | None) -> RunRecord | None:
+    """The numbered attempt, or the latest when ``attempt`` is None."""
+    if attempt is None:
+        return attempts[-1] if attempts else None
+    return next((r for r in attempts if r.attempt == attempt), None)
+
+
 @routes.get("/api/runs/{record_id}")
 async def get_run(request: web.Request) -> web.Response:
     """One attempt with its full output; without ``#<attempt>``, the latest attempt."""
     require(request, Role.VIEWER)
     record_id = request.match_info["record_id"]
     job, tick, attempt = parse_record_id(record_id)
-    logs = request.app[LOGS]
-    run: RunRecord | None
-    if attempt is not None:
-        run = await logs.get_run(f"{job}@{tick}#{attempt}")
-    else:
-        page = await logs.query_runs(RunQuery(job=job, since=tick, until=tick + 1, limit=1000))
-        run = max(page.runs, key=lambda r: r.attempt, default=None)
+    run = pick_attempt(await run_attempts(request.app[LOGS], job, tick), attempt)
     if run is None:
         raise NotFoundError("run", record_id)
     return json_response(run.to_dict())
 
 
-def worker_health(worker: dict[str, Any], now_ms: int, stale_after_ms: float) -> str:
-    """``ok``, ``saturated`` (every run slot busy) or ``stale`` (no recent stats)."""
-    updated = worker.get("updated")
-    if not isinstance(updated, int) or now_ms - updated > stale_after_ms:
-        return "stale"
-    running, max_runs = worker.get("running"), worker.get("max_runs")
-    if isinstance(running, int) and isinstance(max_runs, int) and running >= max_runs:
-        return "saturated"
-    return "ok"
-
-
 @routes.get("/api/workers")
 async def list_workers(request: web.Request) -> web.Response:
     require(request, Role.VIEWER)
-    service, settings = request.app[JOBS], request.app[SETTINGS]
-    workers = await service.workers()
-    by_worker: dict[str, list[str]] = {}
-    for run in await service.running():
-        by_worker.setdefault(str(run.get("worker")), []).append(str(run.get("run_id")))
-    now = service.clock.now_ms()
-    stale_after = (3 * settings.stats_interval + settings.lease_ttl) * 1000
-    for worker in workers:
-        worker["health"] = worker_health(worker, now, stale_after)
-        worker["running_runs"] = sorted(by_worker.get(str(worker["id"]), []))
+    workers = await worker_views(request.app[JOBS], request.app[SETTINGS])
     return json_response({"workers": workers})
 
 

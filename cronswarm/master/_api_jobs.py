@@ -15,7 +15,7 @@ from aiohttp import web
 from ..common import Job, RunStatus, ValidationError, validate_name
 from ._auth import Role
 from ._http import JOBS, LOGS, json_response, principal, read_object, require
-from ._joblist import NEVER, JobFilter, job_view, next_fire, page, running_by_job, views
+from ._joblist import NEVER, JobFilter, job_view, load_job_page, next_fire
 from ._jobs import StoredJob, parse_etag
 from ._params import bool_param, choice_param, int_param, label_param, name_param, text_param
 
@@ -56,19 +56,9 @@ def job_filter(request: web.Request) -> JobFilter:
 @routes.get("/api/jobs")
 async def list_jobs(request: web.Request) -> web.Response:
     require(request, Role.VIEWER)
-    wanted = job_filter(request)
-    service, logs = request.app[JOBS], request.app[LOGS]
-    jobs = [j for j in await service.list_jobs() if wanted.keeps(j)]
-    if wanted.last_status is not None:
-        last = await logs.last_runs([j.job.name for j in jobs])
-        jobs = [j for j in jobs if wanted.keeps_last(last.get(j.job.name))]
-        chosen, next_cursor = page(jobs, wanted.cursor, wanted.limit)
-    else:
-        chosen, next_cursor = page(jobs, wanted.cursor, wanted.limit)
-        last = await logs.last_runs([j.job.name for j in chosen])
-    running = running_by_job(await service.running_keys(), service.keys.running_dir)
-    items = views(chosen, now_ms=service.clock.now_ms(), last=last, running=running)
-    return json_response({"jobs": items, "next_cursor": next_cursor, "total": len(jobs)})
+    found = await load_job_page(request.app[JOBS], job_filter(request))
+    return json_response({"jobs": found.views(), "next_cursor": found.next_cursor,
+                          "total": found.total})
 
 
 @routes.post("/api/jobs")

@@ -17,14 +17,27 @@ from ..common import AuthError, Keyspace, Settings, SystemClock
 from ..coord import CoordStore, Election, EtcdStore, PrefixMirror
 from ..logstore import LogStore, MongoLogStore
 from ..metrics import ClusterView, master_registry
-from . import _api, _api_alerts, _api_jobs, _api_tokens, _live, _openapi, _pages
+from . import (
+    _api,
+    _api_alerts,
+    _api_jobs,
+    _api_tokens,
+    _dash_admin,
+    _dash_jobs,
+    _dash_runs,
+    _live,
+    _openapi,
+    _pages,
+)
 from ._auth import Principal, TokenRecord, TokenStore
+from ._format import FILTERS
 from ._http import (
     ALERTS,
     AUTH_FAILURE,
     CLUSTER_VIEW,
     COORD,
     ELECTION,
+    ERROR_PAGE,
     JOBS,
     LEADER,
     LOGS,
@@ -51,6 +64,7 @@ from ._session import (
     load_session_key,
     read_session,
 )
+from ._web import error_page
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +153,9 @@ def create_app(
         loader=jinja2.FileSystemLoader(str(WEB_DIR / "templates")),
         autoescape=jinja2.select_autoescape(default=True),
         undefined=jinja2.StrictUndefined,
+        filters=FILTERS,
     )
+    app[ERROR_PAGE] = error_page
 
     async def services(app: web.Application) -> AsyncIterator[None]:
         async with contextlib.AsyncExitStack() as stack:
@@ -201,5 +217,8 @@ def create_app(
     app.router.add_routes(_openapi.routes)
     app.router.add_routes(_live.routes)
     app.router.add_routes(_pages.routes)
+    app.router.add_routes(_dash_jobs.routes)
+    app.router.add_routes(_dash_runs.routes)
+    app.router.add_routes(_dash_admin.routes)
     app.router.add_static("/static/", WEB_DIR / "static", name="static")
     return app

@@ -51,6 +51,9 @@ PRINCIPAL = web.RequestKey("principal", Principal)
 AUTH_FAILURE = web.RequestKey("auth_failure", AuthError)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+# Renders an error as a dashboard page: (request, status, title, message).
+ErrorPage = Callable[[web.Request, int, str, str], web.Response]
+ERROR_PAGE: web.AppKey[ErrorPage] = web.AppKey("error_page")
 
 
 def dumps(value: Any) -> str:
@@ -113,6 +116,10 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
                 return web.Response(status=403, text=f"403 Forbidden: {exc}")
             if isinstance(exc, AuthError):
                 raise web.HTTPFound("/login?next=" + request.path_qs) from exc
+            page = request.app.get(ERROR_PAGE)
+            if page is not None:
+                response = map_error(exc)
+                return page(request, response.status, response.reason or "Error", str(exc))
         return map_error(exc)
     except web.HTTPException as exc:
         if is_api_path(request.path) and exc.status >= 400:
@@ -123,6 +130,10 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         raise
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
+        page = request.app.get(ERROR_PAGE)
+        if page is not None and not is_api_path(request.path):
+            return page(request, 500, "Internal server error",
+                        "Something went wrong on the master (its log says what).")
         return error_response(500, "internal", "internal server error (see the master log)")
 
 

@@ -1,8 +1,9 @@
-"""The jobs list: filters, pages and the per-job view (pure functions).
+"""The jobs list: filters, pages and the per-job view.
 
 The view joins three sources that no master caches: the job and its
 revision (etcd), the runs alive now (etcd ``/running/``), and the last run
-record (MongoDB).
+record (MongoDB). ``load_job_page`` is the one query that gathers them, used
+by the API and the dashboard alike; everything else here is pure.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 
 from ..common import CronSchedule, RunRecord, ValidationError
 from ..coord import KeyValue
-from ._jobs import StoredJob
+from ._jobs import JobService, StoredJob
 
 NEVER = "never"  # the last-run status filter for jobs that have no run yet
 
@@ -101,3 +102,82 @@ def views(jobs: Sequence[StoredJob], *, now_ms: int, last: Mapping[str, RunRecor
           running: Mapping[str, Sequence[str]]) -> list[dict[str, Any]]:
     return [job_view(j, now_ms=now_ms, last=last.get(j.job.name),
                      running=running.get(j.job.name, ())) for j in jobs]
+
+
+SPAN_SAMPLE = 20  # fire times computed to estimate a job's period
+_UNKNOWN_SPAN_MS = 3600 * 1000
+
+
+def history_span(stored: StoredJob, runs: int, now_ms: int) -> int:
+    """About how far back (ms) a job's last ``runs`` scheduled ticks reach, from
+    its next fire times: the first window of its history query."""
+    try:
+        schedule = CronSchedule.parse(stored.job.schedule, stored.job.timezone)
+    except ValidationError:
+        return _UNKNOWN_SPAN_MS
+    sample = max(1, min(runs, SPAN_SAMPLE))
+    times = []
+    current = now_ms
+    for _ in range(sample + 1):
+        nxt = schedule.next_after(current)
+        if nxt is None:
+            return _UNKNOWN_SPAN_MS
+        times.append(nxt)
+        current = nxt
+    period = (times[-1] - times[0]) / sample
+    return int(period * runs * 1.25) + 1000
+
+
+@dataclass(frozen=True, slots=True)
+class JobPage:
+    """One page of the jobs list with what its views need."""
+
+    jobs: list[StoredJob]
+    last: dict[str, RunRecord]
+    running: dict[str, list[str]]
+    next_cursor: str | None
+    total: int  # jobs passing the filters, on every page
+    now_ms: int
+    recent: dict[str, list[RunRecord]]  # newest first, without output
+
+    def views(self) -> list[dict[str, Any]]:
+        return views(self.jobs, now_ms=self.now_ms, last=self.last, running=self.running)
+
+
+async def recent_history(service: JobService, jobs: Sequence[StoredJob], runs: int,
+                         now_ms: int) -> dict[str, list[RunRecord]]:
+    """The newest ``runs`` records of each job, each read from its own index range."""
+    spans = {j.job.name: history_span(j, runs, now_ms) for j in jobs}
+    return await service.logs.recent_runs(spans, runs)
+
+
+async def last_runs_of(service: JobService, jobs: Sequence[StoredJob], now_ms: int
+                       ) -> dict[str, RunRecord]:
+    """The last run of each of many jobs, from the last-run rollup (one read)."""
+    del now_ms
+    return await service.logs.last_runs([j.job.name for j in jobs])
+
+
+async def load_job_page(service: JobService, wanted: JobFilter, *, history: int = 1
+                        ) -> JobPage:
+    """The page of jobs ``wanted`` selects, with the newest ``history`` runs of each
+    (the first is the last run). ``history=0`` reads no run records (MongoDB
+    down): no last runs, and the last-status filter is ignored."""
+    now = service.clock.now_ms()
+    jobs = [j for j in await service.list_jobs() if wanted.keeps(j)]
+    recent: dict[str, list[RunRecord]] = {}
+    if history and wanted.last_status is not None:
+        latest = await last_runs_of(service, jobs, now)
+        jobs = [j for j in jobs if wanted.keeps_last(latest.get(j.job.name))]
+        chosen, next_cursor = page(jobs, wanted.cursor, wanted.limit)
+        if history == 1:
+            recent = {j.job.name: [latest[j.job.name]] for j in chosen if j.job.name in latest}
+        else:
+            recent = await recent_history(service, chosen, history, now)
+    else:
+        chosen, next_cursor = page(jobs, wanted.cursor, wanted.limit)
+        if history:
+            recent = await recent_history(service, chosen, history, now)
+    last = {name: runs[0] for name, runs in recent.items() if runs}
+    running = running_by_job(await service.running_keys(), service.keys.running_dir)
+    return JobPage(chosen, last, running, next_cursor, len(jobs), now, recent)

@@ -1,18 +1,15 @@
-"""Server-rendered dashboard pages (jinja2, autoescaped)."""
+"""Dashboard login and logout (the other pages live in the ``_dash_*`` modules)."""
 
 from __future__ import annotations
 
-import datetime as dt
-from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp_jinja2
 from aiohttp import web
 
-from ..common import AuthError, from_ms
-from ..logstore import AuditEntry, LogStoreUnavailable
-from ._auth import Role
-from ._http import JOBS, LOGS, PRINCIPAL, SESSION_KEY, authenticate_token, principal
+from ..common import AuthError
+from ..logstore import AuditEntry
+from ._http import JOBS, LOGS, PRINCIPAL, SESSION_KEY, authenticate_token
 from ._jobs import write_audit
 from ._session import (
     COOKIE,
@@ -21,19 +18,13 @@ from ._session import (
     LOGIN_TTL_S,
     SESSION_TTL_MS,
     check_csrf,
-    csrf_token,
     login_csrf_token,
     login_nonce,
     make_session,
 )
+from ._web import page_context
 
 routes = web.RouteTableDef()
-
-
-def fmt_ms(ms: int | None) -> str:
-    if ms is None:
-        return "—"
-    return from_ms(ms).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def _safe_next(value: str | None) -> str:
@@ -44,36 +35,11 @@ def _safe_next(value: str | None) -> str:
     return "/" if parts.scheme or parts.netloc else value
 
 
-def _base_context(request: web.Request) -> dict[str, Any]:
-    who = request.get(PRINCIPAL)
-    session = request.cookies.get(COOKIE, "")
-    return {
-        "who": who,
-        "can_operate": who is not None and who.role >= Role.OPERATOR,
-        "can_admin": who is not None and who.role >= Role.ADMIN,
-        "csrf": csrf_token(request.app[SESSION_KEY], session) if session else "",
-        "fmt_ms": fmt_ms,
-    }
-
-
-@routes.get("/", name="jobs_page")
-@aiohttp_jinja2.template("jobs.html")
-async def jobs_page(request: web.Request) -> dict[str, Any]:
-    principal(request).require(Role.VIEWER)
-    jobs = await request.app[JOBS].list_jobs()
-    try:
-        last = await request.app[LOGS].last_runs([s.job.name for s in jobs])
-        logs_error = None
-    except LogStoreUnavailable as exc:
-        last, logs_error = {}, str(exc)
-    return {**_base_context(request), "jobs": jobs, "last": last, "logs_error": logs_error}
-
-
 def _render_login(request: web.Request, *, error: str | None, target: str,
                   status: int = 200) -> web.Response:
     """The login form, with a CSRF nonce cookie (kept if the browser has one)."""
     nonce = request.cookies.get(LOGIN_COOKIE) or login_nonce()
-    context = {**_base_context(request), "error": error, "next": target,
+    context = {**page_context(request), "error": error, "next": target,
                "login_csrf": login_csrf_token(request.app[SESSION_KEY], nonce)}
     response = aiohttp_jinja2.render_template("login.html", request, context, status=status)
     response.set_cookie(LOGIN_COOKIE, nonce, max_age=LOGIN_TTL_S, httponly=True,
@@ -124,6 +90,3 @@ async def logout(request: web.Request) -> web.StreamResponse:
     response.del_cookie(COOKIE, path="/")
     return response
 
-
-def now_utc() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)

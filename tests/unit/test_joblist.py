@@ -69,3 +69,14 @@ def test_job_view_joins_job_last_run_and_live_runs() -> None:
     assert view["last_run"]["status"] == "failed"
     assert view["last_run"]["record_id"] == f"a@{T0}#1"
     assert view["running"] == ["a@5"]
+
+
+def test_history_span_covers_the_last_scheduled_ticks() -> None:
+    from cronswarm.master._joblist import history_span
+
+    minutely = stored("m", schedule="0 * * * * *")
+    assert 20 * 60_000 <= history_span(minutely, 20, T0) <= 30 * 60_000
+    daily = stored("d", schedule="30 2 * * *")
+    assert 86_400_000 <= history_span(daily, 1, T0) <= 2 * 86_400_000
+    never = stored("n", schedule="0 0 30 2 *")  # 30 February
+    assert history_span(never, 20, T0) == 3600 * 1000

@@ -1,0 +1,102 @@
+"""Browser tests: headless Chromium (Debian's ``chromium``) driven by Playwright.
+
+Each test gets a real master (``running_master``) on real etcd and MongoDB, a
+fresh browser with a fresh profile, and a page. ``Dashboard.shoot`` saves a
+screenshot of the page at a laptop and a phone width into
+``test-artifacts/screenshots/`` and checks that nothing overflows the window
+sideways; the folder is printed at the end of the run.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from playwright.async_api import Browser, Page, async_playwright, expect
+
+from cronswarm.common import Keyspace, Settings
+from cronswarm.coord import EtcdStore
+from cronswarm.logstore import MongoLogStore
+from cronswarm.master import JobService
+from tests.apiclient import Api, running_master
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+SHOTS = ROOT / "test-artifacts" / "screenshots"
+CHROMIUM = os.environ.get("CRONSWARM_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
+]
+WIDTHS = {"laptop": (1280, 800), "phone": (390, 844)}
+TIMEOUT_MS = 30_000  # generous: two slow shared cores
+
+expect.set_options(timeout=TIMEOUT_MS)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if SHOTS.is_dir() and any(SHOTS.glob("*.png")):
+        terminalreporter.write_sep("-", "dashboard screenshots")
+        terminalreporter.write_line(f"{len(list(SHOTS.glob('*.png')))} screenshots in {SHOTS}")
+
+
+@pytest.fixture
+async def chromium(tmp_path: Path) -> AsyncIterator[Browser]:
+    async with async_playwright() as pw:
+        # Playwright gives every launch a fresh temporary profile.
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS,
+                                           downloads_path=str(tmp_path))
+        try:
+            yield browser
+        finally:
+            await browser.close()
+
+
+@dataclass
+class Dashboard:
+    """A browser page on a real master, and the services behind it."""
+
+    page: Page
+    base: str
+    api: Api
+    service: JobService
+
+    async def open(self, path: str) -> None:
+        await self.page.goto(self.base + path)
+
+    async def log_in(self, token: str) -> None:
+        await self.open("/login")
+        await self.page.get_by_label("API token").fill(token)
+        await self.page.get_by_role("button", name="Log in").click()
+        await expect(self.page.get_by_role("button", name="Log out")).to_be_visible()
+
+    async def shoot(self, name: str) -> None:
+        """Screenshots at both widths; fails if the page is wider than the window."""
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        for label, (width, height) in WIDTHS.items():
+            await self.page.set_viewport_size({"width": width, "height": height})
+            overflow = await self.page.evaluate(
+                "document.documentElement.scrollWidth - window.innerWidth")
+            await self.page.screenshot(path=SHOTS / f"{name}-{label}-{width}.png",
+                                       full_page=True)
+            assert overflow <= 0, f"{name} is {overflow}px wider than a {width}px window"
+        await self.page.set_viewport_size({"width": 1280, "height": 800})
+
+
+@pytest.fixture
+async def dashboard(chromium: Browser, settings: Settings, store: EtcdStore,
+                    logs: MongoLogStore, admin_token: str) -> AsyncIterator[Dashboard]:
+    async with running_master(settings, admin_token) as api:
+        context = await chromium.new_context(viewport={"width": 1280, "height": 800})
+        page = await context.new_page()
+        page.set_default_timeout(TIMEOUT_MS)
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        service = JobService(store, logs, Keyspace(settings.key_prefix))
+        try:
+            yield Dashboard(page, api.base, api, service)
+        finally:
+            await context.close()
+        assert not errors, f"JavaScript errors on the page: {errors}"
