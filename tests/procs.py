@@ -16,18 +16,21 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 class Proc:
-    """A child process whose stderr is read line by line (for readiness lines)."""
+    """A child process whose stderr (or ``stream``) is read line by line (for
+    readiness lines)."""
 
-    def __init__(self, proc: asyncio.subprocess.Process, name: str) -> None:
+    def __init__(self, proc: asyncio.subprocess.Process, name: str,
+                 stream: asyncio.StreamReader | None = None) -> None:
         self.proc = proc
         self.name = name
+        self._stream = stream or proc.stderr
         self.lines: list[str] = []
         self._new_line = asyncio.Event()
         self._reader = asyncio.create_task(self._read())
 
     async def _read(self) -> None:
-        assert self.proc.stderr is not None
-        while line := await self.proc.stderr.readline():
+        assert self._stream is not None
+        while line := await self._stream.readline():
             self.lines.append(line.decode(errors="replace").rstrip())
             self._new_line.set()
             self._new_line = asyncio.Event()

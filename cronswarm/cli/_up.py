@@ -25,7 +25,9 @@ from pathlib import Path
 from ..common import ConfigError, Keyspace, Settings, SystemClock
 from ..coord import EtcdStore
 from ..devservices import EtcdServer, MongoServer
+from ..logstore import AuditEntry, MongoLogStore
 from ..master import Role, TokenStore
+from ..master._jobs import write_audit
 
 log = logging.getLogger(__name__)
 _PR_SET_PDEATHSIG = 1
@@ -58,13 +60,20 @@ def _port_free(host: str, port: int) -> bool:
 async def _admin_token(settings: Settings, token_file: Path) -> str | None:
     """Create the first admin token if none exists; returns it (or None)."""
     store = EtcdStore(settings.etcd_endpoints, timeout=settings.etcd_timeout)
+    logs = MongoLogStore(settings.mongodb_uri, database=settings.mongodb_database)
     try:
         tokens = TokenStore(store, Keyspace(settings.key_prefix))
         if await tokens.any_admin():
             return None
-        token, _ = await tokens.create(name="admin", role=Role.ADMIN, created_by="cronswarm-up",
-                                       now_ms=SystemClock().now_ms())
+        now = SystemClock().now_ms()
+        token, record = await tokens.create(name="admin", role=Role.ADMIN,
+                                            created_by="cronswarm-up", now_ms=now)
+        # Recorded like every other token creation (the API's and the CLI's).
+        await write_audit(logs, AuditEntry(now, "cronswarm-up", "token.create",
+                                           f"token:{record.token_id}", None,
+                                           record.to_public()))
     finally:
+        await logs.close()
         await store.close()
     token_file.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
