@@ -134,6 +134,8 @@ class Settings:
     # master
     master_host: str = _setting("CRONSWARM_MASTER_HOST", str, "127.0.0.1")
     master_port: int = _setting("CRONSWARM_MASTER_PORT", _port, 8080)
+    # seconds a run-now or kill request waits for a worker
+    request_ttl: int = _setting("CRONSWARM_REQUEST_TTL", _positive_int, 60)
     secret_key: str | None = _setting("CRONSWARM_SECRET_KEY", str, None)
     retention_days: int = _setting("CRONSWARM_RETENTION_DAYS", _positive_int, 30)
     master_id: str = _setting("CRONSWARM_MASTER_ID", _worker_id, factory=default_worker_id)

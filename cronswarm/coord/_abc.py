@@ -184,6 +184,11 @@ class CoordStore(Protocol):
 
     async def revoke_lease(self, lease_id: int) -> None: ...
 
+    async def lease_ttl(self, lease_id: int) -> int:
+        """The lease's remaining TTL in seconds, -1 if it has expired or was
+        revoked (without refreshing it)."""
+        ...
+
     def watch_prefix(self, prefix: str, start_revision: int) -> AsyncIterator[list[WatchEvent]]:
         """Batches of events from ``start_revision`` on, for ever.
 

@@ -54,10 +54,13 @@ _RESULTS = {
     ">": rpc.Compare.GREATER,
 }
 _CHANNEL_OPTIONS = (
-    # etcd refuses pings more often than every 5 s (--grpc-keepalive-min-time).
+    # etcd refuses pings more often than every 5 s (--grpc-keepalive-min-time)
+    # and, by default, any ping while no call is open (it answers GOAWAY
+    # "too_many_pings"): ping only while calls are open. Workers and masters
+    # always hold watch streams, so a dead connection is still noticed.
     ("grpc.keepalive_time_ms", 10_000),
     ("grpc.keepalive_timeout_ms", 5_000),
-    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.keepalive_permit_without_calls", 0),
     ("grpc.initial_reconnect_backoff_ms", 100),
     ("grpc.max_reconnect_backoff_ms", 1_000),
     ("grpc.max_receive_message_length", 64 << 20),
@@ -237,6 +240,11 @@ class EtcdStore:
             if gone:
                 return  # already expired: the goal is reached
             raise
+
+    async def lease_ttl(self, lease_id: int) -> int:
+        resp = await self._unary("lease_ttl", "LeaseTimeToLive", "_lease",
+                                 rpc.LeaseTimeToLiveRequest(ID=lease_id))
+        return int(resp.TTL)
 
     async def ping(self) -> None:
         await self._unary("status", "Status", "_maintenance", rpc.StatusRequest())

@@ -175,7 +175,8 @@ def create_app(
             app[COORD] = coord
             app[LOGS] = log_store
             clock = SystemClock()
-            app[JOBS] = JobService(coord, log_store, keys, clock)
+            app[JOBS] = JobService(coord, log_store, keys, clock,
+                                   request_ttl=settings.request_ttl)
             app[TOKENS] = TokenStore(coord, keys)
             app[SESSION_KEY] = await load_session_key(coord, keys, settings.secret_key)
             alerts = AlertStore(log_store.db)

@@ -64,11 +64,12 @@ def parse_etag(value: str | None) -> int | None:
 
 class JobService:
     def __init__(self, store: CoordStore, logs: LogStore, keys: Keyspace,
-                 clock: Clock | None = None) -> None:
+                 clock: Clock | None = None, *, request_ttl: int = REQUEST_TTL) -> None:
         self.store = store
         self.logs = logs
         self.keys = keys
         self.clock = clock or SystemClock()
+        self.request_ttl = request_ttl
 
     # -- reads ----------------------------------------------------------------
 
@@ -194,7 +195,7 @@ class JobService:
         at = self.clock.now_ms()
         if at % 1000 == 0:
             at += 1  # never a whole second, so never the id of a scheduled tick
-        lease = await self.store.grant_lease(REQUEST_TTL)
+        lease = await self.store.grant_lease(self.request_ttl)
         body = json.dumps({"at": at, "by": actor}).encode()
         key = self.keys.once(name)
         result = await self.store.txn([Compare.absent(key)], [Put(key, body, lease)],
@@ -227,7 +228,7 @@ class JobService:
         if target_run is not None and not running:
             raise NotFoundError("running run", target_run)
         if running:
-            lease = await self.store.grant_lease(REQUEST_TTL)
+            lease = await self.store.grant_lease(self.request_ttl)
             body = json.dumps({"run_id": target_run, "by": actor, "reason": reason,
                                "at": self.clock.now_ms()}).encode()
             await self.store.put(self.keys.killer(name), body, lease=lease)

@@ -5,6 +5,8 @@
   (``_lost_retry``);
 * alerts: ``AlertMonitor`` follows finished runs, checks dead-man jobs and
   delivers alerts;
+* unclaimed run-now requests: ``UnclaimedRequests`` records each request that
+  expired without a worker as a ``skipped`` run;
 * housekeeping: fencing tokens (``/last/<job>``) left by jobs that no longer
   exist are removed.
 
@@ -44,6 +46,7 @@ from ..coord import Compare, CoordStore, Delete, Term
 from ..logstore import LogStore, LogStoreUnavailable
 from ._lost_retry import request_retry
 from ._reaper import LostRunReaper
+from ._unclaimed import UnclaimedRequests
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +120,7 @@ class LeaderDuties:
         self.term: Term | None = None
         self.monitor: AlertMonitor | None = None
         self.reaper: LostRunReaper | None = None
+        self.unclaimed: UnclaimedRequests | None = None
         self.duty_runs: Counter[str] = Counter()
         self.duty_errors: Counter[str] = Counter()
         self.runs_lost = 0  # over every term of this process
@@ -200,9 +204,12 @@ class LeaderDuties:
                                    on_lost=self._on_lost)
             monitor = AlertMonitor(self.store, self.alerts, self.keys, self.clock, self.config,
                                    self.alert_stats)
-            self.reaper, self.monitor = reaper, monitor
+            unclaimed = UnclaimedRequests(self.store, self.logs, self.keys, self.clock,
+                                          duty=self.duty)
+            self.reaper, self.monitor, self.unclaimed = reaper, monitor, unclaimed
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(reaper.run(), name="lost-run-reaper")
+                tg.create_task(unclaimed.run(), name="unclaimed-requests")
                 tg.create_task(monitor.run(self.duty), name="alert-monitor")
                 tg.create_task(self._housekeeping(term), name="housekeeping")
         finally:

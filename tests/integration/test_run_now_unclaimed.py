@@ -1,0 +1,57 @@
+"""A run-now request that no worker takes is recorded as a skipped run by the
+elected master; one a worker takes is recorded by that worker alone."""
+
+import asyncio
+
+from cronswarm.common import Keyspace, Settings
+from cronswarm.coord import EtcdStore, wait_deleted
+from cronswarm.logstore import MongoLogStore
+from cronswarm.master._http import LEADER
+from cronswarm.master._leader import LeaderDuties
+from tests.apiclient import running_master
+from tests.helpers import wait_for_count
+from tests.swarm import create_job, runs_of, swarm
+
+
+async def checks_done(leader: LeaderDuties, count: int) -> None:
+    """Wait until the leader has checked ``count`` deleted requests in all."""
+    async with asyncio.timeout(30):
+        while leader.duty_runs["unclaimed-requests"] < count:
+            await leader.wait_duty("unclaimed-requests")
+
+
+async def test_a_request_nobody_takes_is_recorded_as_skipped(
+    settings: Settings, store: EtcdStore, logs: MongoLogStore, keys: Keyspace,
+    admin_token: str,
+) -> None:
+    settings = settings.with_overrides(request_ttl=2)
+    async with running_master(settings, admin_token) as api, swarm(settings, logs, 1):
+        assert api.app is not None
+        leader = api.app[LEADER]
+        # Nobody matches "zone=nowhere"; the worker (without labels) ignores it.
+        await create_job(store, logs, settings, name="stranded", schedule="0 0 1 1 *",
+                         command="echo never", targets={"zone": "nowhere"})
+        await create_job(store, logs, settings, name="taken", schedule="0 0 1 1 *",
+                         command="echo by hand")
+
+        resp = await api.call("POST", "/api/jobs/stranded/run")
+        assert resp.status == 202, await resp.text()
+        stranded = (await resp.json())["run_id"]
+        await wait_for_count(logs.runs, {"job": "stranded"}, lambda n: n >= 1, timeout=30)
+        await checks_done(leader, 1)
+        resp = await api.call("POST", "/api/jobs/taken/run")
+        assert resp.status == 202, await resp.text()
+        taken = (await resp.json())["run_id"]
+        await wait_for_count(logs.runs, {"job": "taken", "status": "succeeded"},
+                             lambda n: n >= 1, timeout=30)
+        await wait_deleted(store, keys.once("taken"))
+        # The master looked at the claimed request's deletion and left it alone.
+        await checks_done(leader, 2)
+
+    [skipped] = await runs_of(logs, "stranded")
+    assert skipped["run_id"] == stranded
+    assert skipped["status"] == "skipped" and skipped["trigger"] == "run_now"
+    assert skipped["summary"] == "echo never"
+    assert "no worker took the run-now request within" in skipped["error"]
+    [ran] = await runs_of(logs, "taken")
+    assert (ran["run_id"], ran["status"], ran["worker"]) == (taken, "succeeded", "w0")
