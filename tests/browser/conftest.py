@@ -54,6 +54,26 @@ async def chromium(tmp_path: Path) -> AsyncIterator[Browser]:
             await browser.close()
 
 
+# Visible form controls without a <label> (or aria-label/-labelledby), and
+# buttons and links without an accessible name: what a screen reader or a
+# keyboard user could not identify.
+UNLABELLED = """() => {
+  const shown = el => el.getClientRects().length > 0;
+  const named = el => (el.getAttribute('aria-label') || '').trim() ||
+      el.getAttribute('aria-labelledby') || (el.title || '').trim();
+  const out = [];
+  for (const el of document.querySelectorAll('input, select, textarea')) {
+    if (el.type === 'hidden' || !shown(el)) continue;
+    if (!(el.labels && el.labels.length) && !named(el)) out.push(el.outerHTML.slice(0, 120));
+  }
+  for (const el of document.querySelectorAll('button, a[href], [role=button], [role=switch]')) {
+    if (!shown(el)) continue;
+    if (!el.innerText.trim() && !named(el)) out.push(el.outerHTML.slice(0, 120));
+  }
+  return out;
+}"""
+
+
 @dataclass
 class Dashboard:
     """A browser page on a real master, and the services behind it."""
@@ -73,7 +93,10 @@ class Dashboard:
         await expect(self.page.get_by_role("button", name="Log out")).to_be_visible()
 
     async def shoot(self, name: str) -> None:
-        """Screenshots at both widths; fails if the page is wider than the window."""
+        """Screenshots at both widths; fails if the page is wider than the window
+        or has a control without a label (see ``UNLABELLED``)."""
+        unlabelled = await self.page.evaluate(UNLABELLED)
+        assert not unlabelled, f"{name}: controls without a label: {unlabelled}"
         SHOTS.mkdir(parents=True, exist_ok=True)
         for label, (width, height) in WIDTHS.items():
             await self.page.set_viewport_size({"width": width, "height": height})
