@@ -1,9 +1,11 @@
 """The jobs list: filters, pages and the per-job view.
 
-The view joins three sources that no master caches: the job and its
-revision (etcd), the runs alive now (etcd ``/running/``), and the last run
-record (MongoDB). ``load_job_page`` is the one query that gathers them, used
-by the API and the dashboard alike; everything else here is pure.
+The view joins three sources: the job and its revision (etcd), the runs
+alive now (etcd ``/running/``), and the last run record (MongoDB's
+``run_last`` rollup), all read on every call. ``load_job_page`` is the one
+query that gathers them, used by the API and the dashboard alike. The
+dashboard's trends (a job's last 20 runs) are kept per master in
+``TrendCache`` and read again when the job's last run changes.
 """
 
 from __future__ import annotations
@@ -145,10 +147,30 @@ class JobPage:
 
 
 async def recent_history(service: JobService, jobs: Sequence[StoredJob], runs: int,
-                         now_ms: int) -> dict[str, list[RunRecord]]:
-    """The newest ``runs`` records of each job, each read from its own index range."""
-    spans = {j.job.name: history_span(j, runs, now_ms) for j in jobs}
-    return await service.logs.recent_runs(spans, runs)
+                         now_ms: int, latest: Mapping[str, RunRecord] | None = None
+                         ) -> dict[str, list[RunRecord]]:
+    """The newest ``runs`` records of each job: from the trend cache for jobs whose
+    last run is unchanged, else each read from its own index range."""
+    names = [j.job.name for j in jobs]
+    if latest is None:
+        latest = await service.logs.last_runs(names)
+    out: dict[str, list[RunRecord]] = {}
+    stale: dict[str, int] = {}
+    for stored in jobs:
+        name = stored.job.name
+        cached = service.trends.get(name, runs, latest.get(name), now_ms)
+        if cached is None:
+            stale[name] = history_span(stored, runs, now_ms)
+        elif cached:
+            out[name] = cached
+    if stale:
+        fetched = await service.logs.recent_runs(stale, runs)
+        for name in stale:
+            records = fetched.get(name, [])
+            service.trends.put(name, runs, latest.get(name), now_ms, records)
+            if records:
+                out[name] = records
+    return out
 
 
 async def last_runs_of(service: JobService, jobs: Sequence[StoredJob], now_ms: int
@@ -173,10 +195,13 @@ async def load_job_page(service: JobService, wanted: JobFilter, *, history: int 
         if history == 1:
             recent = {j.job.name: [latest[j.job.name]] for j in chosen if j.job.name in latest}
         else:
-            recent = await recent_history(service, chosen, history, now)
+            recent = await recent_history(service, chosen, history, now, latest)
     else:
         chosen, next_cursor = page(jobs, wanted.cursor, wanted.limit)
-        if history:
+        if history == 1:
+            latest = await last_runs_of(service, chosen, now)
+            recent = {name: [record] for name, record in latest.items()}
+        elif history:
             recent = await recent_history(service, chosen, history, now)
     last = {name: runs[0] for name, runs in recent.items() if runs}
     running = running_by_job(await service.running_keys(), service.keys.running_dir)

@@ -28,6 +28,7 @@ from ..common import (
 )
 from ..coord import Compare, CoordStore, Delete, KeyValue, Put, Txn
 from ..logstore import AuditEntry, LogStore, LogStoreUnavailable
+from ._trend import TrendCache
 
 log = logging.getLogger(__name__)
 
@@ -70,17 +71,32 @@ class JobService:
         self.keys = keys
         self.clock = clock or SystemClock()
         self.request_ttl = request_ttl
+        # Jobs as parsed at their revision: a list of 1,000 jobs validates
+        # only those that changed since the last read (jobs are immutable).
+        self._parsed: dict[str, tuple[int, Job]] = {}
+        self.trends = TrendCache()
 
     # -- reads ----------------------------------------------------------------
+
+    def _parse(self, kv: KeyValue) -> Job:
+        hit = self._parsed.get(kv.key)
+        if hit is not None and hit[0] == kv.mod_revision:
+            return hit[1]
+        job = Job.from_json(kv.value)
+        self._parsed[kv.key] = (kv.mod_revision, job)
+        return job
 
     async def list_jobs(self) -> list[StoredJob]:
         kvs, _ = await self.store.get_prefix(self.keys.jobs)
         out = []
         for kv in kvs:
             try:
-                out.append(StoredJob(Job.from_json(kv.value), kv.mod_revision))
+                out.append(StoredJob(self._parse(kv), kv.mod_revision))
             except ValidationError as exc:
                 log.error("skipping invalid job at %s: %s", kv.key, exc)
+        if len(self._parsed) > len(kvs):  # forget deleted jobs
+            present = {kv.key for kv in kvs}
+            self._parsed = {k: v for k, v in self._parsed.items() if k in present}
         return sorted(out, key=lambda s: s.job.name)
 
     async def get(self, name: str) -> StoredJob:
@@ -88,7 +104,7 @@ class JobService:
         kv = await self.store.get(self.keys.job(name))
         if kv is None:
             raise NotFoundError("job", name)
-        return StoredJob(Job.from_json(kv.value), kv.mod_revision)
+        return StoredJob(self._parse(kv), kv.mod_revision)
 
     async def running(self, name: str | None = None) -> list[dict[str, Any]]:
         prefix = self.keys.running_of(name) if name else self.keys.running_dir

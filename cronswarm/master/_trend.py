@@ -1,4 +1,5 @@
-"""The jobs list's small chart: the last runs of a job as bars (pure data).
+"""The jobs list's small chart: the last runs of a job as bars (pure data),
+and the per-master cache of those runs (``TrendCache``).
 
 Each bar is one run, oldest on the left; its height is the run's duration
 relative to the slowest run shown, its class the run's status. The template
@@ -8,7 +9,7 @@ draws the bars as SVG ``<rect>`` elements; nothing here writes markup.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..common import RunRecord, RunStatus
 from ._format import fmt_duration, fmt_time
@@ -75,3 +76,39 @@ def run_trend(newest_first: Sequence[RunRecord], slots: int) -> Trend:
     rated = [r for r in runs if r.status not in _NOT_RATED]
     succeeded = sum(1 for r in rated if r.status is RunStatus.SUCCEEDED)
     return Trend(tuple(bars), len(runs), len(rated), succeeded, slowest)
+
+
+Marker = tuple[str, str, int | None] | None
+
+
+def _marker(last: RunRecord | None) -> Marker:
+    """What changes whenever a job's history gains or completes a run."""
+    return None if last is None else (last.record_id, last.status.value, last.ended)
+
+
+@dataclass
+class TrendCache:
+    """The newest runs of each job as last read, valid while the job's last run
+    (from the ``run_last`` rollup, read on every call) is the same one in the
+    same state, and for at most ``max_age_ms`` (a verdict on an older run, say
+    ``lost``, changes no last run)."""
+
+    max_age_ms: int = 30_000
+    max_jobs: int = 20_000
+    entries: dict[str, tuple[int, Marker, int, list[RunRecord]]] = field(default_factory=dict)
+
+    def get(self, job: str, runs: int, last: RunRecord | None, now_ms: int
+            ) -> list[RunRecord] | None:
+        hit = self.entries.get(job)
+        if hit is None:
+            return None
+        size, marker, at, records = hit
+        if size != runs or marker != _marker(last) or now_ms - at > self.max_age_ms:
+            return None
+        return records
+
+    def put(self, job: str, runs: int, last: RunRecord | None, now_ms: int,
+            records: list[RunRecord]) -> None:
+        if len(self.entries) >= self.max_jobs:
+            self.entries.clear()
+        self.entries[job] = (runs, _marker(last), now_ms, records)
