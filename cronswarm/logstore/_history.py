@@ -13,7 +13,8 @@ Every query is shaped to walk one index range and stop after a page:
   servers that read a whole index range before sorting it (the development
   server). The newest ``n`` runs of a window that holds ``n`` are the newest
   ``n`` overall. The first window is ten seconds (a page of a busy cluster's
-  whole history: 1,000 jobs a minute put 170 runs there); each next one is
+  whole history: 1,000 jobs a minute put 170 runs there), or ten minutes for
+  one job (an every-second job puts 600 runs there); each next one is
   sized from the matches seen so far (2 to 16 times wider); after five rounds
   (up to four months) the window is unbounded, so sparse filters cost at most
   six round trips, each on its own index range.
@@ -36,6 +37,7 @@ from ._abc import RunQuery
 Doc = dict[str, Any]
 
 FIRST_WINDOW_MS = 10_000
+FIRST_JOB_WINDOW_MS = 600_000  # with a job filter
 MIN_GROWTH, MAX_GROWTH = 2, 16
 WINDOW_ROUNDS = 5  # bounded windows before the last, unbounded one
 TEXT_FIELDS = ("output", "output_tail", "error")
@@ -99,7 +101,7 @@ class HistoryPager:
     async def _below(self, upper: int | None, need: int) -> list[Doc]:
         since = self.query.since
         top = self.now_ms if upper is None else upper
-        width = FIRST_WINDOW_MS
+        width = FIRST_JOB_WINDOW_MS if "job" in self.base else FIRST_WINDOW_MS
         for _ in range(WINDOW_ROUNDS):
             lower = top - width
             if since is not None and lower <= since:
