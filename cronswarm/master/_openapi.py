@@ -86,7 +86,25 @@ def _live_op() -> dict[str, Any]:
                                                   "pattern": RECORD_ID_PATTERN},
                             "<job>@<tick>#<attempt>, or <job>@<tick> for the newest "
                             "attempt ('#' encoded as %23)")])
-    op["responses"]["200"]["content"] = {"text/event-stream": {"schema": {"type": "string"}}}
+    # One parsed event (OpenAPI 3.1 tools read ``schema`` of an event stream per
+    # event): its data line is JSON, described by contentSchema.
+    event = {
+        "type": "object",
+        "required": ["data"],
+        "properties": {
+            "event": {"type": "string", "enum": ["message", "end", "error"],
+                      "description": "absent (message): output; end: the run ended; "
+                                     "error: the stream broke"},
+            "data": {"type": "string", "contentMediaType": "application/json",
+                     "contentSchema": {"type": "object", "oneOf": [
+                         {"required": ["offset", "data"]},
+                         {"required": ["status", "output_bytes", "truncated"]},
+                         {"required": ["message"]}]}},
+            "id": {"type": "string"},
+            "retry": {"type": "integer"},
+        },
+    }
+    op["responses"]["200"]["content"] = {"text/event-stream": {"schema": event}}
     return op
 
 

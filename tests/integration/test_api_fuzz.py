@@ -55,6 +55,9 @@ async def schemathesis(base: str, token: str, cwd: Path, *args: str) -> str:
 async def test_fuzz_finds_no_server_error_and_no_schema_violation(
     settings: Settings, admin_token: str, logs: MongoLogStore, tmp_path: Path
 ) -> None:
+    # Run-now requests (no worker here) expire in 2 s and become skipped runs
+    # that the run and live-output operations can then reach through links.
+    settings = settings.with_overrides(request_ttl=2)
     async with running_master(settings, admin_token) as api:
         assert (await api.call("POST", "/api/jobs", json=JOB)).status == 201
         # Every operation, in every phase, except revoking tokens: the stateful
