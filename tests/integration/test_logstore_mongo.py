@@ -1,6 +1,7 @@
 """Contract of the log store, on a real MongoDB-protocol server."""
 
 import random
+import time
 from dataclasses import replace
 
 import pytest
@@ -172,6 +173,26 @@ async def test_audit_by_target_actor_and_time(logs: MongoLogStore) -> None:
     page = await logs.query_audit(limit=2)
     older = await logs.query_audit(limit=2, until=page[-1].at)
     assert [e.at for e in page + older] == [40, 30, 20, 10]
+
+
+async def test_audit_pages_are_exact_across_the_widening_windows(logs: MongoLogStore) -> None:
+    now = time.time_ns() // 1_000_000
+    # Entries at every distance: a burst in the last seconds, minutes, days, a year.
+    ages = [0, 1, 2, 3, 500, 30_000, 90_000, 3_600_000, 86_400_000 * 3, 86_400_000 * 400]
+    for i, age in enumerate(ages):
+        await logs.write_audit(AuditEntry(now - age, f"u{i % 2}", "job.update", f"j{i}"))
+    expected = [now - age for age in ages]  # newest first
+    seen: list[int] = []
+    until = None
+    while True:
+        page = await logs.query_audit(limit=3, until=until)
+        seen += [e.at for e in page]
+        if len(page) < 3:
+            break
+        until = page[-1].at
+    assert seen == expected
+    assert [e.at for e in await logs.query_audit(actor="u1", limit=100)] == expected[1::2]
+    assert [e.at for e in await logs.query_audit(since=now - 90_000, limit=100)] == expected[:7]
 
 
 async def test_pages_and_counts_are_exact_at_window_and_cursor_boundaries(
