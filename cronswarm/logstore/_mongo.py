@@ -48,8 +48,6 @@ _SEQ = {RunStatus.RUNNING: 0, RunStatus.LOST: 1}
 _FINAL_SEQ = 2
 _LOST_FIELDS = ("status", "ended", "error", "seq", "expire_at", "duration")
 _MAX_PAGE = 1000
-_AUDIT_FIRST_WINDOW_MS = 60_000
-_AUDIT_WINDOW_ROUNDS = 5
 _NO_OUTPUT = {"output": 0, "output_tail": 0, "extra": 0}
 
 # Listing indexes end in _id: history is sorted by (tick, _id) newest first, so
@@ -388,35 +386,16 @@ class MongoLogStore:
         for name, value in (("target", target), ("actor", actor), ("action", action)):
             if value is not None:
                 flt[name] = value
-        need = max(1, min(limit, _MAX_PAGE))
-
-        async def newest(lower: int | None) -> list[Doc]:
-            at: Doc = {}
-            if lower is not None:
-                at["$gte"] = from_ms(lower)
-            if until is not None:
-                at["$lt"] = from_ms(until)
-            query = {**flt, "at": at} if at else flt
-            return await self.audit.find(query).sort("at", DESCENDING).limit(need).max_time_ms(
-                self.query_time_ms).to_list(None)
-
-        # As for run history: windows of time below the top that widen with the
-        # entries seen, so a page reads about a page of entries, not the trail.
-        top = until if until is not None else self.clock.now_ms() + FUTURE_MARGIN_MS
-        width = _AUDIT_FIRST_WINDOW_MS
-        docs: list[Doc] | None = None
+        at: Doc = {}
+        if since is not None:
+            at["$gte"] = from_ms(since)
+        if until is not None:
+            at["$lt"] = from_ms(until)
+        if at:
+            flt["at"] = at
         try:
-            for _ in range(_AUDIT_WINDOW_ROUNDS):
-                lower = top - width
-                if since is not None and lower <= since:
-                    break
-                found = await newest(lower)
-                if len(found) >= need:
-                    docs = found
-                    break
-                width *= int(min(16, max(2, 1.5 * need / max(len(found), 1))))
-            if docs is None:  # the rest of the range at once
-                docs = await newest(since)
+            docs = await self.audit.find(flt).sort("at", DESCENDING).limit(
+                max(1, min(limit, _MAX_PAGE))).max_time_ms(self.query_time_ms).to_list(None)
         except PyMongoError as exc:
             raise self._query_error(exc) from exc
         return [
