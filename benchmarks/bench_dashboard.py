@@ -185,6 +185,9 @@ async def main() -> None:
     runner: web.AppRunner | None = None
     try:
         await logs.ensure_indexes()
+        # The audit trail is of this run's jobs only (a reused --data-dir would
+        # otherwise hold the trails of the jobs of every earlier run).
+        await logs.audit.delete_many({})
         keys = Keyspace(settings.key_prefix)
         service = JobService(store, logs, keys)
         t = time.perf_counter()

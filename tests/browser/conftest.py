@@ -85,12 +85,21 @@ class Dashboard:
 
     async def open(self, path: str) -> None:
         await self.page.goto(self.base + path)
+        await self.ready()
+
+    async def ready(self) -> None:
+        """Wait until the page's script (if any) has attached its handlers: a
+        click before that would do nothing."""
+        await self.page.wait_for_function(
+            "() => !document.querySelector('script[type=module]')"
+            " || document.documentElement.dataset.scriptReady === 'true'")
 
     async def log_in(self, token: str) -> None:
         await self.open("/login")
         await self.page.get_by_label("API token").fill(token)
         await self.page.get_by_role("button", name="Log in").click()
         await expect(self.page.get_by_role("button", name="Log out")).to_be_visible()
+        await self.ready()
 
     async def shoot(self, name: str) -> None:
         """Screenshots at both widths; fails if the page is wider than the window

@@ -43,6 +43,7 @@ async def test_create_a_job_in_the_editor_see_it_run_and_open_its_output(
     await dashboard.log_in(admin_token)
     await page.get_by_role("link", name="New job").click()
     await expect(page.get_by_role("heading", name="New job")).to_be_visible()
+    await dashboard.ready()
     await page.get_by_label("Name", exact=True).fill("greeter")
     await page.get_by_label("Description").fill("Says hello every second")
     schedule, timezone = page.get_by_label("Cron expression"), page.get_by_label("Timezone")
@@ -159,6 +160,7 @@ async def test_pause_and_resume(dashboard: Dashboard, admin_token: str) -> None:
     await expect(row.locator('[data-cell="next"]')).to_have_text("paused")
     assert (await dashboard.service.get("nightly")).job.enabled is False
     await page.reload()
+    await dashboard.ready()
     await expect(switch).to_have_attribute("aria-checked", "false")
     await expect(row).to_have_class(re.compile(r"\bpaused\b"))
     await dashboard.shoot("jobs-paused")
@@ -264,6 +266,7 @@ async def test_editor_shows_a_conflicting_edit_and_saves_nothing(
     assert (await dashboard.service.get("sync")).job.command == "echo theirs"
     await alert.get_by_role("link", name="Reload to see the current version").click()
     await expect(page.get_by_label("Command", exact=True)).to_have_value("echo theirs")
+    await dashboard.ready()
     await page.get_by_label("Command", exact=True).fill("echo mine")
     await page.get_by_role("button", name="Save changes").click()
     await expect(page.get_by_role("alert")).to_contain_text("Saved (revision")

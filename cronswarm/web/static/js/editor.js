@@ -315,3 +315,6 @@ if (form) {
   banner.tabIndex = -1;
   preview();
 }
+
+// Handlers attached: tests (and scripts) may act on the page now.
+document.documentElement.dataset.scriptReady = "true";

@@ -123,3 +123,6 @@ if (table) {
   window.setInterval(refresh, REFRESH_MS);
   document.addEventListener("visibilitychange", refresh);
 }
+
+// Handlers attached: tests (and scripts) may act on the page now.
+document.documentElement.dataset.scriptReady = "true";

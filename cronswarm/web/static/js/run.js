@@ -69,3 +69,6 @@ function follow() {
 }
 
 if (box && box.dataset.live === "true" && typeof EventSource === "function") follow();
+
+// Handlers attached: tests (and scripts) may act on the page now.
+document.documentElement.dataset.scriptReady = "true";
