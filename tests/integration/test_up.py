@@ -66,9 +66,9 @@ async def test_up_starts_everything_and_stops_without_orphans(tmp_path: Path) ->
             assert entries[0]["actor"].startswith("token:admin(")
             assert entries[1]["actor"] == "cronswarm-up"
     finally:
-        code = await up.stop(signal.SIGTERM, timeout=60)
-        if logs is not None:
+        if logs is not None:  # before its server goes away with up
             await logs.close()
+        code = await up.stop(signal.SIGTERM, timeout=60)
     assert code == 0, "\n".join(up.lines[-30:])
     assert up.lines[-1] == "stopped"
     left = [p for p in family if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
