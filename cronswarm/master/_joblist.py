@@ -151,9 +151,8 @@ async def recent_history(service: JobService, jobs: Sequence[StoredJob], runs: i
                          ) -> dict[str, list[RunRecord]]:
     """The newest ``runs`` records of each job: from the trend cache for jobs whose
     last run is unchanged, else each read from its own index range."""
-    names = [j.job.name for j in jobs]
     if latest is None:
-        latest = await service.logs.last_runs(names)
+        latest = await last_runs_of(service, jobs)
     out: dict[str, list[RunRecord]] = {}
     stale: dict[str, int] = {}
     for stored in jobs:
@@ -173,10 +172,9 @@ async def recent_history(service: JobService, jobs: Sequence[StoredJob], runs: i
     return out
 
 
-async def last_runs_of(service: JobService, jobs: Sequence[StoredJob], now_ms: int
+async def last_runs_of(service: JobService, jobs: Sequence[StoredJob]
                        ) -> dict[str, RunRecord]:
     """The last run of each of many jobs, from the last-run rollup (one read)."""
-    del now_ms
     return await service.logs.last_runs([j.job.name for j in jobs])
 
 
@@ -189,7 +187,7 @@ async def load_job_page(service: JobService, wanted: JobFilter, *, history: int 
     jobs = [j for j in await service.list_jobs() if wanted.keeps(j)]
     recent: dict[str, list[RunRecord]] = {}
     if history and wanted.last_status is not None:
-        latest = await last_runs_of(service, jobs, now)
+        latest = await last_runs_of(service, jobs)
         jobs = [j for j in jobs if wanted.keeps_last(latest.get(j.job.name))]
         chosen, next_cursor = page(jobs, wanted.cursor, wanted.limit)
         if history == 1:
@@ -199,7 +197,7 @@ async def load_job_page(service: JobService, wanted: JobFilter, *, history: int 
     else:
         chosen, next_cursor = page(jobs, wanted.cursor, wanted.limit)
         if history == 1:
-            latest = await last_runs_of(service, chosen, now)
+            latest = await last_runs_of(service, chosen)
             recent = {name: [record] for name, record in latest.items()}
         elif history:
             recent = await recent_history(service, chosen, history, now)
