@@ -7,9 +7,7 @@ import asyncio
 import contextlib
 import hashlib
 import hmac
-import json
 import logging
-import signal
 from pathlib import Path
 
 import pytest
@@ -22,7 +20,7 @@ from cronswarm.master._http import LEADER
 from tests import procs
 from tests.apiclient import running_master
 from tests.helpers import wait_for_count
-from tests.integration.test_swarm_kill9 import job_processes
+from tests.integration.test_swarm_kill9 import job_processes, kill_9_the_runner
 from tests.receivers import email_channel, smtp_receiver, webhook_channel, webhook_receiver
 from tests.swarm import create_job
 
@@ -57,12 +55,8 @@ async def test_kill_9_gives_one_lost_run_one_webhook_and_one_email(
             run_id = (await resp.json())["run_id"]
             await wait_for_count(logs.runs, {"_id": f"{run_id}#1", "status": "running"},
                                  lambda n: n == 1, timeout=30)
-            kvs, _ = await store.get_prefix(keys.running_of("long"))
-            victim_run = json.loads(kvs[0].value)
+            victim_run, survivor = await kill_9_the_runner(store, keys, "long", workers)
             victim = victim_run["worker"]
-            survivor = "k2" if victim == "k1" else "k1"
-            workers[victim].proc.send_signal(signal.SIGKILL)
-            await workers[victim].proc.wait()
             record_id = f"{run_id}#1"
             await wait_for_count(logs.runs, {"_id": record_id, "status": "lost"},
                                  lambda n: n == 1, timeout=30)

@@ -4,6 +4,7 @@ import asyncio
 import contextlib
 import json
 import signal
+from typing import Any
 
 import psutil
 
@@ -25,6 +26,19 @@ def job_processes(job: str) -> list[psutil.Process]:
     return found
 
 
+async def kill_9_the_runner(store: EtcdStore, keys: Keyspace, job: str,
+                            workers: dict[str, procs.Proc]) -> tuple[dict[str, Any], str]:
+    """kill -9 the worker running ``job`` (one run alive, two workers); returns
+    the run (its running key's value) and the id of the other worker."""
+    kvs, _ = await store.get_prefix(keys.running_of(job))
+    run: dict[str, Any] = json.loads(kvs[0].value)
+    victim = run["worker"]
+    workers[victim].proc.send_signal(signal.SIGKILL)
+    await workers[victim].proc.wait()
+    [survivor] = [wid for wid in workers if wid != victim]
+    return run, survivor
+
+
 async def test_kill_9_marks_the_run_lost_and_others_take_over(
     settings: Settings, store: EtcdStore, logs: MongoLogStore, keys: Keyspace, admin_token: str,
 ) -> None:
@@ -38,12 +52,8 @@ async def test_kill_9_marks_the_run_lost_and_others_take_over(
                              command="sleep 30", overlap="forbid")
             await wait_for_count(logs.runs, {"job": "long", "status": "running"},
                                  lambda n: n >= 1, timeout=30)
-            kvs, _ = await store.get_prefix(keys.running_of("long"))
-            victim_run = json.loads(kvs[0].value)
+            victim_run, survivor = await kill_9_the_runner(store, keys, "long", workers)
             victim = victim_run["worker"]
-            survivor = "k2" if victim == "k1" else "k1"
-            workers[victim].proc.send_signal(signal.SIGKILL)
-            await workers[victim].proc.wait()
             record_id = f"{victim_run['run_id']}#1"
             await wait_for_count(logs.runs, {"_id": record_id, "status": "lost"},
                                  lambda n: n == 1, timeout=30)
