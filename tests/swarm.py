@@ -89,6 +89,18 @@ def assert_once_per_tick(docs: list[dict[str, Any]]) -> Counter[Any]:
     return per_tick
 
 
+def covered_seconds(docs: list[dict[str, Any]]) -> list[int]:
+    """The seconds an every-second job's records account for: a skipped record
+    stands for its whole range of missed ticks (``tick`` to ``skipped_until``)."""
+    covered: list[int] = []
+    for d in docs:
+        first = int(d["tick"].timestamp())
+        until = (d.get("extra") or {}).get("skipped_until")
+        last = first if until is None else until // 1000
+        covered.extend(range(first, last + 1))
+    return sorted(covered)
+
+
 def seconds(docs: list[dict[str, Any]], **match: Any) -> list[int]:
     return sorted(int(d["tick"].timestamp()) for d in docs
                   if all(d.get(k) == v for k, v in match.items()))

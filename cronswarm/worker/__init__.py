@@ -12,6 +12,7 @@ from ._claim import (
     read_claim,
     rendezvous_owner,
     run_info,
+    still_due,
 )
 from ._executor import ExecResult, Executor, KillSwitch, RunContext, ShellExecutor
 from ._http import HttpExecutor
@@ -74,4 +75,5 @@ __all__ = [
     "retry_delay",
     "run_info",
     "scan_frames",
+    "still_due",
 ]

@@ -199,7 +199,7 @@ async def claim(
             result, in_doubt = await _txn_retrying(store, ops, retry_for)
             outcome = read_claim(job, result)
         if in_doubt and outcome.last == encode_tick(tick, claimant):
-            outcome = await _recover(store, keys, job, info, outcome)
+            outcome = await recover_claim(store, keys, job, info, outcome.revision)
     elif outcome.outcome is Outcome.TAKEN and in_doubt:
         # A run-now claim deletes the request: our running key is the evidence.
         mine = await store.get(keys.running(job.name, run_id))
@@ -208,15 +208,15 @@ async def claim(
     return outcome
 
 
-async def _recover(store: CoordStore, keys: Keyspace, job: Job, info: bytes,
-                   seen: Claim) -> Claim:
+async def recover_claim(store: CoordStore, keys: Keyspace, job: Job, info: bytes,
+                        revision: int) -> Claim:
     """Our claim committed but its reply was lost: did it also take the lock?"""
     if job.overlap == "allow":
-        return Claim(Outcome.WON, revision=seen.revision)
+        return Claim(Outcome.WON, revision=revision)
     lock = await store.get(keys.lock(job.name))
     if lock is not None and lock.value == info:
         return Claim(Outcome.WON, revision=lock.mod_revision)
-    return Claim(Outcome.SKIP, holder=_decode(lock), revision=seen.revision)
+    return Claim(Outcome.SKIP, holder=_decode(lock), revision=revision)
 
 
 async def claim_skip(store: CoordStore, keys: Keyspace, job: Job, *, fence: bytes,
@@ -320,6 +320,24 @@ def plan_ticks(
         skip_until = dropped[-1]
         count += len(dropped)
     return TickPlan(skip_first, skip_until, count, tuple(to_run))
+
+
+def still_due(schedule: CronSchedule, job: Job, tick: int, *, now: int, on_time_ms: int) -> bool:
+    """Whether a plan made at ``now`` would still run ``tick`` (see ``plan_ticks``).
+
+    A plan is made before its claims are sent; when etcd is slow or failing
+    over, a claim can go out, or come back, after its tick has become a misfire.
+    Under ``skip`` and ``run_latest`` only the newest due tick runs, and only
+    while it is on time (``skip``) or inside the misfire window.
+    """
+    window_ms = int(job.misfire_window * 1000)
+    limit = on_time_ms if job.misfire == "skip" else max(window_ms, on_time_ms)
+    if now - tick > limit:
+        return False
+    if job.misfire == "run_all":
+        return True
+    later = schedule.next_after(tick)
+    return later is None or later > now
 
 
 def build_skip(keys: Keyspace, job: Job, *, fence: bytes, until: int, claimant: str

@@ -25,6 +25,7 @@ from typing import Any
 
 from ..common import (
     Clock,
+    CronSchedule,
     Job,
     Keyspace,
     RunRecord,
@@ -34,6 +35,7 @@ from ..common import (
     Trigger,
     ValidationError,
     decode_tick,
+    encode_tick,
     loop_deadline,
     run_id,
 )
@@ -50,7 +52,17 @@ from ..coord import (
     wait_deleted,
 )
 from ..metrics import render, worker_registry
-from ._claim import Claim, Outcome, claim, claim_skip, plan_ticks, rendezvous_owner, run_info
+from ._claim import (
+    Claim,
+    Outcome,
+    claim,
+    claim_skip,
+    plan_ticks,
+    recover_claim,
+    rendezvous_owner,
+    run_info,
+    still_due,
+)
 from ._executor import ExecResult, Executor, KillSwitch, RunContext, ShellExecutor
 from ._http import HttpExecutor
 from ._live import LiveOutputServer, OutputFeeds
@@ -87,6 +99,16 @@ class KeyedLock:
                 del self._locks[key]
             else:
                 self._locks[key] = (lock, users - 1)
+
+
+@dataclass(frozen=True, slots=True)
+class _Doubt:
+    """A claim sent whose reply was lost: it may or may not have committed."""
+
+    tick: int
+    claimant: str
+    run_id: str
+    info: bytes
 
 
 @dataclass(slots=True)
@@ -133,6 +155,7 @@ class Worker:
         self.timetable = Timetable()  # enabled jobs this worker may run
         self.job_defs: dict[str, Job] = {}  # every job in etcd (run-now needs paused ones)
         self.runs: dict[str, LiveRun] = {}  # by run id
+        self._doubts: dict[str, _Doubt] = {}  # by job: claims whose outcome is unknown
         self._nonce = 0
         self.lease = LeaseKeeper(store, settings.lease_ttl, on_renewed=self._on_lease_renewed)
         self.jobs = PrefixMirror(store, self.keys.jobs, on_change=self._on_job,
@@ -286,7 +309,13 @@ class Worker:
             self.job_defs.pop(name, None)
             self.timetable.remove(name)
         else:
+            known = name in self.job_defs
             self.job_defs[name] = job
+            pending = self.once.items.get(name)
+            if not known and pending is not None and not self.draining and job.matches(
+                    self.labels):
+                # A run-now request that arrived before its job (two watches).
+                self._spawn(self._run_once(job, pending), name=f"once:{name}")
             if not job.enabled or not job.matches(self.labels):
                 self.timetable.remove(name)
             else:
@@ -331,18 +360,22 @@ class Worker:
         return not claimed()
 
     async def _plan(self, job: Job, tick: int) -> None:
-        """Handle every unclaimed tick of ``job`` up to now (``tick`` is the newest due)."""
+        """Handle every unclaimed tick of ``job`` up to now (``tick`` is the oldest pending)."""
         retry = False
+        covered = tick  # every tick up to here is claimed or handled
         try:
             async with self._job_locks.hold(job.name):
+                await self._resolve_doubt(job)
+
                 def claimed() -> bool:
                     last = self._last_of(job.name)
                     return last is not None and last >= tick
 
                 if claimed() or not await self._hand_off(job, job.name, claimed, self.last):
                     self.counters["handoffs_saved"] += 1  # no claim sent: already taken
+                    covered = max(tick, self._last_of(job.name) or tick)
                     return
-                await self._execute_plan(job)
+                covered = max(tick, await self._execute_plan(job))
         except CoordUnavailable as exc:
             self.counters["claim_errors"] += 1
             retry = True
@@ -352,27 +385,30 @@ class Worker:
         finally:
             entry = self.timetable.get(job.name)
             if entry is not None and entry.job is job and not self.draining:
-                now = self.clock.now_ms()
                 if retry:
                     # Plan again soon: once etcd answers, the plan covers every
                     # tick missed meanwhile, by the job's misfire policy.
-                    self.timetable.defer(job.name, now + PLAN_RETRY_MS)
+                    self.timetable.defer(job.name, self.clock.now_ms() + PLAN_RETRY_MS)
                 else:
-                    self.timetable.advance(job.name, max(tick, now))
+                    # Not from now: ticks that fell due while this plan waited
+                    # (hand-off, a slow claim) are still pending, and due at once.
+                    self.timetable.advance(job.name, covered)
                 self._wake.set()
 
-    async def _execute_plan(self, job: Job) -> None:
+    async def _execute_plan(self, job: Job) -> int:
+        """Claim (or skip) the job's ticks up to now; returns the ``now`` planned up to."""
         entry = self.timetable.get(job.name)
+        now = self.clock.now_ms()
         if entry is None:
-            return
+            return now
         token = self._token_of(job.name)
-        for _ in range(5):  # re-plan when another worker moved the token meanwhile
+        for _ in range(5):  # re-plan when the token moved or a tick became a misfire
             now = self.clock.now_ms()
             if token is None:
                 # No token (a job written without one): only the newest due tick.
                 due = list(entry.schedule.fires_between(now - ON_TIME_MS - 1, now))
-                await self._claim_and_run(job, tuple(due[-1:]))
-                return
+                await self._claim_and_run(job, entry.schedule, tuple(due[-1:]))
+                return now
             plan = plan_ticks(entry.schedule, job, last=decode_tick(token), now=now,
                               on_time_ms=ON_TIME_MS)
             if plan.skip_count and not self.draining:
@@ -382,7 +418,7 @@ class Worker:
                                           until=plan.skip_until, claimant=self._claimant())
                 if result.outcome is Outcome.STALE:
                     if result.last is None:
-                        return
+                        return now
                     token = result.last
                     continue
                 self.counters["ticks_skipped"] += plan.skip_count
@@ -390,10 +426,24 @@ class Worker:
                     "skipped_ticks": plan.skip_count, "skipped_until": plan.skip_until,
                     "misfire": job.misfire,
                 })
-            await self._claim_and_run(job, plan.run)
-            return
+            if await self._claim_and_run(job, entry.schedule, plan.run):
+                return now
+            # A tick became a misfire before its claim went out (etcd was
+            # slow): plan again from the token as it is now.
+            kv = await self.store.get(self.keys.last(job.name))
+            token = kv.value if kv is not None else None
+        return now
 
-    async def _claim_and_run(self, job: Job, ticks: tuple[int, ...]) -> None:
+    def _still_due(self, schedule: CronSchedule, job: Job, tick: int) -> bool:
+        return still_due(schedule, job, tick, now=self.clock.now_ms(), on_time_ms=ON_TIME_MS)
+
+    async def _claim_and_run(self, job: Job, schedule: CronSchedule,
+                             ticks: tuple[int, ...]) -> bool:
+        """Claim and start ``ticks``, oldest first.
+
+        Returns False, with the rest unclaimed, when a tick is no longer due by
+        the misfire policy before its claim is sent (the caller re-plans).
+        """
         previous: LiveRun | None = None
         for tick in ticks:
             if previous is not None and previous.task is not None and job.overlap != "allow":
@@ -403,16 +453,69 @@ class Worker:
                 await asyncio.wait({previous.task, drain}, return_when=asyncio.FIRST_COMPLETED)
                 drain.cancel()
             if self.draining:
-                return
+                return True
+            if not self._still_due(schedule, job, tick):
+                return False
             rid = run_id(job.name, tick)
             info = run_info(run_id=rid, worker=self.id, lease=self.lease.lease_id, tick=tick,
                             started=self.clock.now_ms())
+            claimant = self._claimant()
             self.counters["claim_txns"] += 1
-            result = await claim(self.store, self.keys, job, tick, run_id=rid, info=info,
-                                 lease=self.lease.lease_id, claimant=self._claimant())
+            try:
+                result = await claim(self.store, self.keys, job, tick, run_id=rid, info=info,
+                                     lease=self.lease.lease_id, claimant=claimant)
+            except CoordUnavailable:
+                # It may have committed with its reply lost: the next plan of
+                # this job finds out before anything else (_resolve_doubt).
+                self._doubts[job.name] = _Doubt(tick, claimant, rid, info)
+                raise
             trigger = Trigger.CATCH_UP if len(ticks) > 1 or tick < self.clock.now_ms() - (
                 ON_TIME_MS) else Trigger.SCHEDULE
+            if result.outcome is Outcome.WON and not self._still_due(schedule, job, tick):
+                # Claimed, but the reply came after the tick became a misfire.
+                await self._claimed_too_late(job, tick, rid, info)
+                previous = None
+                continue
             previous = self._start_claimed(job, tick, rid, info, result, trigger)
+        return True
+
+    async def _resolve_doubt(self, job: Job) -> None:
+        """Settle a claim of ``job`` whose outcome was lost with etcd's reply.
+
+        Our running key or our claimant in the token proves it committed: the
+        tick is then ours to run (if still due) or to record, never left
+        without a record.
+        """
+        doubt = self._doubts.get(job.name)
+        if doubt is None:
+            return
+        running = await self.store.get(self.keys.running(job.name, doubt.run_id))
+        last = await self.store.get(self.keys.last(job.name))
+        del self._doubts[job.name]
+        if running is not None and running.value == doubt.info:
+            revision = running.create_revision
+        elif last is not None and last.value == encode_tick(doubt.tick, doubt.claimant):
+            revision = last.mod_revision
+        else:
+            return  # it did not commit: the tick is still unclaimed, planned as usual
+        result = await recover_claim(self.store, self.keys, job, doubt.info, revision)
+        entry = self.timetable.get(job.name)
+        log.info("claim of %s@%d had committed (reply lost)", job.name, doubt.tick)
+        if result.outcome is Outcome.WON and (
+                entry is None or not self._still_due(entry.schedule, job, doubt.tick)):
+            await self._claimed_too_late(job, doubt.tick, doubt.run_id, doubt.info)
+            return
+        self._start_claimed(job, doubt.tick, doubt.run_id, doubt.info, result,
+                            Trigger.CATCH_UP)
+
+    async def _claimed_too_late(self, job: Job, tick: int, rid: str, info: bytes) -> None:
+        """A tick claimed after it became a misfire: record it skipped, free its keys."""
+        self.counters["ticks_skipped"] += 1
+        await self._release_keys(job, rid, info)
+        await self._record_skip(job, tick, reason="misfire", extra={
+            "skipped_ticks": 1, "skipped_until": tick, "misfire": job.misfire,
+            "claimed_late_ms": self.clock.now_ms() - tick,
+        })
 
     def _start_claimed(self, job: Job, tick: int, rid: str, info: bytes, result: Claim,
                        trigger: Trigger) -> LiveRun | None:
@@ -602,15 +705,18 @@ class Worker:
             log.warning("%s still running after kill_grace; %s starts anyway", old_run, new_run)
 
     async def _release(self, live: LiveRun) -> None:
-        lock = self.keys.lock(live.job.name)
-        running = Delete(self.keys.running(live.job.name, live.run_id))
+        await self._release_keys(live.job, live.run_id, live.info)
+
+    async def _release_keys(self, job: Job, rid: str, info: bytes) -> None:
+        lock = self.keys.lock(job.name)
+        running = Delete(self.keys.running(job.name, rid))
         try:
             # The lock goes only if it is still ours (replace may have taken it).
-            await self.store.txn([Compare.value(lock, "==", live.info)],
+            await self.store.txn([Compare.value(lock, "==", info)],
                                  [Delete(lock), running], [running])
         except CoordUnavailable as exc:
             # The keys live on our lease: they vanish when it expires.
-            log.warning("cannot release %s now (%s); the lease will", live.run_id, exc)
+            log.warning("cannot release %s now (%s); the lease will", rid, exc)
 
     # -- kill and run-now requests -------------------------------------------
 
@@ -651,18 +757,36 @@ class Worker:
             current = self.once.items.get(job.name)
             return current is None or current.mod_revision != kv.mod_revision
 
-        try:
-            if not await self._hand_off(job, f"{job.name}@{tick}", claimed, self.once):
-                return
-            rid = run_id(job.name, tick)
-            info = run_info(run_id=rid, worker=self.id, lease=self.lease.lease_id, tick=tick,
-                            started=self.clock.now_ms())
-            result = await claim(self.store, self.keys, job, tick, run_id=rid, info=info,
-                                 lease=self.lease.lease_id, claimant=self._claimant(),
-                                 once_revision=kv.mod_revision)
+        if not await self._hand_off(job, f"{job.name}@{tick}", claimed, self.once):
+            return
+        rid = run_id(job.name, tick)
+        info = run_info(run_id=rid, worker=self.id, lease=self.lease.lease_id, tick=tick,
+                        started=self.clock.now_ms())
+        while not self.draining:
+            try:
+                result = await claim(self.store, self.keys, job, tick, run_id=rid, info=info,
+                                     lease=self.lease.lease_id, claimant=self._claimant(),
+                                     once_revision=kv.mod_revision)
+            except CoordUnavailable as exc:
+                # The request stays in etcd until claimed or expired: try
+                # again while it is there. An attempt that committed with its
+                # reply lost shows as our running key.
+                log.warning("cannot claim run-now of %s yet: %s", job.name, exc)
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(PLAN_RETRY_MS / 1000):
+                        await self.once.wait_for(claimed)
+                try:
+                    mine = await self.store.get(self.keys.running(job.name, rid))
+                except CoordUnavailable:
+                    continue
+                if mine is not None and mine.value == info:
+                    result = Claim(Outcome.WON, revision=mine.create_revision)
+                elif claimed():
+                    return
+                else:
+                    continue
             self._start_claimed(job, tick, rid, info, result, Trigger.RUN_NOW)
-        except CoordUnavailable as exc:
-            log.warning("cannot claim run-now of %s: %s", job.name, exc)
+            return
 
     # -- retries on any worker (see _retry) -----------------------------------
 

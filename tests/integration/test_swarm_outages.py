@@ -31,7 +31,7 @@ async def wait_until_wall(epoch_s: float) -> None:
 
 @pytest.mark.parametrize(
     ("policy", "ran_late"),
-    [("skip", set()), ("run_latest", {10}), ("run_all", {5, 10})],
+    [("skip", set()), ("run_latest", {12}), ("run_all", {6, 12})],
 )
 async def test_etcd_outage_follows_the_misfire_policy(
     policy: str, ran_late: set[int], settings: Settings, logs: MongoLogStore,
@@ -41,44 +41,47 @@ async def test_etcd_outage_follows_the_misfire_policy(
     store = EtcdStore(settings.etcd_endpoints)
     try:
         async with swarm(settings, logs, 2):
-            await create_job(store, logs, settings, name="every5", schedule="*/5 * * * * *",
+            await create_job(store, logs, settings, name="every6", schedule="*/6 * * * * *",
                              command="true", misfire=policy, misfire_window=60)
-            await wait_for_count(logs.runs, {"job": "every5", "status": "succeeded"},
+            await wait_for_count(logs.runs, {"job": "every6", "status": "succeeded"},
                                  lambda n: n >= 1, timeout=30)
-            # Stop etcd just after a tick T0 and bring it back 14 s later: the
-            # ticks T0+5 and T0+10 fall in the outage, and T0+10 is already ~4.5 s
-            # old when etcd answers again (past its on-time claim and the 2 s of
-            # claim retries, which etcd coming back at T0+12.5 could still meet).
-            t0 = (int(time.time()) // 5 + 1) * 5
+            # Stop etcd just after a tick T0 and bring it back at T0+14.5: the
+            # ticks T0+6 and T0+12 fall in the outage, T0+12 is 2.5 s old (past
+            # its on-time claim) when etcd answers, and the workers have 3.5 s
+            # to reconnect before T0+18 becomes the newest tick.
+            t0 = (int(time.time()) // 6 + 1) * 6
             await wait_until_wall(t0 + 0.5)
             own_etcd.stop()
             await wait_until_wall(t0 + 14.5)
             own_etcd.start()
-            after = {"job": "every5", "status": "succeeded",
-                     "tick": {"$gte": dt.datetime.fromtimestamp(t0 + 15, dt.UTC)}}
+            after = {"job": "every6", "status": "succeeded",
+                     "tick": {"$gte": dt.datetime.fromtimestamp(t0 + 18, dt.UTC)}}
             await wait_for_count(logs.runs, after, lambda n: n >= 1, timeout=30)
-            await pause_job(store, logs, settings, "every5")
-            await wait_for_count(logs.runs, {"job": "every5", "status": "running"},
+            await pause_job(store, logs, settings, "every6")
+            await wait_for_count(logs.runs, {"job": "every6", "status": "running"},
                                  lambda n: n == 0, timeout=20)
-        docs = await runs_of(logs, "every5")
+        docs = await runs_of(logs, "every6")
     finally:
         await store.close()
     assert_once_per_tick(docs)
     ran = set(seconds(docs, status="succeeded"))
     story = [(int(d["tick"].timestamp()) - t0, d["status"], d.get("lag"), d["worker"],
               d.get("extra")) for d in docs]
-    assert {t0 + s for s in (0, 15)} <= ran, story  # before and after the outage
-    assert {t - t0 for t in ran if t0 < t < t0 + 15} == ran_late, story
-    missed = {5, 10} - ran_late
-    skips = [d for d in docs if d["status"] == "skipped"]
-    if missed:
-        assert len(skips) == 1
-        assert skips[0]["extra"]["skipped_ticks"] == len(missed)
-        assert int(skips[0]["tick"].timestamp()) == t0 + min(missed)
-    else:
-        assert not skips
-    late = [d for d in docs if d["status"] == "succeeded" and t0 < d["tick"].timestamp() < t0 + 15]
-    assert all(d["lag"] > 2 for d in late)  # they ran when etcd came back, not on time
+    assert {t0 + s for s in (0, 18)} <= ran, story  # before and after the outage
+    assert {t - t0 for t in ran if t0 < t < t0 + 18} == ran_late, story
+    # Every missed tick has a record: a skipped one stands for its whole range
+    # (one record or, when a claim came back too late, one per tick).
+    skipped: set[int] = set()
+    for d in docs:
+        if d["status"] == "skipped":
+            assert d["extra"]["reason"] == "misfire", story
+            first = int(d["tick"].timestamp()) - t0
+            until = d["extra"]["skipped_until"] // 1000 - t0
+            assert len(range(first, until + 1, 6)) == d["extra"]["skipped_ticks"], story
+            skipped.update(range(first, until + 1, 6))
+    assert skipped == {6, 12} - ran_late, story
+    late = [d for d in docs if d["status"] == "succeeded" and t0 < d["tick"].timestamp() < t0 + 18]
+    assert all(d["lag"] > 2 for d in late), story  # they ran when etcd came back, not on time
 
 
 async def test_three_member_cluster_survives_a_member_restart(

@@ -6,7 +6,14 @@ from cronswarm.common import Settings
 from cronswarm.coord import EtcdStore
 from cronswarm.logstore import MongoLogStore
 from tests.helpers import wait_for_count
-from tests.swarm import assert_once_per_tick, create_job, pause_job, runs_of, seconds, swarm
+from tests.swarm import (
+    assert_once_per_tick,
+    covered_seconds,
+    create_job,
+    pause_job,
+    runs_of,
+    swarm,
+)
 
 
 async def test_five_skewed_workers_run_each_tick_exactly_once(
@@ -25,7 +32,7 @@ async def test_five_skewed_workers_run_each_tick_exactly_once(
         claims = sum(m.worker.counters["claims_won"] for m in members)
     docs = await runs_of(logs, "skewed")
     assert_once_per_tick(docs)
-    ticks = seconds(docs)
+    ticks = covered_seconds(docs)  # a skipped record may stand for several ticks
     assert ticks == list(range(ticks[0], ticks[0] + len(ticks))), "a tick has no record"
     # The worker whose clock is 2 s ahead sees the new job 2 s "late": it may
     # record the first tick or two as skipped (misfire). From then on, every

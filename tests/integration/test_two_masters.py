@@ -85,4 +85,6 @@ async def test_a_job_made_on_one_master_is_visible_editable_killable_on_the_othe
         assert actions == ["job.create", "job.delete", "job.kill", "job.run", "job.update"]
     finally:
         codes = await asyncio.gather(*(p.stop() for p in (worker, *masters)))
+        for proc in (worker, *masters):  # shown by pytest if the test failed
+            print(f"--- {proc.name}", *proc.lines[-60:], sep="\n")
     assert codes == [0, 0, 0]

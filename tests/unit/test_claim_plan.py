@@ -2,7 +2,14 @@ import pytest
 
 from cronswarm.common import CronSchedule, Job, Keyspace, encode_tick
 from cronswarm.coord import Compare, Get, KeyValue, Put, Txn, TxnResult
-from cronswarm.worker import Outcome, build_claim, plan_ticks, read_claim, rendezvous_owner
+from cronswarm.worker import (
+    Outcome,
+    build_claim,
+    plan_ticks,
+    read_claim,
+    rendezvous_owner,
+    still_due,
+)
 
 S = 1000
 EVERY_SECOND = CronSchedule.parse("* * * * * *")
@@ -110,3 +117,20 @@ def test_rendezvous_owner_is_stable_and_moves_only_lost_keys() -> None:
         if owner != "w2":
             assert new == owner
     assert rendezvous_owner("x", []) is None
+
+
+@pytest.mark.parametrize("misfire", ["skip", "run_latest", "run_all"])
+@pytest.mark.parametrize("schedule", ["* * * * * *", "*/5 * * * * *"])
+def test_still_due_agrees_with_a_fresh_plan(misfire: str, schedule: str) -> None:
+    """A tick is still due at ``now`` exactly when a plan made then would run it."""
+    cron = CronSchedule.parse(schedule)
+    the_job = job(misfire=misfire, misfire_window=7, schedule=schedule)
+    last = 100 * S
+    checked = 0
+    for now in range(last, last + 20 * S, 250):
+        plan = plan_ticks(cron, the_job, last=last, now=now, on_time_ms=2000)
+        for tick in cron.fires_between(last, now):
+            due = still_due(cron, the_job, tick, now=now, on_time_ms=2000)
+            assert due == (tick in plan.run), (tick, now)
+            checked += 1
+    assert checked > 50
