@@ -48,6 +48,7 @@ from ..coord import (
     LeaseKeeper,
     PrefixMirror,
     Put,
+    WatchCompacted,
     load_cluster_key,
     wait_deleted,
 )
@@ -78,6 +79,7 @@ log = logging.getLogger(__name__)
 
 ON_TIME_MS = 2000  # a tick claimed at most this late is on time (not a misfire)
 PLAN_RETRY_MS = 1000  # while etcd is unreachable, plans are retried this often
+HISTORY_READ_S = 5.0  # reading a key's history to settle a claim in doubt
 
 
 class KeyedLock:
@@ -103,12 +105,19 @@ class KeyedLock:
 
 @dataclass(frozen=True, slots=True)
 class _Doubt:
-    """A claim sent whose reply was lost: it may or may not have committed."""
+    """A claim sent whose reply was lost: it may or may not have committed.
+
+    ``token`` is what it would have written to ``/last`` (unique: it names the
+    claimant); ``since`` a revision seen before it was sent. A skip claim
+    (``skip_count`` > 0) covers ``tick`` to the tick in its token.
+    """
 
     tick: int
-    claimant: str
-    run_id: str
-    info: bytes
+    token: bytes
+    since: int
+    run_id: str = ""
+    info: bytes = b""
+    skip_count: int = 0
 
 
 @dataclass(slots=True)
@@ -375,7 +384,11 @@ class Worker:
                     self.counters["handoffs_saved"] += 1  # no claim sent: already taken
                     covered = max(tick, self._last_of(job.name) or tick)
                     return
-                covered = max(tick, await self._execute_plan(job))
+                planned = await self._execute_plan(job)
+                if planned is None:
+                    retry = True  # the token kept moving: plan again soon
+                else:
+                    covered = max(tick, planned)
         except CoordUnavailable as exc:
             self.counters["claim_errors"] += 1
             retry = True
@@ -395,8 +408,9 @@ class Worker:
                     self.timetable.advance(job.name, covered)
                 self._wake.set()
 
-    async def _execute_plan(self, job: Job) -> int:
-        """Claim (or skip) the job's ticks up to now; returns the ``now`` planned up to."""
+    async def _execute_plan(self, job: Job) -> int | None:
+        """Claim (or skip) the job's ticks up to now; returns the ``now`` planned up
+        to, or None if five plans in a row were overtaken (nothing is covered)."""
         entry = self.timetable.get(job.name)
         now = self.clock.now_ms()
         if entry is None:
@@ -414,8 +428,16 @@ class Worker:
             if plan.skip_count and not self.draining:
                 assert plan.skip_first is not None
                 assert plan.skip_until is not None
-                result = await claim_skip(self.store, self.keys, job, fence=token,
-                                          until=plan.skip_until, claimant=self._claimant())
+                claimant = self._claimant()
+                since = self.last.revision
+                try:
+                    result = await claim_skip(self.store, self.keys, job, fence=token,
+                                              until=plan.skip_until, claimant=claimant)
+                except CoordUnavailable:
+                    self._doubts[job.name] = _Doubt(
+                        plan.skip_first, encode_tick(plan.skip_until, claimant), since,
+                        skip_count=plan.skip_count)
+                    raise
                 if result.outcome is Outcome.STALE:
                     if result.last is None:
                         return now
@@ -432,7 +454,7 @@ class Worker:
             # slow): plan again from the token as it is now.
             kv = await self.store.get(self.keys.last(job.name))
             token = kv.value if kv is not None else None
-        return now
+        return None
 
     def _still_due(self, schedule: CronSchedule, job: Job, tick: int) -> bool:
         return still_due(schedule, job, tick, now=self.clock.now_ms(), on_time_ms=ON_TIME_MS)
@@ -460,6 +482,7 @@ class Worker:
             info = run_info(run_id=rid, worker=self.id, lease=self.lease.lease_id, tick=tick,
                             started=self.clock.now_ms())
             claimant = self._claimant()
+            since = self.last.revision
             self.counters["claim_txns"] += 1
             try:
                 result = await claim(self.store, self.keys, job, tick, run_id=rid, info=info,
@@ -467,7 +490,8 @@ class Worker:
             except CoordUnavailable:
                 # It may have committed with its reply lost: the next plan of
                 # this job finds out before anything else (_resolve_doubt).
-                self._doubts[job.name] = _Doubt(tick, claimant, rid, info)
+                self._doubts[job.name] = _Doubt(tick, encode_tick(tick, claimant), since,
+                                                rid, info)
                 raise
             trigger = Trigger.CATCH_UP if len(ticks) > 1 or tick < self.clock.now_ms() - (
                 ON_TIME_MS) else Trigger.SCHEDULE
@@ -482,31 +506,56 @@ class Worker:
     async def _resolve_doubt(self, job: Job) -> None:
         """Settle a claim of ``job`` whose outcome was lost with etcd's reply.
 
-        Our running key or our claimant in the token proves it committed: the
-        tick is then ours to run (if still due) or to record, never left
-        without a record.
+        If it committed, its tick is ours: run it (if still due) or record it;
+        a skip claim that committed is recorded. Never a tick without a record.
         """
         doubt = self._doubts.get(job.name)
         if doubt is None:
             return
-        running = await self.store.get(self.keys.running(job.name, doubt.run_id))
-        last = await self.store.get(self.keys.last(job.name))
+        write = await self._committed_write(job, doubt)
         del self._doubts[job.name]
-        if running is not None and running.value == doubt.info:
-            revision = running.create_revision
-        elif last is not None and last.value == encode_tick(doubt.tick, doubt.claimant):
-            revision = last.mod_revision
-        else:
-            return  # it did not commit: the tick is still unclaimed, planned as usual
-        result = await recover_claim(self.store, self.keys, job, doubt.info, revision)
+        if write is None:
+            return  # it did not commit: its ticks are still unclaimed, planned as usual
+        log.info("claim of %s@%d had committed (its reply was lost)", job.name, doubt.tick)
+        if doubt.skip_count:
+            self.counters["ticks_skipped"] += doubt.skip_count
+            await self._record_skip(job, doubt.tick, reason="misfire", extra={
+                "skipped_ticks": doubt.skip_count,
+                "skipped_until": decode_tick(doubt.token), "misfire": job.misfire})
+            return
+        result = await recover_claim(self.store, self.keys, job, doubt.info,
+                                     write.mod_revision)
         entry = self.timetable.get(job.name)
-        log.info("claim of %s@%d had committed (reply lost)", job.name, doubt.tick)
         if result.outcome is Outcome.WON and (
                 entry is None or not self._still_due(entry.schedule, job, doubt.tick)):
             await self._claimed_too_late(job, doubt.tick, doubt.run_id, doubt.info)
             return
         self._start_claimed(job, doubt.tick, doubt.run_id, doubt.info, result,
                             Trigger.CATCH_UP)
+
+    async def _committed_write(self, job: Job, doubt: _Doubt) -> KeyValue | None:
+        """Our write of ``doubt.token`` to ``/last``, if it ever happened: the key
+        now, or else its history since ``doubt.since`` (the token is unique)."""
+        key = self.keys.last(job.name)
+        now = await self.store.get(key)
+        if now is not None and now.value == doubt.token:
+            return now
+        if now is None or now.mod_revision <= doubt.since:
+            return None  # not written since before the claim was sent
+        try:
+            async with asyncio.timeout(HISTORY_READ_S):
+                async for batch in self.store.watch_prefix(key, doubt.since + 1):
+                    for event in batch:
+                        if event.key != key:
+                            continue  # another job whose name starts with this one's
+                        if event.value == doubt.token:
+                            return event.kv
+                        if event.mod_revision >= now.mod_revision:
+                            return None
+        except (TimeoutError, WatchCompacted) as exc:
+            log.warning("cannot tell whether the claim of %s@%d committed (%s); "
+                        "taking it as not", job.name, doubt.tick, exc or "timed out")
+        return None
 
     async def _claimed_too_late(self, job: Job, tick: int, rid: str, info: bytes) -> None:
         """A tick claimed after it became a misfire: record it skipped, free its keys."""

@@ -1,0 +1,165 @@
+"""A claim whose reply is lost, and etcd then unreachable for longer than the
+claim's own retries: the worker finds out on its next plan whether the claim
+committed (in the key, or in its history when the token has moved on since),
+so its tick is run or recorded, never left without a record."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+
+from cronswarm.common import Keyspace, Settings, decode_tick
+from cronswarm.coord import Compare, CoordUnavailable, EtcdStore, TxnOp, TxnResult
+from cronswarm.logstore import MongoLogStore
+from cronswarm.worker import LogWriter, Worker, rendezvous_owner
+from tests.helpers import wait_for_count
+from tests.swarm import (
+    Member,
+    assert_once_per_tick,
+    covered_seconds,
+    create_job,
+    pause_job,
+    runs_of,
+    start_member,
+)
+
+BLACKOUT_S = 3.0  # longer than a claim's 2 s of retries
+
+
+class LosingReplies(EtcdStore):
+    """etcd whose reply to one chosen transaction is lost after it committed;
+    every transaction then fails for ``BLACKOUT_S`` (the member is unreachable)."""
+
+    def __init__(self, endpoints: Sequence[str], lose: Callable[[Sequence[Compare]], bool]
+                 ) -> None:
+        super().__init__(endpoints)
+        self.lose = lose
+        self.lost: list[bytes] = []  # the tokens whose reply was lost
+        self.unreachable_until = 0.0
+
+    def black_out(self, seconds: float) -> None:
+        self.unreachable_until = asyncio.get_running_loop().time() + seconds
+
+    async def txn(self, compare: Sequence[Compare], success: Sequence[TxnOp],
+                  failure: Sequence[TxnOp] = ()) -> TxnResult:
+        if asyncio.get_running_loop().time() < self.unreachable_until:
+            raise CoordUnavailable("test: etcd unreachable")
+        result = await super().txn(compare, success, failure)
+        if result.succeeded and not self.lost and self.lose(compare):
+            self.lost.append(next(op.value for op in success if hasattr(op, "value")))
+            self.black_out(BLACKOUT_S)
+            raise CoordUnavailable("test: reply lost")
+        return result
+
+
+@asynccontextmanager
+async def faulty_worker(settings: Settings, logs: MongoLogStore, store: LosingReplies
+                        ) -> AsyncIterator[Worker]:
+    own = settings.with_overrides(worker_id="w0", spool_dir=f"{settings.spool_dir}/w0")
+    worker = Worker(own, store, LogWriter.open(logs, own))
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker.run(stop))
+    try:
+        async with asyncio.timeout(20):
+            await worker.ready.wait()
+        yield worker
+    finally:
+        stop.set()
+        await task
+        await store.close()
+
+
+def job_owned_by(worker: str, workers: Sequence[str]) -> str:
+    return next(name for name in (f"doubt-{i}" for i in range(100))
+                if rendezvous_owner(name, workers) == worker)
+
+
+def is_claim_of(keys: Keyspace, name: str, op: str) -> Callable[[Sequence[Compare]], bool]:
+    def check(compare: Sequence[Compare]) -> bool:
+        return bool(compare) and compare[0].key == keys.last(name) and compare[0].op == op
+    return check
+
+
+async def test_a_claim_committed_without_reply_runs_once_though_others_claimed_since(
+    settings: Settings, logs: MongoLogStore,
+) -> None:
+    keys = Keyspace(settings.key_prefix)
+    name = job_owned_by("w0", ["w0", "w1"])
+    armed = asyncio.Event()
+    tick_claim = is_claim_of(keys, name, "<")
+    store = LosingReplies(settings.etcd_endpoints, lambda c: armed.is_set() and tick_claim(c))
+    other: Member | None = None
+    async with faulty_worker(settings, logs, store) as worker:
+        try:
+            other = await start_member(settings, logs, "w1")
+            admin = EtcdStore(settings.etcd_endpoints)
+            try:
+                await create_job(admin, logs, settings, name=name, schedule="* * * * * *",
+                                 command="true", overlap="allow", misfire="run_all")
+                await wait_for_count(logs.runs, {"job": name, "status": "succeeded"},
+                                     lambda n: n >= 3, timeout=30)
+                armed.set()  # w0 (the owner) loses the reply to its next claim
+                # While w0 cannot reach etcd, w1 claims the next ticks, so the
+                # token has moved on when w0 asks whether its claim committed.
+                await wait_for_count(logs.runs, {"job": name, "status": "succeeded",
+                                                 "trigger": "catch_up"},
+                                     lambda n: n >= 1, timeout=30)
+                await pause_job(admin, logs, settings, name)
+                await wait_for_count(logs.runs, {"job": name, "status": "running"},
+                                     lambda n: n == 0, timeout=20)
+            finally:
+                await admin.close()
+        finally:
+            if other is not None:
+                await other.shutdown()
+        counters = worker.counters
+    docs = await runs_of(logs, name)
+    assert_once_per_tick(docs)
+    ticks = covered_seconds(docs)
+    assert ticks == list(range(ticks[0], ticks[0] + len(ticks))), "a tick has no record"
+    assert len(store.lost) == 1
+    lost_tick = decode_tick(store.lost[0])
+    [record] = [d for d in docs if d["tick"].timestamp() * 1000 == lost_tick]
+    assert (record["worker"], record["status"], record["trigger"]) == (
+        "w0", "succeeded", "catch_up")
+    assert record["lag"] >= BLACKOUT_S - 0.5  # run once w0 could tell, not on time
+    later = [d for d in docs if d["tick"].timestamp() * 1000 > lost_tick]
+    assert any(d["worker"] == "w1" for d in later)  # the token had moved on
+    assert counters["claim_errors"] >= 1
+
+
+async def test_a_skip_claim_committed_without_reply_is_recorded(
+    settings: Settings, logs: MongoLogStore,
+) -> None:
+    keys = Keyspace(settings.key_prefix)
+    name = "doubtful-skip"
+    store = LosingReplies(settings.etcd_endpoints, is_claim_of(keys, name, "=="))
+    admin = EtcdStore(settings.etcd_endpoints)
+    async with faulty_worker(settings, logs, store) as worker:
+        try:
+            await create_job(admin, logs, settings, name=name, schedule="* * * * * *",
+                             command="true", overlap="allow", misfire="skip")
+            await wait_for_count(logs.runs, {"job": name, "status": "succeeded"},
+                                 lambda n: n >= 3, timeout=30)
+            # Ticks go by unclaimed; then the claim that skips them loses its reply.
+            store.black_out(BLACKOUT_S)
+            await wait_for_count(logs.runs, {"job": name, "status": "skipped"},
+                                 lambda n: n >= 2, timeout=30)
+            await pause_job(admin, logs, settings, name)
+            await wait_for_count(logs.runs, {"job": name, "status": "running"},
+                                 lambda n: n == 0, timeout=20)
+        finally:
+            await admin.close()
+        counters = worker.counters
+    docs = await runs_of(logs, name)
+    assert_once_per_tick(docs)
+    ticks = covered_seconds(docs)
+    assert ticks == list(range(ticks[0], ticks[0] + len(ticks))), "a tick has no record"
+    assert len(store.lost) == 1
+    until = decode_tick(store.lost[0])
+    doubted = [d for d in docs if d["status"] == "skipped"
+               and d["extra"]["skipped_until"] == until]
+    assert len(doubted) == 1, "the skip claim that committed without reply has no record"
+    assert doubted[0]["extra"]["skipped_ticks"] >= 2
+    assert counters["claim_errors"] >= 1
