@@ -40,7 +40,7 @@ from ..common import (
 )
 from ._abc import AuditEntry, LogStoreRejected, LogStoreUnavailable, RunPage, RunQuery
 from ._history import HistoryPager, encode_cursor
-from ._rollups import HourlyCounts, LastRuns
+from ._rollups import RECENT_KEPT, HourlyCounts, LastRuns
 from ._windows import FUTURE_MARGIN_MS, MAX_PROBES, windows
 
 DUPLICATE_KEY = 11000
@@ -346,9 +346,20 @@ class MongoLogStore:
 
     async def recent_runs(self, jobs: Mapping[str, int], per_job: int
                           ) -> dict[str, list[RunRecord]]:
-        """``jobs`` maps each job to how far back (ms) its first window looks: about
-        the span of its last ``per_job`` scheduled ticks, so one query usually does."""
+        """The newest ``per_job`` runs (without output) of each of ``jobs``.
+
+        Read from the ``run_last`` rollup's recent runs (one query for them
+        all); a job whose entry predates them is read from its index range,
+        once: the answer fills its entry. ``jobs`` maps each job to how far
+        back (ms) that first window looks: about the span of its last
+        ``per_job`` scheduled ticks, so one query usually does."""
         limit = max(1, min(per_job, _MAX_PAGE))
+        rolled = await self.last.recent(list(jobs)) if limit <= RECENT_KEPT else {}
+        out = {job: [doc_to_record(d) for d in docs[:limit]]
+               for job, docs in rolled.items() if docs}
+        missing = {job: span for job, span in jobs.items() if rolled.get(job) is None}
+        if not missing:
+            return out
         hi = self.clock.now_ms() + FUTURE_MARGIN_MS
         order = [("tick", DESCENDING), ("attempt", DESCENDING)]
 
@@ -358,11 +369,14 @@ class MongoLogStore:
                                       projection=_NO_OUTPUT)
 
         try:
-            found = await asyncio.gather(*(newest(job, span) for job, span in jobs.items()))
+            found = await asyncio.gather(*(newest(job, span) for job, span in missing.items()))
         except PyMongoError as exc:
             raise LogStoreUnavailable(str(exc)) from exc
-        return {job: [doc_to_record(d) for d in docs]
-                for job, docs in zip(jobs, found, strict=True) if docs}
+        for job, docs in zip(missing, found, strict=True):
+            if docs:
+                out[job] = [doc_to_record(d) for d in docs]
+                await self.last.fill_recent(job, docs)  # for next time (if it has an entry)
+        return out
 
     def _query_error(self, exc: PyMongoError) -> LogStoreUnavailable:
         if isinstance(exc, ExecutionTimeout):

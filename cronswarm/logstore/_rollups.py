@@ -8,6 +8,16 @@ the newest and a stale write is a no-op (a duplicate key on the upsert). The job
 for the last run of every job: one read of this small collection instead of
 one index probe per job.
 
+Each entry also keeps ``recent``: a few fields of the job's newest
+``RECENT_KEPT`` run documents, oldest first, for the dashboard's trend
+charts (one read of a page of entries instead of one index range per job).
+A write first pulls the older (or same) states of its documents, then pushes them
+(``$push`` with ``$sort`` and ``$slice``); a stale state that arrives late is
+pushed too and discarded by the reader, which keeps the highest ``seq`` of
+each document. ``recent_complete`` marks entries whose array holds the whole
+recent history: those created by this code, or filled from the runs once
+(``fill_recent``) for history written before.
+
 ``run_hours`` holds, per hour of ticks, the number of runs in each status: a
 cache with a version. Whoever writes runs bumps the version of each hour it
 touches before and after writing (``touch``); a reader uses a bucket only if
@@ -41,6 +51,9 @@ DUPLICATE_KEY = 11000
 _FALLBACK_CONCURRENCY = 16
 _READ_ALL_ABOVE = 64  # asked for more jobs than this: read the collection whole
 _NOT_SUMMARISED = ("output", "output_tail", "extra")
+RECENT_KEPT = 30  # runs kept per job in run_last's ``recent`` (the trend shows 20)
+_RECENT_FIELDS = ("_id", "run_id", "job", "tick", "attempt", "seq", "status", "trigger",
+                  "worker", "started", "ended", "duration")
 _RECOUNT_CONCURRENCY = 8
 HOUR = dt.timedelta(hours=1)
 
@@ -70,6 +83,23 @@ def newest_per_job(docs: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]
     return list(newest.values())
 
 
+def recent_entry(doc: Mapping[str, Any]) -> Doc:
+    """What ``recent`` keeps of a run document."""
+    return {k: doc.get(k) for k in _RECENT_FIELDS}
+
+
+def newest_states(entries: Iterable[Mapping[str, Any]]) -> list[Doc]:
+    """``recent`` as stored (oldest first, maybe a stale state twice) to the
+    newest state of each run document, newest first."""
+    best: dict[Any, Mapping[str, Any]] = {}
+    for entry in entries:
+        held = best.get(entry["_id"])
+        if held is None or (entry.get("seq") or 0) > (held.get("seq") or 0):
+            best[entry["_id"]] = entry
+    return sorted((dict(e) for e in best.values()),
+                  key=lambda e: (e["tick"], e["attempt"]), reverse=True)
+
+
 class LastRuns:
     """The ``run_last`` collection: one document per job."""
 
@@ -82,8 +112,11 @@ class LastRuns:
     async def ensure_indexes(self) -> None:
         await self.last.create_index("expire_at", expireAfterSeconds=0, name="retention")
 
-    async def note(self, docs: Iterable[Mapping[str, Any]]) -> None:
-        """Make each job's entry the newest of what it holds and ``docs``."""
+    async def note(self, docs: Iterable[Mapping[str, Any]], *, complete: bool = True) -> None:
+        """Make each job's entry the newest of what it holds and ``docs``, and
+        add ``docs`` to the entries' recent runs. ``complete``: a new entry's
+        recent runs are its whole history (False for a backfill of old history)."""
+        docs = list(docs)
         ops = []
         for doc in newest_per_job(docs):
             order = _order(doc)
@@ -91,7 +124,8 @@ class LastRuns:
             ops.append(UpdateOne(
                 {"_id": doc["job"], "order": {"$lt": order}},
                 {"$set": {"order": order, "run": summary,
-                          "expire_at": doc.get("expire_at") or doc["tick"] + self.keep}},
+                          "expire_at": doc.get("expire_at") or doc["tick"] + self.keep},
+                 "$setOnInsert": {"recent_complete": complete}},
                 upsert=True))
         if not ops:
             return
@@ -103,6 +137,53 @@ class LastRuns:
                       if e.get("code") != DUPLICATE_KEY]
             if others or exc.details.get("writeConcernErrors"):
                 raise LogStoreUnavailable(f"cannot update run_last: {others[:1]}") from exc
+        except PyMongoError as exc:
+            raise LogStoreUnavailable(str(exc)) from exc
+        await self._note_recent(docs)
+
+    async def _note_recent(self, docs: Sequence[Mapping[str, Any]]) -> None:
+        """Pull the older states of ``docs`` from their jobs' recent runs, then push them
+        (every entry exists: ``note`` made it)."""
+        per_job: dict[str, list[Doc]] = {}
+        pulls = []
+        for doc in docs:
+            entry = recent_entry(doc)
+            per_job.setdefault(doc["job"], []).append(entry)
+            pulls.append(UpdateOne({"_id": doc["job"]}, {"$pull": {"recent": {
+                "_id": entry["_id"], "seq": {"$lte": entry["seq"]}}}}))
+        pushes = [UpdateOne({"_id": job}, {"$push": {"recent": {
+            "$each": entries, "$sort": {"tick": 1, "attempt": 1, "seq": 1},
+            "$slice": -RECENT_KEPT}}}) for job, entries in per_job.items()]
+        try:
+            await self.last.bulk_write(pulls + pushes, ordered=True)
+        except PyMongoError as exc:
+            raise LogStoreUnavailable(f"cannot update run_last's recent runs: {exc}") from exc
+
+    async def recent(self, jobs: Sequence[str]) -> dict[str, list[Doc] | None]:
+        """The recent run documents (a few fields) of each of ``jobs``, newest
+        first; None for a job whose entry does not hold its whole recent history."""
+        wanted = list(dict.fromkeys(jobs))
+        flt: Doc = {} if len(wanted) > _READ_ALL_ABOVE else {"_id": {"$in": wanted}}
+        found: dict[str, list[Doc] | None] = dict.fromkeys(wanted)
+        try:
+            async for d in self.last.find(flt, {"recent": 1, "recent_complete": 1}):
+                if d["_id"] in found and d.get("recent_complete"):
+                    found[d["_id"]] = newest_states(d.get("recent") or [])
+        except PyMongoError as exc:
+            raise LogStoreUnavailable(str(exc)) from exc
+        return found
+
+    async def fill_recent(self, job: str, newest_first: Sequence[Mapping[str, Any]]) -> None:
+        """Fill an entry written before it kept recent runs, from the runs themselves.
+
+        A run written between the caller's read of the runs and this write is
+        missing from the array until it slides out of it (a chart, not history).
+        """
+        entries = [recent_entry(d) for d in reversed(newest_first[:RECENT_KEPT])]
+        try:
+            await self.last.update_one(
+                {"_id": job, "recent_complete": {"$ne": True}},
+                {"$set": {"recent": entries, "recent_complete": True}})
         except PyMongoError as exc:
             raise LogStoreUnavailable(str(exc)) from exc
 
@@ -121,7 +202,7 @@ class LastRuns:
                 # History written before run_last existed: ask the runs
                 # themselves, and remember the answers.
                 backfill = await self._newest_runs(missing)
-                await self.note(backfill)
+                await self.note(backfill, complete=False)
                 found.update({d["job"]: {k: v for k, v in d.items() if k not in _NOT_SUMMARISED}
                               for d in backfill})
         except PyMongoError as exc:

@@ -4,8 +4,8 @@ The view joins three sources: the job and its revision (etcd), the runs
 alive now (etcd ``/running/``), and the last run record (MongoDB's
 ``run_last`` rollup), all read on every call. ``load_job_page`` is the one
 query that gathers them, used by the API and the dashboard alike. The
-dashboard's trends (a job's last 20 runs) are kept per master in
-``TrendCache`` and read again when the job's last run changes.
+dashboard's trends (a job's last 20 runs, from the same rollup) are kept per
+master in ``TrendCache`` and read again when the job's last run changes.
 """
 
 from __future__ import annotations

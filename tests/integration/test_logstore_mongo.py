@@ -22,6 +22,7 @@ from cronswarm.logstore import (
     coalesce_records,
     record_to_doc,
 )
+from cronswarm.logstore._rollups import RECENT_KEPT
 
 
 def record(job: str, tick: int, status: RunStatus = RunStatus.SUCCEEDED, attempt: int = 1,
@@ -332,3 +333,60 @@ async def test_pages_are_exact_when_the_search_widens_across_windows(
             mine = [r for r in records if job is None or r.job == job]
             assert walked == [r.record_id for r in sorted(
                 mine, key=lambda r: (r.tick, r.record_id), reverse=True)], (limit, job)
+
+
+def _trend_of(records: list[RunRecord]) -> list[tuple[int, int, RunStatus]]:
+    return [(r.tick, r.attempt, r.status) for r in records]
+
+
+async def _truth(logs: MongoLogStore, job: str, n: int) -> list[tuple[int, int, RunStatus]]:
+    docs = await logs.runs.find({"job": job}).sort([("tick", -1), ("attempt", -1)]).to_list(n)
+    return [(int(d["tick"].timestamp() * 1000), d["attempt"], RunStatus(d["status"]))
+            for d in docs]
+
+
+async def test_recent_runs_kept_in_the_rollup_match_the_history_whatever_the_writes(
+        logs: MongoLogStore) -> None:
+    rng = random.Random(7)
+    states: list[RunRecord] = []
+    for i in range(45):  # more runs than the rollup keeps
+        tick = 10_000 + i * 1000
+        final = rng.choice([RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.TIMEOUT])
+        states += [record("t", tick, RunStatus.RUNNING), record("t", tick, final)]
+        if i % 7 == 0:  # a retry on a second attempt
+            states += [record("t", tick, RunStatus.RUNNING, attempt=2),
+                       record("t", tick, RunStatus.SUCCEEDED, attempt=2)]
+    # In order, in batches of random size, with replays and a few stale
+    # running states written after their final one.
+    writes = list(states) + rng.sample(states, 20)
+    while writes:
+        size = rng.randint(1, 6)
+        await logs.write_runs(writes[:size])
+        writes = writes[size:]
+    stored = await logs.db["run_last"].find_one({"_id": "t"})
+    assert stored is not None and stored["recent_complete"] is True
+    assert len(stored["recent"]) <= RECENT_KEPT
+    from_rollup = (await logs.last.recent(["t"]))["t"]
+    assert from_rollup is not None and len(from_rollup) >= 20
+    got = await logs.recent_runs({"t": 60_000}, 20)
+    assert _trend_of(got["t"]) == await _truth(logs, "t", 20)
+
+
+async def test_recent_runs_of_history_written_before_the_rollup_kept_them(
+        logs: MongoLogStore) -> None:
+    for i in range(25):
+        await logs.write_runs([record("old", 1000 * (i + 1), RunStatus.FAILED)])
+    # As an older version left it: a last run, no recent runs.
+    await logs.db["run_last"].update_one(
+        {"_id": "old"}, {"$unset": {"recent": "", "recent_complete": ""}})
+    assert (await logs.last.recent(["old"]))["old"] is None
+    first = await logs.recent_runs({"old": 60_000}, 20)
+    assert _trend_of(first["old"]) == await _truth(logs, "old", 20)
+    # The answer filled the entry: the next read is the rollup's, and new runs add to it.
+    await logs.write_runs([record("old", 99_000, RunStatus.SUCCEEDED)])
+    kept = (await logs.last.recent(["old"]))["old"]
+    assert kept is not None
+    assert [int(d["tick"].timestamp() * 1000) for d in kept[:21]] == [99_000] + [
+        1000 * (i + 1) for i in reversed(range(5, 25))]
+    second = await logs.recent_runs({"old": 60_000}, 20)
+    assert _trend_of(second["old"]) == await _truth(logs, "old", 20)
