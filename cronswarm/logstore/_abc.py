@@ -100,7 +100,8 @@ class LogStore(Protocol):
                           ) -> dict[str, list[RunRecord]]:
         """The newest ``per_job`` records of each job in ``jobs`` (newest first,
         without their output); ``jobs`` maps each job to a hint of how far back
-        (ms) those records reach. Jobs without records are left out."""
+        (ms) those records reach (looked up only for jobs read from the runs).
+        Jobs without records are left out."""
         ...
 
     async def write_audit(self, entry: AuditEntry) -> None: ...

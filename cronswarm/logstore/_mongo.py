@@ -11,8 +11,9 @@ TTL index on ``expire_at`` deletes it after that. Running records have no
 ``expire_at`` and stay until they are finished (or marked lost).
 
 Collections: ``runs`` (one document per attempt), ``audit``, and two rollups
-kept by ``write_runs`` (_rollups.py): ``run_last`` (each job's newest run) and
-``run_hours`` (counts per status per hour). Pages of history: _history.py.
+kept by ``write_runs`` (_rollups.py): ``run_last`` (each job's newest run),
+``run_trend`` (each job's newest runs, a few fields) and ``run_hours`` (counts
+per status per hour). Pages of history: _history.py.
 """
 
 from __future__ import annotations
@@ -215,7 +216,7 @@ class MongoLogStore:
         self.db: AsyncDatabase[Doc] = self.client.get_default_database(default=database)
         self.runs: AsyncCollection[Doc] = self.db["runs"]
         self.audit: AsyncCollection[Doc] = self.db["audit"]
-        self.last = LastRuns(self.runs, self.db["run_last"],
+        self.last = LastRuns(self.runs, self.db["run_last"], self.db["run_trend"],
                              default_retention_days=default_retention_days)
         self.hourly = HourlyCounts(self.runs, self.db["run_hours"],
                                    default_retention_days=default_retention_days)
@@ -348,16 +349,16 @@ class MongoLogStore:
                           ) -> dict[str, list[RunRecord]]:
         """The newest ``per_job`` runs (without output) of each of ``jobs``.
 
-        Read from the ``run_last`` rollup's recent runs (one query for them
-        all); a job whose entry predates them is read from its index range,
-        once: the answer fills its entry. ``jobs`` maps each job to how far
+        Read from the ``run_trend`` rollup (one query for them all); a job
+        whose entry is not known to be complete (its first read) is read from
+        its index range, once: the answer completes its entry. ``jobs`` maps each job to how far
         back (ms) that first window looks: about the span of its last
         ``per_job`` scheduled ticks, so one query usually does."""
         limit = max(1, min(per_job, _MAX_PAGE))
         rolled = await self.last.recent(list(jobs)) if limit <= RECENT_KEPT else {}
         out = {job: [doc_to_record(d) for d in docs[:limit]]
                for job, docs in rolled.items() if docs}
-        missing = {job: span for job, span in jobs.items() if rolled.get(job) is None}
+        missing = {job: jobs[job] for job in jobs if rolled.get(job) is None}
         if not missing:
             return out
         hi = self.clock.now_ms() + FUTURE_MARGIN_MS

@@ -8,15 +8,16 @@ the newest and a stale write is a no-op (a duplicate key on the upsert). The job
 for the last run of every job: one read of this small collection instead of
 one index probe per job.
 
-Each entry also keeps ``recent``: a few fields of the job's newest
-``RECENT_KEPT`` run documents, oldest first, for the dashboard's trend
-charts (one read of a page of entries instead of one index range per job).
-A write first pulls the older (or same) states of its documents, then pushes them
-(``$push`` with ``$sort`` and ``$slice``); a stale state that arrives late is
-pushed too and discarded by the reader, which keeps the highest ``seq`` of
-each document. ``recent_complete`` marks entries whose array holds the whole
-recent history: those created by this code, or filled from the runs once
-(``fill_recent``) for history written before.
+``run_trend`` keeps, per job, a few fields of its newest ``RECENT_KEPT``
+run documents (``recent``, oldest first), for the dashboard's trend charts:
+one read of a page of jobs instead of one index range per job. It is its own
+collection so that reading every job's last run stays a read of small
+documents. A write first pulls the older (or same) states of its documents,
+then pushes them (``$push`` with ``$sort`` and ``$slice``); a stale state that
+arrives late is pushed too and discarded by the reader, which keeps the
+highest ``seq`` of each document. An entry is ``complete`` once it was
+filled from the runs themselves (``fill_recent``, the first time a job's
+trend is read); until then it may lack runs written before it existed.
 
 ``run_hours`` holds, per hour of ticks, the number of runs in each status: a
 cache with a version. Whoever writes runs bumps the version of each hour it
@@ -51,9 +52,10 @@ DUPLICATE_KEY = 11000
 _FALLBACK_CONCURRENCY = 16
 _READ_ALL_ABOVE = 64  # asked for more jobs than this: read the collection whole
 _NOT_SUMMARISED = ("output", "output_tail", "extra")
-RECENT_KEPT = 30  # runs kept per job in run_last's ``recent`` (the trend shows 20)
-_RECENT_FIELDS = ("_id", "run_id", "job", "tick", "attempt", "seq", "status", "trigger",
-                  "worker", "started", "ended", "duration")
+RECENT_KEPT = 24  # runs kept per job in run_trend (the trend shows 20; room for stale states)
+_RECENT_ORDER = {"tick": 1, "attempt": 1, "seq": 1}
+_RECENT_FIELDS = ("_id", "run_id", "job", "tick", "attempt", "seq", "status", "started",
+                  "ended")  # what a trend shows (a bar's height is ended - started)
 _RECOUNT_CONCURRENCY = 8
 HOUR = dt.timedelta(hours=1)
 
@@ -103,19 +105,20 @@ def newest_states(entries: Iterable[Mapping[str, Any]]) -> list[Doc]:
 class LastRuns:
     """The ``run_last`` collection: one document per job."""
 
-    def __init__(self, runs: AsyncCollection[Doc], last: AsyncCollection[Doc], *,
-                 default_retention_days: int) -> None:
+    def __init__(self, runs: AsyncCollection[Doc], last: AsyncCollection[Doc],
+                 trend: AsyncCollection[Doc], *, default_retention_days: int) -> None:
         self.runs = runs
         self.last = last
+        self.trend = trend
         self.keep = dt.timedelta(days=default_retention_days)
 
     async def ensure_indexes(self) -> None:
         await self.last.create_index("expire_at", expireAfterSeconds=0, name="retention")
+        await self.trend.create_index("expire_at", expireAfterSeconds=0, name="retention")
 
-    async def note(self, docs: Iterable[Mapping[str, Any]], *, complete: bool = True) -> None:
+    async def note(self, docs: Iterable[Mapping[str, Any]]) -> None:
         """Make each job's entry the newest of what it holds and ``docs``, and
-        add ``docs`` to the entries' recent runs. ``complete``: a new entry's
-        recent runs are its whole history (False for a backfill of old history)."""
+        add ``docs`` to the jobs' recent runs (``run_trend``)."""
         docs = list(docs)
         ops = []
         for doc in newest_per_job(docs):
@@ -124,8 +127,7 @@ class LastRuns:
             ops.append(UpdateOne(
                 {"_id": doc["job"], "order": {"$lt": order}},
                 {"$set": {"order": order, "run": summary,
-                          "expire_at": doc.get("expire_at") or doc["tick"] + self.keep},
-                 "$setOnInsert": {"recent_complete": complete}},
+                          "expire_at": doc.get("expire_at") or doc["tick"] + self.keep}},
                 upsert=True))
         if not ops:
             return
@@ -142,48 +144,65 @@ class LastRuns:
         await self._note_recent(docs)
 
     async def _note_recent(self, docs: Sequence[Mapping[str, Any]]) -> None:
-        """Pull the older states of ``docs`` from their jobs' recent runs, then push them
-        (every entry exists: ``note`` made it)."""
+        """Pull the older states of ``docs`` from their jobs' recent runs, then push them."""
         per_job: dict[str, list[Doc]] = {}
+        expire: dict[str, dt.datetime] = {}
         pulls = []
         for doc in docs:
             entry = recent_entry(doc)
-            per_job.setdefault(doc["job"], []).append(entry)
-            pulls.append(UpdateOne({"_id": doc["job"]}, {"$pull": {"recent": {
+            job = doc["job"]
+            per_job.setdefault(job, []).append(entry)
+            until = doc.get("expire_at") or doc["tick"] + self.keep
+            expire[job] = max(expire.get(job, until), until)
+            pulls.append(UpdateOne({"_id": job}, {"$pull": {"recent": {
                 "_id": entry["_id"], "seq": {"$lte": entry["seq"]}}}}))
-        pushes = [UpdateOne({"_id": job}, {"$push": {"recent": {
-            "$each": entries, "$sort": {"tick": 1, "attempt": 1, "seq": 1},
-            "$slice": -RECENT_KEPT}}}) for job, entries in per_job.items()]
+        pushes = [UpdateOne({"_id": job}, {
+            "$push": {"recent": {"$each": entries, "$sort": _RECENT_ORDER,
+                                 "$slice": -RECENT_KEPT}},
+            "$max": {"expire_at": expire[job]},
+            "$setOnInsert": {"complete": False}}, upsert=True)
+            for job, entries in per_job.items()]
         try:
-            await self.last.bulk_write(pulls + pushes, ordered=True)
+            await self.trend.bulk_write(pulls + pushes, ordered=True)
         except PyMongoError as exc:
-            raise LogStoreUnavailable(f"cannot update run_last's recent runs: {exc}") from exc
+            raise LogStoreUnavailable(f"cannot update run_trend: {exc}") from exc
 
     async def recent(self, jobs: Sequence[str]) -> dict[str, list[Doc] | None]:
         """The recent run documents (a few fields) of each of ``jobs``, newest
-        first; None for a job whose entry does not hold its whole recent history."""
+        first; None for a job whose entry is not known to be complete."""
         wanted = list(dict.fromkeys(jobs))
         flt: Doc = {} if len(wanted) > _READ_ALL_ABOVE else {"_id": {"$in": wanted}}
         found: dict[str, list[Doc] | None] = dict.fromkeys(wanted)
         try:
-            async for d in self.last.find(flt, {"recent": 1, "recent_complete": 1}):
-                if d["_id"] in found and d.get("recent_complete"):
+            async for d in self.trend.find(flt, {"recent": 1, "complete": 1}):
+                if d["_id"] in found and d.get("complete"):
                     found[d["_id"]] = newest_states(d.get("recent") or [])
         except PyMongoError as exc:
             raise LogStoreUnavailable(str(exc)) from exc
         return found
 
     async def fill_recent(self, job: str, newest_first: Sequence[Mapping[str, Any]]) -> None:
-        """Fill an entry written before it kept recent runs, from the runs themselves.
+        """Complete a job's recent runs from the runs themselves (read by the caller).
 
-        A run written between the caller's read of the runs and this write is
-        missing from the array until it slides out of it (a chart, not history).
-        """
-        entries = [recent_entry(d) for d in reversed(newest_first[:RECENT_KEPT])]
+        Merged like a write (pull the same or older states, push): a run
+        written meanwhile stays."""
+        if not newest_first:
+            return
+        entries = [recent_entry(d) for d in newest_first[:RECENT_KEPT]]
+        until = max(d.get("expire_at") or d["tick"] + self.keep for d in newest_first)
+        ops = [UpdateOne({"_id": job}, {"$pull": {"recent": {
+            "_id": e["_id"], "seq": {"$lte": e["seq"]}}}}) for e in entries]
+        ops.append(UpdateOne({"_id": job, "complete": {"$ne": True}}, {
+            "$push": {"recent": {"$each": entries, "$sort": _RECENT_ORDER,
+                                 "$slice": -RECENT_KEPT}},
+            "$max": {"expire_at": until},
+            "$set": {"complete": True}}, upsert=True))
         try:
-            await self.last.update_one(
-                {"_id": job, "recent_complete": {"$ne": True}},
-                {"$set": {"recent": entries, "recent_complete": True}})
+            await self.trend.bulk_write(ops, ordered=True)
+        except BulkWriteError as exc:
+            # A duplicate key: complete already (filled by another reader meanwhile).
+            if any(e.get("code") != DUPLICATE_KEY for e in exc.details.get("writeErrors", [])):
+                raise LogStoreUnavailable(f"cannot fill run_trend: {exc}") from exc
         except PyMongoError as exc:
             raise LogStoreUnavailable(str(exc)) from exc
 
@@ -202,7 +221,7 @@ class LastRuns:
                 # History written before run_last existed: ask the runs
                 # themselves, and remember the answers.
                 backfill = await self._newest_runs(missing)
-                await self.note(backfill, complete=False)
+                await self.note(backfill)
                 found.update({d["job"]: {k: v for k, v in d.items() if k not in _NOT_SUMMARISED}
                               for d in backfill})
         except PyMongoError as exc:

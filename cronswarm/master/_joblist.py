@@ -4,13 +4,13 @@ The view joins three sources: the job and its revision (etcd), the runs
 alive now (etcd ``/running/``), and the last run record (MongoDB's
 ``run_last`` rollup), all read on every call. ``load_job_page`` is the one
 query that gathers them, used by the API and the dashboard alike. The
-dashboard's trends (a job's last 20 runs, from the same rollup) are kept per
+dashboard's trends (a job's last 20 runs, from the ``run_trend`` rollup) are kept per
 master in ``TrendCache`` and read again when the job's last run changes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -106,6 +106,25 @@ def views(jobs: Sequence[StoredJob], *, now_ms: int, last: Mapping[str, RunRecor
                      running=running.get(j.job.name, ())) for j in jobs]
 
 
+class SpanHints(Mapping[str, int]):
+    """Jobs and their ``history_span``, computed only for the jobs asked for (a
+    trend read from the rollup needs none; each costs about 20 fire times)."""
+
+    def __init__(self, runs: int, now_ms: int) -> None:
+        self.runs = runs
+        self.now_ms = now_ms
+        self.jobs: dict[str, StoredJob] = {}
+
+    def __getitem__(self, name: str) -> int:
+        return history_span(self.jobs[name], self.runs, self.now_ms)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.jobs)
+
+    def __len__(self) -> int:
+        return len(self.jobs)
+
+
 SPAN_SAMPLE = 20  # fire times computed to estimate a job's period
 _UNKNOWN_SPAN_MS = 3600 * 1000
 
@@ -154,12 +173,14 @@ async def recent_history(service: JobService, jobs: Sequence[StoredJob], runs: i
     if latest is None:
         latest = await last_runs_of(service, jobs)
     out: dict[str, list[RunRecord]] = {}
-    stale: dict[str, int] = {}
+    stale = SpanHints(runs, now_ms)
     for stored in jobs:
         name = stored.job.name
+        if name not in latest:
+            continue  # no run at all (the rollup read asks the runs for such jobs)
         cached = service.trends.get(name, runs, latest.get(name), now_ms)
         if cached is None:
-            stale[name] = history_span(stored, runs, now_ms)
+            stale.jobs[name] = stored
         elif cached:
             out[name] = cached
     if stale:

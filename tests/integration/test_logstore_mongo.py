@@ -22,6 +22,7 @@ from cronswarm.logstore import (
     coalesce_records,
     record_to_doc,
 )
+from cronswarm.logstore._mongo import doc_to_record
 from cronswarm.logstore._rollups import RECENT_KEPT
 
 
@@ -348,37 +349,50 @@ async def _truth(logs: MongoLogStore, job: str, n: int) -> list[tuple[int, int, 
 async def test_recent_runs_kept_in_the_rollup_match_the_history_whatever_the_writes(
         logs: MongoLogStore) -> None:
     rng = random.Random(7)
-    states: list[RunRecord] = []
-    for i in range(45):  # more runs than the rollup keeps
-        tick = 10_000 + i * 1000
-        final = rng.choice([RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.TIMEOUT])
-        states += [record("t", tick, RunStatus.RUNNING), record("t", tick, final)]
-        if i % 7 == 0:  # a retry on a second attempt
-            states += [record("t", tick, RunStatus.RUNNING, attempt=2),
-                       record("t", tick, RunStatus.SUCCEEDED, attempt=2)]
-    # In order, in batches of random size, with replays and a few stale
-    # running states written after their final one.
-    writes = list(states) + rng.sample(states, 20)
-    while writes:
-        size = rng.randint(1, 6)
-        await logs.write_runs(writes[:size])
-        writes = writes[size:]
-    stored = await logs.db["run_last"].find_one({"_id": "t"})
-    assert stored is not None and stored["recent_complete"] is True
-    assert len(stored["recent"]) <= RECENT_KEPT
-    from_rollup = (await logs.last.recent(["t"]))["t"]
-    assert from_rollup is not None and len(from_rollup) >= 20
+
+    def states(ticks: range) -> list[RunRecord]:
+        out: list[RunRecord] = []
+        for tick in ticks:
+            final = rng.choice([RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.TIMEOUT])
+            out += [record("t", tick, RunStatus.RUNNING), record("t", tick, final)]
+            if tick % 7000 == 0:  # a retry on a second attempt
+                out += [record("t", tick, RunStatus.RUNNING, attempt=2),
+                        record("t", tick, RunStatus.SUCCEEDED, attempt=2)]
+        return out
+
+    async def write_shuffled(records: list[RunRecord]) -> None:
+        # In order, in batches of random size, with replays and a few stale
+        # running states written after their final one.
+        writes = records + rng.sample(records, len(records) // 4)
+        while writes:
+            size = rng.randint(1, 6)
+            await logs.write_runs(writes[:size])
+            writes = writes[size:]
+
+    await write_shuffled(states(range(10_000, 55_000, 1000)))  # more than the rollup keeps
+    stored = await logs.db["run_trend"].find_one({"_id": "t"})
+    assert stored is not None and len(stored["recent"]) <= RECENT_KEPT
+    # First read: completed from the runs (once); then the rollup's alone.
+    got = await logs.recent_runs({"t": 60_000}, 20)
+    assert _trend_of(got["t"]) == await _truth(logs, "t", 20)
+    kept = (await logs.last.recent(["t"]))["t"]
+    assert kept is not None and len(kept) >= 20
+    assert _trend_of([doc_to_record(d) for d in kept[:20]]) == await _truth(logs, "t", 20)
+    # Writes after that keep it exact.
+    await write_shuffled(states(range(55_000, 63_000, 1000)))
+    kept = (await logs.last.recent(["t"]))["t"]
+    assert kept is not None
+    assert _trend_of([doc_to_record(d) for d in kept[:20]]) == await _truth(logs, "t", 20)
     got = await logs.recent_runs({"t": 60_000}, 20)
     assert _trend_of(got["t"]) == await _truth(logs, "t", 20)
 
 
 async def test_recent_runs_of_history_written_before_the_rollup_kept_them(
         logs: MongoLogStore) -> None:
-    for i in range(25):
-        await logs.write_runs([record("old", 1000 * (i + 1), RunStatus.FAILED)])
-    # As an older version left it: a last run, no recent runs.
-    await logs.db["run_last"].update_one(
-        {"_id": "old"}, {"$unset": {"recent": "", "recent_complete": ""}})
+    old = [record_to_doc(record("old", 1000 * (i + 1), RunStatus.FAILED),
+                         default_retention_days=logs.default_retention_days)
+           for i in range(25)]
+    await logs.runs.insert_many(old)  # as if written by an older version
     assert (await logs.last.recent(["old"]))["old"] is None
     first = await logs.recent_runs({"old": 60_000}, 20)
     assert _trend_of(first["old"]) == await _truth(logs, "old", 20)
