@@ -319,6 +319,9 @@ class MongoLogStore:
     async def last_runs(self, jobs: Sequence[str]) -> dict[str, RunRecord]:
         return {job: doc_to_record(doc) for job, doc in (await self.last.get(jobs)).items()}
 
+    async def last_statuses(self, jobs: Sequence[str]) -> dict[str, RunStatus]:
+        return {job: RunStatus(status) for job, status in (await self.last.statuses(jobs)).items()}
+
     async def count_runs(self, *, since: int, until: int, job: str | None = None
                          ) -> dict[RunStatus, int]:
         out = dict.fromkeys(RunStatus, 0)

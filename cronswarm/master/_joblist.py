@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..common import CronSchedule, RunRecord, ValidationError
+from ..common import CronSchedule, RunRecord, RunStatus, ValidationError
 from ..coord import KeyValue
 from ._jobs import JobService, StoredJob
 
@@ -44,12 +44,13 @@ class JobFilter:
                 return False
         return True
 
-    def keeps_last(self, last: RunRecord | None) -> bool:
+    def keeps_last(self, last: RunStatus | None) -> bool:
+        """Whether a job whose last run ended in ``last`` (None: never ran) passes."""
         if self.last_status is None:
             return True
         if last is None:
             return self.last_status == NEVER
-        return last.status.value == self.last_status
+        return last.value == self.last_status
 
 
 def page(jobs: Sequence[StoredJob], cursor: str | None, limit: int
@@ -208,9 +209,11 @@ async def load_job_page(service: JobService, wanted: JobFilter, *, history: int 
     jobs = [j for j in await service.list_jobs() if wanted.keeps(j)]
     recent: dict[str, list[RunRecord]] = {}
     if history and wanted.last_status is not None:
-        latest = await last_runs_of(service, jobs)
-        jobs = [j for j in jobs if wanted.keeps_last(latest.get(j.job.name))]
+        # Only the statuses of every job (small), then the page's last runs.
+        statuses = await service.logs.last_statuses([j.job.name for j in jobs])
+        jobs = [j for j in jobs if wanted.keeps_last(statuses.get(j.job.name))]
         chosen, next_cursor = page(jobs, wanted.cursor, wanted.limit)
+        latest = await last_runs_of(service, chosen)
         if history == 1:
             recent = {j.job.name: [latest[j.job.name]] for j in chosen if j.job.name in latest}
         else:

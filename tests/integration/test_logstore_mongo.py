@@ -154,11 +154,15 @@ async def test_counts_per_status_over_a_window(logs: MongoLogStore) -> None:
 
 async def test_last_runs_of_few_and_of_many_jobs(logs: MongoLogStore) -> None:
     jobs = [f"j{i}" for i in range(100)]
-    await logs.write_runs([record(j, t) for j in jobs for t in (1000, 5000, 3000)])
+    newest = {j: RunStatus.FAILED if i % 3 else RunStatus.SUCCEEDED for i, j in enumerate(jobs)}
+    await logs.write_runs([record(j, t) for j in jobs for t in (1000, 3000)]
+                          + [record(j, 5000, newest[j]) for j in jobs])
     for asked in (jobs[:10], jobs[:90]):  # a lookup by _id; a read of the whole rollup
         last = await logs.last_runs([*asked, "none", "j1"])
         assert set(last) == set(asked)
         assert {r.tick for r in last.values()} == {5000}
+        assert await logs.last_statuses([*asked, "none", "j1"]) == {
+            j: newest[j] for j in asked}
 
 
 async def test_audit_by_target_actor_and_time(logs: MongoLogStore) -> None:
@@ -261,6 +265,7 @@ async def test_last_runs_of_history_written_before_the_rollup(logs: MongoLogStor
     old = record_to_doc(record("legacy", 7000, RunStatus.FAILED),
                         default_retention_days=logs.default_retention_days)
     await logs.runs.insert_one(old)  # as if written by an older version
+    assert await logs.last_statuses(["legacy", "never-ran"]) == {"legacy": RunStatus.FAILED}
     assert (await logs.last_runs(["legacy", "never-ran"]))["legacy"].tick == 7000
     assert await logs.db["run_last"].find_one({"_id": "legacy"}) is not None  # remembered
     assert "never-ran" not in await logs.last_runs(["never-ran"])

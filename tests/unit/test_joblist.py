@@ -30,8 +30,8 @@ def test_filters_combine_with_and() -> None:
 
 
 def test_last_status_filter_and_never() -> None:
-    assert JobFilter(last_status="failed").keeps_last(record("a", RunStatus.FAILED))
-    assert not JobFilter(last_status="failed").keeps_last(record("a", RunStatus.SUCCEEDED))
+    assert JobFilter(last_status="failed").keeps_last(RunStatus.FAILED)
+    assert not JobFilter(last_status="failed").keeps_last(RunStatus.SUCCEEDED)
     assert not JobFilter(last_status="failed").keeps_last(None)
     assert JobFilter(last_status=NEVER).keeps_last(None)
     assert JobFilter().keeps_last(None)
