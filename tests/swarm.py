@@ -13,6 +13,7 @@ from cronswarm.coord import EtcdStore
 from cronswarm.logstore import MongoLogStore
 from cronswarm.master import JobService
 from cronswarm.worker import LogWriter, Worker
+from tests.helpers import wait_for_count
 
 
 class Member:
@@ -78,6 +79,14 @@ async def pause_job(store: EtcdStore, logs: MongoLogStore, settings: Settings,
     await service.set_enabled(name, False, actor="tests")
 
 
+async def pause_and_settle(store: EtcdStore, logs: MongoLogStore, settings: Settings,
+                           name: str) -> None:
+    """Pause the job and wait until none of its runs is still running."""
+    await pause_job(store, logs, settings, name)
+    await wait_for_count(logs.runs, {"job": name, "status": "running"},
+                         lambda n: n == 0, timeout=20)
+
+
 async def runs_of(logs: MongoLogStore, job: str) -> list[dict[str, Any]]:
     return await logs.runs.find({"job": job}).sort("tick", 1).to_list(None)
 
@@ -87,6 +96,15 @@ def assert_once_per_tick(docs: list[dict[str, Any]]) -> Counter[Any]:
     duplicated = [t for t, n in per_tick.items() if n > 1]
     assert not duplicated, f"ticks recorded more than once: {duplicated}"
     return per_tick
+
+
+def assert_every_second_once(docs: list[dict[str, Any]]) -> list[int]:
+    """An every-second job's records: no tick twice, none without a record
+    (a skipped record stands for its range). Returns the seconds covered."""
+    assert_once_per_tick(docs)
+    ticks = covered_seconds(docs)
+    assert ticks == list(range(ticks[0], ticks[0] + len(ticks))), "a tick has no record"
+    return ticks
 
 
 def covered_seconds(docs: list[dict[str, Any]]) -> list[int]:

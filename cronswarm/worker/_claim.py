@@ -322,6 +322,18 @@ def plan_ticks(
     return TickPlan(skip_first, skip_until, count, tuple(to_run))
 
 
+def in_time(job: Job, tick: int, *, now: int, on_time_ms: int) -> bool:
+    """Whether ``tick``, claimed at ``now``, may still start: on time under
+    ``skip``, inside the misfire window otherwise.
+
+    Applied when a claim comes back (a later tick falling due meanwhile does
+    not matter then: that one has its own plan).
+    """
+    window_ms = int(job.misfire_window * 1000)
+    limit = on_time_ms if job.misfire == "skip" else max(window_ms, on_time_ms)
+    return now - tick <= limit
+
+
 def still_due(schedule: CronSchedule, job: Job, tick: int, *, now: int, on_time_ms: int) -> bool:
     """Whether a plan made at ``now`` would still run ``tick`` (see ``plan_ticks``).
 
@@ -330,9 +342,7 @@ def still_due(schedule: CronSchedule, job: Job, tick: int, *, now: int, on_time_
     Under ``skip`` and ``run_latest`` only the newest due tick runs, and only
     while it is on time (``skip``) or inside the misfire window.
     """
-    window_ms = int(job.misfire_window * 1000)
-    limit = on_time_ms if job.misfire == "skip" else max(window_ms, on_time_ms)
-    if now - tick > limit:
+    if not in_time(job, tick, now=now, on_time_ms=on_time_ms):
         return False
     if job.misfire == "run_all":
         return True

@@ -58,6 +58,7 @@ from ._claim import (
     Outcome,
     claim,
     claim_skip,
+    in_time,
     plan_ticks,
     recover_claim,
     rendezvous_owner,
@@ -459,6 +460,9 @@ class Worker:
     def _still_due(self, schedule: CronSchedule, job: Job, tick: int) -> bool:
         return still_due(schedule, job, tick, now=self.clock.now_ms(), on_time_ms=ON_TIME_MS)
 
+    def _in_time(self, job: Job, tick: int) -> bool:
+        return in_time(job, tick, now=self.clock.now_ms(), on_time_ms=ON_TIME_MS)
+
     async def _claim_and_run(self, job: Job, schedule: CronSchedule,
                              ticks: tuple[int, ...]) -> bool:
         """Claim and start ``ticks``, oldest first.
@@ -495,7 +499,7 @@ class Worker:
                 raise
             trigger = Trigger.CATCH_UP if len(ticks) > 1 or tick < self.clock.now_ms() - (
                 ON_TIME_MS) else Trigger.SCHEDULE
-            if result.outcome is Outcome.WON and not self._still_due(schedule, job, tick):
+            if result.outcome is Outcome.WON and not self._in_time(job, tick):
                 # Claimed, but the reply came after the tick became a misfire.
                 await self._claimed_too_late(job, tick, rid, info)
                 previous = None
@@ -525,9 +529,7 @@ class Worker:
             return
         result = await recover_claim(self.store, self.keys, job, doubt.info,
                                      write.mod_revision)
-        entry = self.timetable.get(job.name)
-        if result.outcome is Outcome.WON and (
-                entry is None or not self._still_due(entry.schedule, job, doubt.tick)):
+        if result.outcome is Outcome.WON and not self._in_time(job, doubt.tick):
             await self._claimed_too_late(job, doubt.tick, doubt.run_id, doubt.info)
             return
         self._start_claimed(job, doubt.tick, doubt.run_id, doubt.info, result,

@@ -16,10 +16,9 @@ from cronswarm.worker import LogWriter, Worker, rendezvous_owner
 from tests.helpers import wait_for_count
 from tests.swarm import (
     Member,
-    assert_once_per_tick,
-    covered_seconds,
+    assert_every_second_once,
     create_job,
-    pause_job,
+    pause_and_settle,
     runs_of,
     start_member,
 )
@@ -105,9 +104,7 @@ async def test_a_claim_committed_without_reply_runs_once_though_others_claimed_s
                 await wait_for_count(logs.runs, {"job": name, "status": "succeeded",
                                                  "trigger": "catch_up"},
                                      lambda n: n >= 1, timeout=30)
-                await pause_job(admin, logs, settings, name)
-                await wait_for_count(logs.runs, {"job": name, "status": "running"},
-                                     lambda n: n == 0, timeout=20)
+                await pause_and_settle(admin, logs, settings, name)
             finally:
                 await admin.close()
         finally:
@@ -115,9 +112,7 @@ async def test_a_claim_committed_without_reply_runs_once_though_others_claimed_s
                 await other.shutdown()
         counters = worker.counters
     docs = await runs_of(logs, name)
-    assert_once_per_tick(docs)
-    ticks = covered_seconds(docs)
-    assert ticks == list(range(ticks[0], ticks[0] + len(ticks))), "a tick has no record"
+    assert_every_second_once(docs)
     assert len(store.lost) == 1
     lost_tick = decode_tick(store.lost[0])
     [record] = [d for d in docs if d["tick"].timestamp() * 1000 == lost_tick]
@@ -146,16 +141,12 @@ async def test_a_skip_claim_committed_without_reply_is_recorded(
             store.black_out(BLACKOUT_S)
             await wait_for_count(logs.runs, {"job": name, "status": "skipped"},
                                  lambda n: n >= 2, timeout=30)
-            await pause_job(admin, logs, settings, name)
-            await wait_for_count(logs.runs, {"job": name, "status": "running"},
-                                 lambda n: n == 0, timeout=20)
+            await pause_and_settle(admin, logs, settings, name)
         finally:
             await admin.close()
         counters = worker.counters
     docs = await runs_of(logs, name)
-    assert_once_per_tick(docs)
-    ticks = covered_seconds(docs)
-    assert ticks == list(range(ticks[0], ticks[0] + len(ticks))), "a tick has no record"
+    assert_every_second_once(docs)
     assert len(store.lost) == 1
     until = decode_tick(store.lost[0])
     doubted = [d for d in docs if d["status"] == "skipped"

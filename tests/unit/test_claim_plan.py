@@ -5,6 +5,7 @@ from cronswarm.coord import Compare, Get, KeyValue, Put, Txn, TxnResult
 from cronswarm.worker import (
     Outcome,
     build_claim,
+    in_time,
     plan_ticks,
     read_claim,
     rendezvous_owner,
@@ -134,3 +135,14 @@ def test_still_due_agrees_with_a_fresh_plan(misfire: str, schedule: str) -> None
             assert due == (tick in plan.run), (tick, now)
             checked += 1
     assert checked > 50
+
+
+@pytest.mark.parametrize(("misfire", "late_ms", "runs"), [
+    ("skip", 2000, True), ("skip", 2001, False),
+    ("run_latest", 2500, True), ("run_latest", 7000, True), ("run_latest", 7001, False),
+    ("run_all", 7000, True), ("run_all", 7001, False),
+])
+def test_a_claim_back_late_runs_only_inside_its_limit(misfire: str, late_ms: int,
+                                                       runs: bool) -> None:
+    the_job = job(misfire=misfire, misfire_window=7)
+    assert in_time(the_job, 100 * S, now=100 * S + late_ms, on_time_ms=2000) is runs
