@@ -28,7 +28,7 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from cronswarm.common import Job, Keyspace, Settings
-from cronswarm.coord import EtcdStore
+from cronswarm.coord import CoordUnavailable, EtcdStore
 from cronswarm.devservices import EtcdServer, MongoServer
 from cronswarm.logstore import MongoLogStore
 from cronswarm.master import JobService
@@ -120,7 +120,14 @@ async def big_table(base: Settings, count: int) -> dict[str, float]:
             "timezone": "UTC" if i % 2 else "Europe/Paris",
         })
         async with sem:
-            await store.put(keys.job(job.name), job.to_json())
+            for attempt in range(5):  # etcd may stall on a slow disk sync
+                try:
+                    await store.put(keys.job(job.name), job.to_json())
+                    return
+                except CoordUnavailable:
+                    if attempt == 4:
+                        raise
+                    await asyncio.sleep(0.5 * (attempt + 1))  # retry backoff
 
     await asyncio.gather(*(put(i) for i in range(count)))
     seed_s = time.perf_counter() - t
