@@ -8,8 +8,11 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import OperationFailure
 
 from cronswarm.coord import CoordStore, KeyValue, PrefixMirror
+
+CHANGE_STREAM_NEEDS_REPLICA_SET = 40573  # MongoDB's error on a standalone server
 
 
 async def wait_for_count(
@@ -33,6 +36,13 @@ async def wait_for_count(
                     count = await collection.count_documents(dict(query))
     except TimeoutError:
         raise TimeoutError(f"condition not met within {timeout}s (count={count})") from None
+    except OperationFailure as exc:
+        if exc.code == CHANGE_STREAM_NEEDS_REPLICA_SET:
+            raise RuntimeError(
+                "the tests wait on MongoDB change streams, which a standalone mongod does "
+                "not offer: give CRONSWARM_TEST_MONGODB_URI a replica set (a single-node "
+                "one, mongod --replSet, is enough)") from exc
+        raise
     return count
 
 

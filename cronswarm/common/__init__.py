@@ -3,7 +3,7 @@
 from ._alerting import ALERT_KINDS, DEFAULT_ALERT_RULE, PROBLEM_KINDS, AlertKind, AlertRule
 from ._cancel import reraise_cancellation
 from ._clock import Clock, SkewedClock, SystemClock, loop_deadline
-from ._config import Settings
+from ._config import MAX_OUTPUT_PART_BYTES, Settings
 from ._cron import CronSchedule, from_ms, load_timezone, preview, to_ms, validate_expression
 from ._describe import describe
 from ._errors import (
@@ -44,6 +44,7 @@ __all__ = [
     "ALERT_KINDS",
     "DEFAULT_ALERT_RULE",
     "LIVE_AUTH_SCHEME",
+    "MAX_OUTPUT_PART_BYTES",
     "MISFIRE_POLICIES",
     "OVERLAP_POLICIES",
     "PROBLEM_KINDS",

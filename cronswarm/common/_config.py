@@ -89,6 +89,20 @@ def _positive_int(raw: object) -> int:
     return value
 
 
+# A run document holds the output's head and tail decoded as UTF-8 (an
+# undecodable byte becomes U+FFFD, three bytes): at 2 MiB each it stays far
+# below MongoDB's 16 MiB document limit with the command and error beside it.
+MAX_OUTPUT_PART_BYTES = 2 << 20
+
+
+def _output_bytes(raw: object) -> int:
+    value = _positive_int(raw)
+    if value > MAX_OUTPUT_PART_BYTES:
+        raise ValueError(f"{raw!r} is more than {MAX_OUTPUT_PART_BYTES} (2 MiB): a run "
+                         "record must fit in one MongoDB document")
+    return value
+
+
 def _boolean(raw: object) -> bool:
     if isinstance(raw, bool):
         return raw
@@ -128,7 +142,8 @@ class Settings:
 
     etcd_endpoints: tuple[str, ...] = _setting("CRONSWARM_ETCD_ENDPOINTS", _endpoints)
     mongodb_uri: str = _setting("MONGODB_URI", str)
-    mongodb_database: str = _setting("CRONSWARM_MONGODB_DATABASE", str, "cronswarm")
+    # None: the database named in MONGODB_URI, else "cronswarm"
+    mongodb_database: str | None = _setting("CRONSWARM_MONGODB_DATABASE", str, None)
     key_prefix: str = _setting("CRONSWARM_KEY_PREFIX", _prefix, "/cron")
     etcd_timeout: float = _setting("CRONSWARM_ETCD_TIMEOUT", _positive_float, 5.0)
     # master
@@ -160,8 +175,8 @@ class Settings:
     handoff_delay: float = _setting("CRONSWARM_HANDOFF_DELAY", _non_negative_float, 0.25)
     shutdown_grace: float = _setting("CRONSWARM_SHUTDOWN_GRACE", _non_negative_float, 30.0)
     stats_interval: float = _setting("CRONSWARM_STATS_INTERVAL", _positive_float, 5.0)
-    output_head_bytes: int = _setting("CRONSWARM_OUTPUT_HEAD_BYTES", _positive_int, 65536)
-    output_tail_bytes: int = _setting("CRONSWARM_OUTPUT_TAIL_BYTES", _positive_int, 65536)
+    output_head_bytes: int = _setting("CRONSWARM_OUTPUT_HEAD_BYTES", _output_bytes, 65536)
+    output_tail_bytes: int = _setting("CRONSWARM_OUTPUT_TAIL_BYTES", _output_bytes, 65536)
     worker_http_host: str = _setting("CRONSWARM_WORKER_HTTP_HOST", str, "127.0.0.1")
     worker_http_port: int = _setting("CRONSWARM_WORKER_HTTP_PORT", _port, 0)  # 0: ephemeral
     log_batch_size: int = _setting("CRONSWARM_LOG_BATCH_SIZE", _positive_int, 200)

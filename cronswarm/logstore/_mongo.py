@@ -28,7 +28,7 @@ from typing import Any
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, InsertOne, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import BulkWriteError, ExecutionTimeout, PyMongoError
+from pymongo.errors import BulkWriteError, ExecutionTimeout, OperationFailure, PyMongoError
 
 from ..common import (
     Clock,
@@ -41,10 +41,11 @@ from ..common import (
 )
 from ._abc import AuditEntry, LogStoreRejected, LogStoreUnavailable, RunPage, RunQuery
 from ._history import HistoryPager, encode_cursor
-from ._rollups import RECENT_KEPT, HourlyCounts, LastRuns
+from ._rollups import DUPLICATE_KEY, RECENT_KEPT, HourlyCounts, LastRuns
 from ._windows import FUTURE_MARGIN_MS, MAX_PROBES, windows
 
-DUPLICATE_KEY = 11000
+INDEX_NOT_FOUND = 27
+DEFAULT_DATABASE = "cronswarm"
 _SEQ = {RunStatus.RUNNING: 0, RunStatus.LOST: 1}
 _FINAL_SEQ = 2
 _LOST_FIELDS = ("status", "ended", "error", "seq", "expire_at", "duration")
@@ -194,7 +195,7 @@ class MongoLogStore:
         self,
         uri_or_client: str | AsyncMongoClient[Doc],
         *,
-        database: str = "cronswarm",
+        database: str | None = None,
         default_retention_days: int = 30,
         timeout_ms: int = 5000,
         query_time_ms: int = 10000,
@@ -213,7 +214,10 @@ class MongoLogStore:
         else:
             self.client = uri_or_client
             self._owns_client = False
-        self.db: AsyncDatabase[Doc] = self.client.get_default_database(default=database)
+        # The database given wins, then the one named in the URI.
+        self.db: AsyncDatabase[Doc] = (
+            self.client[database] if database
+            else self.client.get_default_database(default=DEFAULT_DATABASE))
         self.runs: AsyncCollection[Doc] = self.db["runs"]
         self.audit: AsyncCollection[Doc] = self.db["audit"]
         self.last = LastRuns(self.runs, self.db["run_last"], self.db["run_trend"],
@@ -229,7 +233,11 @@ class MongoLogStore:
             existing = await self.runs.index_information()
             for name in _OBSOLETE_INDEXES:
                 if name in existing:
-                    await self.runs.drop_index(name)
+                    try:
+                        await self.runs.drop_index(name)
+                    except OperationFailure as exc:
+                        if exc.code != INDEX_NOT_FOUND:  # another process dropped it first
+                            raise
             for name, keys, options in _RUN_INDEXES:
                 await self.runs.create_index(keys, name=name, **options)
             for name, keys in _AUDIT_INDEXES:

@@ -50,6 +50,24 @@ async def test_write_is_idempotent_and_never_downgrades(logs: MongoLogStore) -> 
     assert got is not None and got.status is RunStatus.SUCCEEDED
 
 
+async def test_the_database_given_wins_then_the_one_in_the_uri(settings: Settings) -> None:
+    tag = settings.mongodb_database
+    assert tag is not None
+    base = settings.mongodb_uri.split("?")[0].rstrip("/")
+    named = f"{base}/{tag}_uri"
+    stores = [MongoLogStore(named), MongoLogStore(named, database=f"{tag}_given"),
+              MongoLogStore(base)]
+    try:
+        assert [s.db.name for s in stores] == [f"{tag}_uri", f"{tag}_given", "cronswarm"]
+        await stores[1].write_runs([record("a", 1000)])
+        assert await stores[1].client[f"{tag}_given"]["runs"].count_documents({}) == 1
+        assert await stores[1].client[f"{tag}_uri"]["runs"].count_documents({}) == 0
+    finally:
+        await stores[1].client.drop_database(f"{tag}_given")
+        for store in stores:
+            await store.close()
+
+
 async def test_unique_index_on_job_tick_attempt(logs: MongoLogStore) -> None:
     await logs.write_runs([record("a", 1000)])
     info = await logs.runs.index_information()

@@ -30,7 +30,8 @@ def test_environment_parses_types() -> None:
     ("var", "value"),
     [("CRONSWARM_LEASE_TTL", "0"), ("CRONSWARM_MASTER_PORT", "70000"),
      ("CRONSWARM_ETCD_ENDPOINTS", "nohostport"), ("CRONSWARM_KEY_PREFIX", "/a/../b"),
-     ("CRONSWARM_WORKER_LABELS", "novalue"), ("CRONSWARM_ALLOW_RUN_AS", "maybe")],
+     ("CRONSWARM_WORKER_LABELS", "novalue"), ("CRONSWARM_ALLOW_RUN_AS", "maybe"),
+     ("CRONSWARM_OUTPUT_HEAD_BYTES", "0"), ("CRONSWARM_OUTPUT_TAIL_BYTES", str((2 << 20) + 1))],
 )
 def test_bad_values_name_their_variable(var: str, value: str) -> None:
     with pytest.raises(ConfigError) as exc:

@@ -1,6 +1,9 @@
+import bson
 from hypothesis import given
 from hypothesis import strategies as st
 
+from cronswarm.common import MAX_OUTPUT_PART_BYTES, RunRecord, RunStatus
+from cronswarm.logstore import record_to_doc
 from cronswarm.worker import BoundedOutput
 
 
@@ -37,3 +40,19 @@ def test_head_and_tail_are_prefix_and_suffix(chunks: list[bytes], head: int, tai
     assert b"".join(seen) == whole
     if not out.truncated:
         assert out.head + out.tail == whole
+
+
+def test_a_record_of_the_largest_undecodable_output_fits_in_one_mongodb_document() -> None:
+    # Every byte invalid UTF-8: decoding replaces each by U+FFFD, three bytes.
+    limit = MAX_OUTPUT_PART_BYTES
+    out = BoundedOutput(limit, limit)
+    for _ in range(3):
+        out.feed(b"\xff" * limit)
+    head, tail = out.text()
+    record = RunRecord(run_id="j@1", job="j", tick=1, attempt=1, worker="w",
+                       summary="x" * 65536, status=RunStatus.FAILED, started=1, ended=2,
+                       error="e" * 4096, output=head, output_tail=tail,
+                       output_bytes=out.total, truncated=out.truncated)
+    size = len(bson.encode(record_to_doc(record, default_retention_days=30)))
+    assert out.truncated
+    assert 6 * limit < size < 16 * 1024 * 1024  # MongoDB's maxBsonObjectSize
