@@ -32,7 +32,6 @@ import pwd
 import secrets
 import subprocess
 import sys
-import time
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -41,6 +40,7 @@ from ._output import BoundedOutput
 from ._proctree import (
     TAG_VAR,
     RunMarks,
+    process_start_time,
     run_processes,
     stop_run_processes,
     wait_exit,
@@ -185,7 +185,6 @@ class ShellExecutor:
             return ExecResult(RunStatus.FAILED, error=str(exc))
         shell = job.shell or ctx.shell
         tag = secrets.token_hex(12)
-        started = time.time()
         try:
             # Started like asyncio does (Popen is quick), but read and waited for
             # separately: the pipe may outlive the main process (see wait_exit).
@@ -202,6 +201,7 @@ class ShellExecutor:
             return ExecResult(RunStatus.FAILED, error=f"cannot start {shell!r}: {exc}")
         ctx.pid = proc.pid
         ctx.started.set()
+        started = process_start_time(proc.pid)
         assert proc.stdout is not None
         stream = asyncio.StreamReader(limit=_READ_CHUNK)
         pipe, _ = await asyncio.get_running_loop().connect_read_pipe(
@@ -265,12 +265,12 @@ class ShellExecutor:
 async def _stop_leftovers(marks: RunMarks, kill_grace: float,
                           details: dict[str, object]) -> None:
     """The main process is gone: what it left running gets a moment, then is stopped."""
-    leftovers = run_processes(marks)
+    leftovers = await run_processes(marks)
     if not leftovers:
         return
     details["leftover_processes"] = len(leftovers)
     still = await wait_gone(leftovers, LEFTOVER_WAIT_S)
-    if still or run_processes(marks):
+    if still or await run_processes(marks):
         log.info("stopping %d process(es) left behind by group %d", len(still), marks.pgid)
         await stop_run_processes(marks, still, min(kill_grace, LEFTOVER_GRACE_S))
 

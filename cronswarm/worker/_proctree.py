@@ -36,7 +36,11 @@ log = logging.getLogger(__name__)
 TAG_VAR = "CRONSWARM_TAG"
 _KILL_ROUNDS = 10  # SIGKILL sweeps, for processes forked while we were stopping the tree
 _KILL_WAIT_S = 5.0  # a SIGKILLed process is gone within this, or it is stuck in the kernel
-_CLOCK_SLACK_S = 1.0  # process start times are in clock ticks since boot: allow for rounding
+_CLOCK_SLACK_S = 0.1  # start times are whole clock ticks (10 ms): allow for rounding
+# A process between fork and exec shows an empty environment for a moment: a
+# scan looks at such processes again for up to this long.
+_SETTLE_S = 0.05
+_SETTLE_STEP_S = 0.002
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +49,21 @@ class RunMarks:
 
     pgid: int  # its process group (the main process's pid)
     tag: str | None = None  # the value of TAG_VAR in their environment
-    since: float | None = None  # epoch seconds the run started: older processes are not it
+    # When the run's main process started, by ``process_start_time``: processes
+    # that started before it are not the run's.
+    since: float | None = None
+
+
+def process_start_time(pid: int) -> float | None:
+    """When ``pid`` started, as psutil tells every process's start: boot time
+    plus start ticks. That clock can be a second or more off ``time.time()``
+    (the boot time is rounded down to the second, and the wall clock is
+    adjusted while the machine runs), so compare start times with start
+    times only. None if the process is already gone."""
+    try:
+        return float(psutil.Process(pid).create_time())
+    except psutil.Error:
+        return None
 
 
 def descendants(parents: Mapping[int, int], roots: Iterable[int]) -> set[int]:
@@ -64,22 +82,29 @@ def descendants(parents: Mapping[int, int], roots: Iterable[int]) -> set[int]:
     return found
 
 
-def _has_tag(proc: psutil.Process, marker: str) -> bool:
+def _tag_of(proc: psutil.Process) -> str | None:
+    """The process's TAG_VAR; "" while its environment reads empty (between
+    fork and exec); None when it has none, is gone or is not ours to read
+    (then it is not ours to kill either)."""
     try:
-        return proc.environ().get(TAG_VAR) == marker
+        env = proc.environ()
     except (psutil.Error, OSError):
-        return False  # gone, or not ours to read (then it is not ours to kill either)
+        return None
+    return env.get(TAG_VAR) if env else ""
 
 
-def run_processes(marks: RunMarks, known: Iterable[int] = ()) -> set[int]:
+async def run_processes(marks: RunMarks, known: Iterable[int] = ()) -> set[int]:
     """Live (non-zombie) processes of the run; see the module doc.
 
     Only processes started after ``marks.since`` have their environment read,
-    so a scan stays cheap on a host with many long-lived processes.
+    so a scan stays cheap on a host with many long-lived processes. One
+    caught between fork and exec (its environment reads empty) is read again
+    for a moment.
     """
     me = os.getpid()
     parents: dict[int, int] = {}
     roots = set(known)
+    unsettled: list[psutil.Process] = []
     newer_than = None if marks.since is None else marks.since - _CLOCK_SLACK_S
     for proc in psutil.process_iter(["ppid", "status", "create_time"]):
         info = proc.info
@@ -91,8 +116,20 @@ def run_processes(marks: RunMarks, known: Iterable[int] = ()) -> set[int]:
         except OSError:
             continue
         recent = newer_than is None or (info.get("create_time") or 0) >= newer_than
-        if in_group or (marks.tag is not None and recent and _has_tag(proc, marks.tag)):
+        if in_group:
             roots.add(proc.pid)
+        elif marks.tag is not None and recent:
+            unsettled.append(proc)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + _SETTLE_S
+    while unsettled:
+        tags = [(proc, _tag_of(proc)) for proc in unsettled]
+        roots.update(proc.pid for proc, tag in tags if tag == marks.tag)
+        unsettled = [proc for proc, tag in tags if tag == ""]
+        if unsettled:
+            if loop.time() >= deadline:
+                break
+            await asyncio.sleep(_SETTLE_STEP_S)  # a process in exec: read it again soon
     live = set(parents)
     return (descendants(parents, roots) & live) - {me}
 
@@ -190,7 +227,7 @@ async def stop_run_processes(marks: RunMarks, known: Iterable[int], grace: float
     how many processes needed the SIGKILL.
     """
     pgid = marks.pgid
-    pids = run_processes(marks, known)
+    pids = await run_processes(marks, known)
     if not pids:
         return 0
     signal_processes(pgid, pids, signal.SIGTERM)
@@ -198,7 +235,7 @@ async def stop_run_processes(marks: RunMarks, known: Iterable[int], grace: float
     alive = await wait_gone(pids, grace) if grace > 0 else pids
     forced: set[int] = set()
     for _ in range(_KILL_ROUNDS):
-        rest = alive | run_processes(marks, alive)
+        rest = alive | await run_processes(marks, alive)
         if not rest:
             return len(forced)
         signal_processes(pgid, rest, signal.SIGKILL)
