@@ -71,12 +71,16 @@ async def runs_command(args: argparse.Namespace, client: ApiClient) -> int:
         print_json(resp.body)
         return 0
     runs = resp.body["runs"]
-    if not runs:
+    searched_to = resp.body.get("searched_to")
+    if runs:
+        table([[f"{r['run_id']}#{r['attempt']}", r["status"], fmt_ms(r["tick"]), r["worker"],
+                _duration(r), "-" if r.get("exit_code") is None else str(r["exit_code"])]
+               for r in runs], ["RUN", "STATUS", "TICK (UTC)", "WORKER", "DURATION", "EXIT"])
+    elif searched_to is None:
         print("no runs")
         return 0
-    table([[f"{r['run_id']}#{r['attempt']}", r["status"], fmt_ms(r["tick"]), r["worker"],
-            _duration(r), "-" if r.get("exit_code") is None else str(r["exit_code"])]
-           for r in runs], ["RUN", "STATUS", "TICK (UTC)", "WORKER", "DURATION", "EXIT"])
+    if searched_to is not None:
+        print(f"searched the runs since {fmt_ms(searched_to)}; older ones not yet")
     if resp.body.get("next_cursor"):
         print(f"more: --cursor {resp.body['next_cursor']}")
     return 0

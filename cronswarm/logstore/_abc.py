@@ -45,6 +45,9 @@ class RunQuery:
 class RunPage:
     runs: list[RunRecord]
     next_cursor: str | None  # None: no further page
+    # A text search that ran out of its time budget: runs older than this tick
+    # (epoch ms) were not searched yet; ``next_cursor`` goes on from there.
+    searched_to: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,6 +18,15 @@ Every query is shaped to walk one index range and stop after a page:
   sized from the matches seen so far (2 to 16 times wider); after five rounds
   (up to four months) the window is unbounded, so sparse filters cost at most
   six round trips, each on its own index range.
+
+A text search cannot use an index for the text: it reads every run of its
+range. It gets a time budget instead: its windows widen only as far as the
+time each one took says the next will fit in what is left, and when the
+budget is spent the page holds what the windows searched so far held, with
+``stopped_at`` set to the oldest tick searched: the caller's next cursor goes
+on from there, with the next wider window (``next_width``), so the search
+keeps widening from request to request. Each request then costs about the
+budget, not the history.
 """
 
 from __future__ import annotations
@@ -25,6 +34,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -44,20 +54,26 @@ TEXT_FIELDS = ("output", "output_tail", "error")
 _ORDER = [("tick", DESCENDING), ("_id", DESCENDING)]
 
 
-def encode_cursor(tick_ms: int, record_id: str) -> str:
-    raw = json.dumps([tick_ms, record_id], separators=(",", ":")).encode()
+def encode_cursor(tick_ms: int, record_id: str, width_ms: int | None = None) -> str:
+    """Runs older than (tick, record id); ``width_ms``: the window a text search
+    that stopped there goes on with."""
+    fields: list[object] = [tick_ms, record_id] if width_ms is None else [
+        tick_ms, record_id, width_ms]
+    raw = json.dumps(fields, separators=(",", ":")).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str) -> tuple[int, str]:
+def decode_cursor(cursor: str) -> tuple[int, str, int | None]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        tick, record_id = json.loads(raw)
-        if not isinstance(tick, int) or not isinstance(record_id, str):
+        tick, record_id, *rest = json.loads(raw)
+        width = rest[0] if rest else None
+        if not isinstance(tick, int) or not isinstance(record_id, str) or len(rest) > 1 or (
+                width is not None and (not isinstance(width, int) or width < 1)):
             raise TypeError("bad cursor fields")
     except (ValueError, TypeError) as exc:
         raise ValidationError.single("cursor", "is not a cursor returned by this API") from exc
-    return tick, record_id
+    return tick, record_id, width
 
 
 def _newest_first(doc: Mapping[str, Any]) -> tuple[Any, str]:
@@ -68,11 +84,15 @@ class HistoryPager:
     """Finds the newest ``n`` runs matching a query below an upper tick."""
 
     def __init__(self, runs: AsyncCollection[Doc], query: RunQuery, *, now_ms: int,
-                 max_time_ms: int) -> None:
+                 max_time_ms: int, text_budget_ms: float | None = None) -> None:
         self.runs = runs
         self.query = query
         self.now_ms = now_ms
         self.max_time_ms = max_time_ms
+        self.text_budget_ms = text_budget_ms  # None: search the whole range at once
+        self.stopped_at: int | None = None  # see the module docstring
+        self.next_width: int | None = None  # the window to go on with from there
+        self._first_width: int | None = None
         self.base: Doc = {}
         for name in ("job", "status", "worker"):
             value = getattr(query, name)
@@ -89,7 +109,7 @@ class HistoryPager:
         upper = query.until
         docs: list[Doc] = []
         if query.cursor is not None:
-            at, record_id = decode_cursor(query.cursor)
+            at, record_id, self._first_width = decode_cursor(query.cursor)
             if (query.since is None or at >= query.since) and (upper is None or at < upper):
                 docs = await self._matching(
                     {**self.base, "tick": from_ms(at), "_id": {"$lt": record_id}}, need)
@@ -101,17 +121,33 @@ class HistoryPager:
     async def _below(self, upper: int | None, need: int) -> list[Doc]:
         since = self.query.since
         top = self.now_ms if upper is None else upper
-        width = FIRST_JOB_WINDOW_MS if "job" in self.base else FIRST_WINDOW_MS
-        for _ in range(WINDOW_ROUNDS):
+        width = self._first_width or (
+            FIRST_JOB_WINDOW_MS if "job" in self.base else FIRST_WINDOW_MS)
+        budget = self.text_budget_ms / 1000 if self.texts and self.text_budget_ms is not None \
+            else None
+        started = time.monotonic()
+        rounds = 0
+        while budget is not None or rounds < WINDOW_ROUNDS:
+            rounds += 1
             lower = top - width
-            if since is not None and lower <= since:
+            if (since is not None and lower <= since) or lower <= 0:
                 break
+            began = time.monotonic()
             docs = await self._matching(self._window(lower, upper), need)
             if len(docs) >= need:
                 return docs
             # Aim at a window holding 1.5 pages at the rate seen so far.
-            growth = 1.5 * need / max(len(docs), 1)
-            width = int(width * min(MAX_GROWTH, max(MIN_GROWTH, growth)))
+            growth = min(MAX_GROWTH, max(MIN_GROWTH, 1.5 * need / max(len(docs), 1)))
+            if budget is not None:
+                # This window's time says what a wider one would take (it
+                # reads the runs of its whole range again).
+                took = max(time.monotonic() - began, 1e-3)
+                left = budget - (time.monotonic() - started)
+                growth = min(growth, left / took)
+                if growth < MIN_GROWTH:
+                    self.stopped_at, self.next_width = lower, width * MIN_GROWTH
+                    return docs
+            width = int(width * growth)
         return await self._matching(self._window(since, upper), need)
 
     def _window(self, lower: int | None, upper: int | None) -> Doc:

@@ -199,6 +199,7 @@ class MongoLogStore:
         default_retention_days: int = 30,
         timeout_ms: int = 5000,
         query_time_ms: int = 10000,
+        text_budget_ms: float | None = 200,
         clock: Clock | None = None,
     ) -> None:
         if isinstance(uri_or_client, str):
@@ -226,6 +227,7 @@ class MongoLogStore:
                                    default_retention_days=default_retention_days)
         self.default_retention_days = default_retention_days
         self.query_time_ms = query_time_ms  # server-side limit of one query
+        self.text_budget_ms = text_budget_ms  # time a text search reads for (_history.py)
         self.clock: Clock = clock or SystemClock()
 
     async def ensure_indexes(self) -> None:
@@ -317,12 +319,18 @@ class MongoLogStore:
         """Newest first, a page at a time (see _history.py for the query plan)."""
         limit = max(1, min(query.limit, _MAX_PAGE))
         pager = HistoryPager(self.runs, query, now_ms=self.clock.now_ms(),
-                             max_time_ms=self.query_time_ms)
+                             max_time_ms=self.query_time_ms,
+                             text_budget_ms=self.text_budget_ms)
         try:
             docs = await pager.page(limit)
         except PyMongoError as exc:
             raise self._query_error(exc) from exc
-        return _page(docs, limit)
+        page = _page(docs, limit)
+        if page.next_cursor is None and pager.stopped_at is not None:
+            # Everything found is on this page; the search goes on below.
+            return RunPage(page.runs, encode_cursor(pager.stopped_at, "", pager.next_width),
+                           searched_to=pager.stopped_at)
+        return page
 
     async def last_runs(self, jobs: Sequence[str]) -> dict[str, RunRecord]:
         return {job: doc_to_record(doc) for job, doc in (await self.last.get(jobs)).items()}

@@ -92,7 +92,7 @@ async def list_runs(request: web.Request) -> web.Response:
     )
     page = await request.app[LOGS].query_runs(query)
     return json_response({"runs": [r.to_dict() for r in page.runs],
-                          "next_cursor": page.next_cursor})
+                          "next_cursor": page.next_cursor, "searched_to": page.searched_to})
 
 
 def parse_record_id(value: str) -> tuple[str, int, int | None]:

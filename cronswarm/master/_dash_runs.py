@@ -53,7 +53,7 @@ async def runs_page(request: web.Request) -> web.Response:
     viewer(request)
     query = {k: request.query.get(k, "") for k in FILTER_PARAMS}
     context: dict[str, Any] = {"query": query, "statuses": RUN_STATUSES, "runs": [],
-                               "next_page": None, "problem": None}
+                               "next_page": None, "problem": None, "searched_to": None}
     try:
         wanted = run_query(request.query)
         found = await request.app[LOGS].query_runs(wanted)
@@ -61,6 +61,7 @@ async def runs_page(request: web.Request) -> web.Response:
         context["problem"] = str(exc)
         return render(request, "runs.html", "runs", context, status=400)
     context["runs"] = found.runs
+    context["searched_to"] = found.searched_to
     if found.next_cursor is not None:
         kept = {k: v for k, v in query.items() if v}
         context["next_page"] = "/runs?" + urlencode({**kept, "cursor": found.next_cursor})

@@ -355,7 +355,11 @@ def components() -> dict[str, Schema]:
                                    "description": "jobs matching the filters"}),
         "LastRun": _last_run(),
         "Run": _run(),
-        "RunList": _list_of("runs", ref("Run"), cursor=True),
+        "RunList": _list_of("runs", ref("Run"), cursor=True, searched_to=nullable({
+            "type": "integer", "description":
+            "A text search (q) stops reading when its time budget is spent: then runs "
+            "older than this tick (epoch ms) were not searched yet, and next_cursor "
+            "goes on from there. null: the page is complete."})),
         "RunRequested": {"type": "object", "additionalProperties": False,
                          "required": ["run_id"], "properties": {"run_id": {"type": "string"}}},
         "KillRequest": {"type": "object", "additionalProperties": False, "properties": {
