@@ -359,6 +359,54 @@ async def test_pages_are_exact_when_the_search_widens_across_windows(
                 mine, key=lambda r: (r.tick, r.record_id), reverse=True)], (limit, job)
 
 
+async def test_a_text_search_out_of_time_stops_and_its_cursor_goes_on_exactly(
+        logs: MongoLogStore, settings: Settings) -> None:
+    now = 1_800_000_000_000
+
+    class Fixed:
+        def now_ms(self) -> int:
+            return now
+
+    def store(budget_ms: float | None) -> MongoLogStore:
+        return MongoLogStore(logs.client, database=settings.mongodb_database, clock=Fixed(),
+                             default_retention_days=logs.default_retention_days,
+                             text_budget_ms=budget_ms)
+
+    minute, day = 60_000, 86_400_000
+    offsets = [5_000, minute, 3 * minute, 2 * day, 30 * day, 400 * day, 9000 * day]
+    records = [record("j", now - off, attempt=i + 1, output="disk full" if i % 2 else "ok")
+               for i, off in enumerate(offsets)]
+    await store(None).write_runs(records)
+    matches = [r.record_id for r in sorted(records, key=lambda r: (r.tick, r.record_id),
+                                           reverse=True) if r.output == "disk full"]
+    # Without a budget: one page of every match.
+    whole = await store(None).query_runs(RunQuery(text="DISK", limit=10))
+    assert [r.record_id for r in whole.runs] == matches
+    assert (whole.next_cursor, whole.searched_to) == (None, None)
+    # No time at all: each request searches one window, says how far it got,
+    # and its cursor goes on from there; walked to the end, every match comes
+    # once, in order.
+    spent, walked, stops = store(0), [], []
+    query = RunQuery(text="DISK", limit=10)
+    while True:
+        page = await spent.query_runs(query)
+        walked += [r.record_id for r in page.runs]
+        if page.searched_to is not None:
+            assert page.next_cursor is not None
+            assert all(r.tick >= page.searched_to for r in page.runs)
+            assert not stops or page.searched_to < stops[-1]
+            stops.append(page.searched_to)
+        if page.next_cursor is None:
+            break
+        query = replace(query, cursor=page.next_cursor)
+    assert walked == matches
+    assert len(stops) >= 3
+    # A page that fills up before the budget is spent is an ordinary page.
+    full = await store(10_000).query_runs(RunQuery(text="disk", limit=1))
+    assert [r.record_id for r in full.runs] == matches[:1]
+    assert full.searched_to is None and full.next_cursor is not None
+
+
 def _trend_of(records: list[RunRecord]) -> list[tuple[int, int, RunStatus]]:
     return [(r.tick, r.attempt, r.status) for r in records]
 
