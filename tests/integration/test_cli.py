@@ -16,6 +16,8 @@ from cronswarm.logstore import MongoLogStore
 from cronswarm.master import Role
 from tests.apiclient import Api, running_master
 from tests.conftest import make_token
+from tests.helpers import wait_for_count
+from tests.workerkit import running_worker, wait_final
 
 T0 = 1_767_225_600_000
 
@@ -151,7 +153,7 @@ async def test_runs_and_workers(cli: Cli, logs: MongoLogStore, store: EtcdStore,
     r = await cli("runs", "--job", "a")
     assert r.code == 0 and f"a@{T0}#1" in r.out and "failed" in r.out and "1.5s" in r.out
     r = await cli("runs", "--status", "succeeded", "--json")
-    assert r.json() == {"runs": [], "next_cursor": None}
+    assert r.json() == {"runs": [], "next_cursor": None, "searched_to": None}
     r = await cli("runs", f"a@{T0}")
     assert r.code == 0 and "exit_code 2" in r.out and r.out.endswith("some output\n")
     r = await cli("runs", "--since", "yesterday")
@@ -201,3 +203,40 @@ async def test_bootstrap_token_goes_straight_to_etcd_and_is_audited(
     entries = await logs.query_audit()
     assert [e.action for e in entries] == ["token.create"]
     assert entries[0].actor.startswith("cli:") and token not in str(entries[0].to_dict())
+
+
+async def test_every_job_command_prints_the_api_answer_with_json(
+    cli: Cli, master: Api
+) -> None:
+    r = await cli("job", "add", "nightly", "--schedule", "0 2 * * *", "--command", "true",
+                  "--json")
+    assert r.code == 0 and r.json()["name"] == "nightly"  # type: ignore[index]
+    r = await cli("job", "edit", "nightly", "--set", "priority=3", "--json")
+    assert r.json()["priority"] == 3  # type: ignore[index]
+    r = await cli("job", "pause", "nightly", "--json")
+    assert r.json()["enabled"] is False  # type: ignore[index]
+    r = await cli("job", "resume", "nightly", "--json")
+    assert r.json()["enabled"] is True  # type: ignore[index]
+    r = await cli("job", "run", "nightly", "--json")
+    assert r.json()["run_id"].startswith("nightly@")  # type: ignore[index]
+    r = await cli("job", "kill", "nightly", "--json")
+    assert r.json()["requested"] == []  # type: ignore[index]
+    r = await cli("token", "ls", "--json")
+    assert [t["role"] for t in r.json()["tokens"]] == ["admin"]  # type: ignore[index]
+    r = await cli("job", "rm", "nightly", "--json")
+    assert r.json() == {"deleted": "nightly"}
+    assert (await master.call("GET", "/api/jobs/nightly")).status == 404
+
+
+async def test_kill_stops_a_live_run(cli: Cli, settings: Settings, store: EtcdStore,
+                                     logs: MongoLogStore) -> None:
+    r = await cli("job", "add", "long", "--schedule", "0 0 1 1 *", "--command", "sleep 600")
+    assert r.code == 0, r.err
+    async with running_worker(settings, store, logs):
+        run_id = (await cli("job", "run", "long", "--json")).json()["run_id"]  # type: ignore[index]
+        await wait_for_count(logs.runs, {"_id": f"{run_id}#1", "status": "running"},
+                             lambda n: n == 1, timeout=30)
+        r = await cli("job", "kill", "long", "--run", run_id)
+        assert r.code == 0 and r.out.strip() == f"kill requested: {run_id}"
+        doc = await wait_final(logs, f"{run_id}#1")
+    assert doc["status"] == "killed" and doc["killed_by"].startswith("token:")
