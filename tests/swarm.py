@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import shlex
 from collections import Counter
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from cronswarm.common import Job, Keyspace, Settings, SkewedClock, SystemClock
@@ -89,6 +91,44 @@ async def pause_and_settle(store: EtcdStore, logs: MongoLogStore, settings: Sett
 
 async def runs_of(logs: MongoLogStore, job: str) -> list[dict[str, Any]]:
     return await logs.runs.find({"job": job}).sort("tick", 1).to_list(None)
+
+
+class Witness:
+    """A file that every execution of a job appends one line to: the job's own
+    account of how often each attempt ran.
+
+    Run records are keyed by ``<job>@<tick>#<attempt>``: two executions of one
+    tick would be merged into one document, and no count of documents could
+    show it. This file can.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.touch()
+
+    def command(self, then: str = "true") -> str:
+        """A shell command that signs the file, then runs ``then``."""
+        target = shlex.quote(str(self.path))
+        return f'echo "$CRONSWARM_RUN_ID#$CRONSWARM_ATTEMPT $CRONSWARM_WORKER" >> {target}; {then}'
+
+    def executions(self) -> dict[str, list[str]]:
+        """Record id -> the workers that executed it, in order."""
+        out: dict[str, list[str]] = {}
+        for line in self.path.read_text().splitlines():
+            record_id, worker = line.split(" ")
+            out.setdefault(record_id, []).append(worker)
+        return out
+
+    def assert_each_ran_once(self, docs: list[dict[str, Any]]) -> None:
+        """Every record that started a process ran exactly once, and nothing
+        ran without a record."""
+        runs = self.executions()
+        twice = {r: w for r, w in runs.items() if len(w) > 1}
+        assert not twice, f"executed more than once: {twice}"
+        started = {d["_id"] for d in docs if d["status"] != "skipped"}
+        assert set(runs) == started, (
+            f"executed without a record: {sorted(set(runs) - started)}; "
+            f"recorded without executing: {sorted(started - set(runs))}")
 
 
 def assert_once_per_tick(docs: list[dict[str, Any]]) -> Counter[Any]:

@@ -2,6 +2,7 @@
 
 import asyncio
 from collections import Counter
+from pathlib import Path
 
 from aiohttp import ClientSession
 
@@ -10,11 +11,13 @@ from cronswarm.devservices import free_port
 from cronswarm.logstore import MongoLogStore
 from tests import procs
 from tests.helpers import wait_for_count
+from tests.swarm import Witness
 
 
 async def test_every_second_job_runs_exactly_once_per_tick(
-    settings: Settings, admin_token: str, logs: MongoLogStore
+    settings: Settings, admin_token: str, logs: MongoLogStore, tmp_path: Path
 ) -> None:
+    witness = Witness(tmp_path / "executions")
     port = free_port()
     settings = settings.with_overrides(master_port=port)
     master = await procs.start("master", settings)
@@ -29,7 +32,7 @@ async def test_every_second_job_runs_exactly_once_per_tick(
         async with ClientSession(headers=headers) as http:
             resp = await http.post(f"{base}/api/jobs", json={
                 "name": "every-second", "schedule": "* * * * * *",
-                "command": 'echo "tick $CRONSWARM_TICK"'})
+                "command": witness.command('echo "tick $CRONSWARM_TICK"')})
             assert resp.status == 201, await resp.text()
             done = {"job": "every-second", "status": "succeeded"}
             await wait_for_count(logs.runs, done, lambda n: n >= 8, timeout=60)
@@ -45,11 +48,20 @@ async def test_every_second_job_runs_exactly_once_per_tick(
         docs = await logs.runs.find({"job": "every-second"}).to_list(None)
         per_tick = Counter(d["tick"] for d in docs)
         assert max(per_tick.values()) == 1, "a tick ran twice"
+        witness.assert_each_ran_once(docs)
         ticks = sorted(per_tick)
         seconds = [int(t.timestamp()) for t in ticks]
         assert seconds == list(range(seconds[0], seconds[0] + len(seconds))), "a tick was missed"
         assert all(d["status"] == "succeeded" for d in docs)
         assert all(d["output"] == f"tick {int(d['tick'].timestamp() * 1000)}\n" for d in docs)
+        for d in docs:  # the record's times agree with each other
+            tick, started, ended = (d[k].timestamp() for k in ("tick", "started", "ended"))
+            assert tick <= started <= ended
+            assert abs(d["lag"] - (started - tick)) < 0.002
+            assert abs(d["duration"] - (ended - started)) < 0.002
+            assert (d["trigger"], d["attempt"], d["exit_code"]) == ("schedule", 1, 0)
+            assert d["worker"] in {"e2e-w1", "e2e-w2"}
+            assert d["run_id"] == f"every-second@{round(tick * 1000)}"
     finally:
         codes = await asyncio.gather(*(p.stop() for p in (*workers, master)))
     assert codes == [0, 0, 0]

@@ -4,6 +4,7 @@ import asyncio
 import contextlib
 import json
 import signal
+from pathlib import Path
 from typing import Any
 
 import psutil
@@ -14,7 +15,7 @@ from cronswarm.logstore import MongoLogStore
 from tests import procs
 from tests.apiclient import running_master
 from tests.helpers import wait_for_count
-from tests.swarm import assert_once_per_tick, create_job, runs_of
+from tests.swarm import Witness, assert_once_per_tick, create_job, runs_of
 
 
 def job_processes(job: str) -> list[psutil.Process]:
@@ -41,7 +42,9 @@ async def kill_9_the_runner(store: EtcdStore, keys: Keyspace, job: str,
 
 async def test_kill_9_marks_the_run_lost_and_others_take_over(
     settings: Settings, store: EtcdStore, logs: MongoLogStore, keys: Keyspace, admin_token: str,
+    tmp_path: Path,
 ) -> None:
+    witness = Witness(tmp_path / "executions")
     workers = {wid: await procs.start("worker", settings, CRONSWARM_WORKER_ID=wid)
                for wid in ("k1", "k2")}
     try:
@@ -49,7 +52,7 @@ async def test_kill_9_marks_the_run_lost_and_others_take_over(
             await proc.wait_for_line("ready with")
         async with running_master(settings, admin_token):  # its reaper marks lost runs
             await create_job(store, logs, settings, name="long", schedule="*/2 * * * * *",
-                             command="sleep 30", overlap="forbid")
+                             command=witness.command("sleep 30"), overlap="forbid")
             await wait_for_count(logs.runs, {"job": "long", "status": "running"},
                                  lambda n: n >= 1, timeout=30)
             victim_run, survivor = await kill_9_the_runner(store, keys, "long", workers)
@@ -66,6 +69,7 @@ async def test_kill_9_marks_the_run_lost_and_others_take_over(
             with contextlib.suppress(psutil.Error):
                 orphan.kill()
     assert_once_per_tick(docs)
+    witness.assert_each_ran_once(docs)  # the lost run's tick did not run again
     lost = [d for d in docs if d["status"] == "lost"]
     assert [d["_id"] for d in lost] == [record_id]
     assert lost[0]["worker"] == victim

@@ -13,7 +13,15 @@ from cronswarm.coord import EtcdStore
 from cronswarm.devservices import EtcdCluster, EtcdServer
 from cronswarm.logstore import MongoLogStore
 from tests.helpers import wait_for_count
-from tests.swarm import assert_once_per_tick, create_job, pause_job, runs_of, seconds, swarm
+from tests.swarm import (
+    Witness,
+    assert_once_per_tick,
+    create_job,
+    pause_job,
+    runs_of,
+    seconds,
+    swarm,
+)
 
 
 @pytest.fixture
@@ -35,14 +43,15 @@ async def wait_until_wall(epoch_s: float) -> None:
 )
 async def test_etcd_outage_follows_the_misfire_policy(
     policy: str, ran_late: set[int], settings: Settings, logs: MongoLogStore,
-    own_etcd: EtcdServer,
+    own_etcd: EtcdServer, tmp_path: Path,
 ) -> None:
+    witness = Witness(tmp_path / "executions")
     settings = settings.with_overrides(etcd_endpoints=(own_etcd.endpoint,))
     store = EtcdStore(settings.etcd_endpoints)
     try:
         async with swarm(settings, logs, 2):
             await create_job(store, logs, settings, name="every6", schedule="*/6 * * * * *",
-                             command="true", misfire=policy, misfire_window=60)
+                             command=witness.command(), misfire=policy, misfire_window=60)
             await wait_for_count(logs.runs, {"job": "every6", "status": "succeeded"},
                                  lambda n: n >= 1, timeout=30)
             # Stop etcd just after a tick T0 and bring it back at T0+14.5: the
@@ -64,6 +73,7 @@ async def test_etcd_outage_follows_the_misfire_policy(
     finally:
         await store.close()
     assert_once_per_tick(docs)
+    witness.assert_each_ran_once(docs)
     ran = set(seconds(docs, status="succeeded"))
     story = [(int(d["tick"].timestamp()) - t0, d["status"], d.get("lag"), d["worker"],
               d.get("extra")) for d in docs]
@@ -87,6 +97,7 @@ async def test_etcd_outage_follows_the_misfire_policy(
 async def test_three_member_cluster_survives_a_member_restart(
     settings: Settings, logs: MongoLogStore, tmp_path: Path
 ) -> None:
+    witness = Witness(tmp_path / "executions")
     cluster = EtcdCluster(tmp_path / "cluster", size=3)
     cluster.start()
     try:
@@ -96,7 +107,7 @@ async def test_three_member_cluster_survives_a_member_restart(
             async with swarm(settings, logs, 3):
                 created = int(time.time())
                 await create_job(store, logs, settings, name="steady", schedule="* * * * * *",
-                                 command="true", overlap="allow")
+                                 command=witness.command(), overlap="allow")
                 await wait_for_count(logs.runs, {"job": "steady", "status": "succeeded"},
                                      lambda n: n >= 5, timeout=30)
                 for victim in cluster.members:  # stop and restart each member in turn
@@ -117,6 +128,7 @@ async def test_three_member_cluster_survives_a_member_restart(
     finally:
         cluster.stop()
     assert_once_per_tick(docs)
+    witness.assert_each_ran_once(docs)
     ticks = seconds(docs)
     steady = [t for t in ticks if t >= created + 3]
     assert steady == list(range(steady[0], steady[0] + len(steady))), "a tick was missed"

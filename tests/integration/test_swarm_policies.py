@@ -3,16 +3,20 @@
 import asyncio
 import itertools
 import json
+import signal
 import time
+from pathlib import Path
 
 import psutil
 
 from cronswarm.common import Keyspace, Settings
-from cronswarm.coord import EtcdStore, wait_deleted
+from cronswarm.coord import EtcdStore, KeyValue, wait_deleted
 from cronswarm.logstore import MongoLogStore
 from cronswarm.master import JobService
-from tests.helpers import wait_for_count
+from tests import procs
+from tests.helpers import wait_for_count, wait_for_prefix
 from tests.swarm import (
+    Witness,
     assert_once_per_tick,
     create_job,
     pause_job,
@@ -28,7 +32,7 @@ def spans(docs: list[dict]) -> list[tuple[float, float]]:
 
 
 async def finish(store: EtcdStore, logs: MongoLogStore, settings: Settings, name: str,
-                 *, kill: bool = False) -> list:
+                 *, kill: bool = False, witness: Witness | None = None) -> list:
     await pause_job(store, logs, settings, name)
     if kill:
         await JobService(store, logs, Keyspace(settings.key_prefix)).kill(name, actor="tests")
@@ -36,18 +40,21 @@ async def finish(store: EtcdStore, logs: MongoLogStore, settings: Settings, name
                          timeout=30)
     docs = await runs_of(logs, name)
     assert_once_per_tick(docs)
+    if witness is not None:
+        witness.assert_each_ran_once(docs)
     return docs
 
 
 async def test_forbid_never_overlaps_and_records_skips(
-    settings: Settings, store: EtcdStore, logs: MongoLogStore
+    settings: Settings, store: EtcdStore, logs: MongoLogStore, tmp_path: Path
 ) -> None:
+    witness = Witness(tmp_path / "executions")
     async with swarm(settings, logs, 3):
         await create_job(store, logs, settings, name="slow", schedule="* * * * * *",
-                         command="sleep 2.5", overlap="forbid")
+                         command=witness.command("sleep 2.5"), overlap="forbid")
         await wait_for_count(logs.runs, {"job": "slow", "status": "succeeded"},
                              lambda n: n >= 3, timeout=60)
-        docs = await finish(store, logs, settings, "slow")
+        docs = await finish(store, logs, settings, "slow", witness=witness)
     ran = spans([d for d in docs if d["status"] == "succeeded"])
     assert all(a_end <= b_start for (_, a_end), (b_start, _) in itertools.pairwise(ran))
     skipped = [d for d in docs if d["status"] == "skipped"]
@@ -55,13 +62,15 @@ async def test_forbid_never_overlaps_and_records_skips(
     assert all(d["extra"]["reason"] == "overlap" for d in skipped)
 
 
-async def test_allow_overlaps(settings: Settings, store: EtcdStore, logs: MongoLogStore) -> None:
+async def test_allow_overlaps(settings: Settings, store: EtcdStore, logs: MongoLogStore,
+                              tmp_path: Path) -> None:
+    witness = Witness(tmp_path / "executions")
     async with swarm(settings, logs, 3):
         await create_job(store, logs, settings, name="slow", schedule="* * * * * *",
-                         command="sleep 2.5", overlap="allow")
+                         command=witness.command("sleep 2.5"), overlap="allow")
         await wait_for_count(logs.runs, {"job": "slow", "status": "succeeded"},
                              lambda n: n >= 4, timeout=60)
-        docs = await finish(store, logs, settings, "slow")
+        docs = await finish(store, logs, settings, "slow", witness=witness)
     ran = spans([d for d in docs if d["status"] == "succeeded"])
     overlapping = sum(1 for (_, a_end), (b_start, _) in itertools.pairwise(ran)
                       if b_start < a_end)
@@ -87,16 +96,18 @@ async def test_replace_kills_the_running_one(
     for d in killed:
         replacement = by_tick[d["killed_by"].removeprefix("replace:")]
         assert replacement["tick"] > d["tick"]
+        assert replacement["started"] >= d["ended"]  # never two at once
 
 
 async def test_targets_pin_a_job_and_fail_over(
-    settings: Settings, store: EtcdStore, logs: MongoLogStore
+    settings: Settings, store: EtcdStore, logs: MongoLogStore, tmp_path: Path
 ) -> None:
+    witness = Witness(tmp_path / "executions")
     eu1 = await start_member(settings, logs, "eu-1", labels={"zone": "eu"})
     us1 = await start_member(settings, logs, "us-1", labels={"zone": "us"})
     try:
         await create_job(store, logs, settings, name="pinned", schedule="* * * * * *",
-                         command="true", targets={"zone": "eu"}, overlap="allow")
+                         command=witness.command(), targets={"zone": "eu"}, overlap="allow")
         await wait_for_count(logs.runs, {"job": "pinned", "worker": "eu-1"},
                              lambda n: n >= 3, timeout=30)
         await eu1.shutdown()
@@ -105,7 +116,7 @@ async def test_targets_pin_a_job_and_fail_over(
             await wait_for_count(logs.runs, {"job": "pinned", "worker": "eu-2",
                                              "status": "succeeded"},
                                  lambda n: n >= 3, timeout=30)
-            docs = await finish(store, logs, settings, "pinned")
+            docs = await finish(store, logs, settings, "pinned", witness=witness)
         finally:
             await eu2.shutdown()
     finally:
@@ -116,11 +127,12 @@ async def test_targets_pin_a_job_and_fail_over(
 
 
 async def test_run_now_runs_once_on_one_worker(
-    settings: Settings, store: EtcdStore, logs: MongoLogStore, keys: Keyspace
+    settings: Settings, store: EtcdStore, logs: MongoLogStore, keys: Keyspace, tmp_path: Path
 ) -> None:
+    witness = Witness(tmp_path / "executions")
     async with swarm(settings, logs, 3):
         await create_job(store, logs, settings, name="manual", schedule="0 0 1 1 *",
-                         command="echo by hand", enabled=False)
+                         command=witness.command("echo by hand"), enabled=False)
         service = JobService(store, logs, keys)
         run_id = await service.run_now("manual", actor="tests")
         await wait_for_count(logs.runs, {"job": "manual", "status": "succeeded"},
@@ -131,6 +143,7 @@ async def test_run_now_runs_once_on_one_worker(
                              lambda n: n >= 2, timeout=30)
     docs = await runs_of(logs, "manual")
     assert [d["run_id"] for d in docs] == [run_id, second]
+    witness.assert_each_ran_once(docs)
     assert all(d["trigger"] == "run_now" and d["output"] == "by hand\n" for d in docs)
 
 
@@ -147,6 +160,22 @@ async def test_registry_shows_live_stats(
                       "host_memory_percent"):
             assert field in info
         assert kv.lease != 0
+        assert info["running"] == 0
+        # The entry is refreshed every stats_interval (1 s here) and counts live runs.
+        service = JobService(store, logs, keys)
+        await create_job(store, logs, settings, name="busy", schedule="0 0 1 1 *",
+                         command="sleep 30", enabled=False, targets={"gpu": "yes"})
+        rid = await service.run_now("busy", actor="tests")
+
+        def counts_the_run(items: dict[str, KeyValue]) -> bool:
+            now = items.get(keys.worker("w0"))
+            return now is not None and json.loads(now.value)["running"] == 1 and (
+                json.loads(now.value)["updated"] > info["updated"])
+
+        await wait_for_prefix(store, keys.worker("w0"), counts_the_run, timeout=15)
+        await service.kill("busy", actor="tests")
+        await wait_for_count(logs.runs, {"_id": f"{rid}#1", "status": "killed"},
+                             lambda n: n == 1, timeout=15)
     # Shut down: the registration went with the revoked lease.
     assert await store.get(keys.worker("w0")) is None
 
@@ -173,6 +202,36 @@ async def test_sigterm_drains_then_kills_and_records(
     assert not alive
     assert (await store.get_prefix(keys.running_of("long")))[0] == []
     assert await store.get(keys.worker("solo")) is None
+
+
+async def test_sigterm_to_a_worker_process_stops_claiming_and_lets_runs_finish(
+    settings: Settings, store: EtcdStore, logs: MongoLogStore, keys: Keyspace, tmp_path: Path
+) -> None:
+    witness = Witness(tmp_path / "executions")
+    settings = settings.with_overrides(shutdown_grace=20.0)
+    worker = await procs.start("worker", settings, CRONSWARM_WORKER_ID="drained")
+    try:
+        await worker.wait_for_line("ready with")
+        await create_job(store, logs, settings, name="tail", schedule="* * * * * *",
+                         command=witness.command("sleep 2.5; echo finished"), overlap="allow")
+        await wait_for_count(logs.runs, {"job": "tail", "status": "running"},
+                             lambda n: n >= 2, timeout=30)
+        worker.proc.send_signal(signal.SIGTERM)
+        await worker.wait_for_line("draining")
+        draining = time.time()  # from here on the worker claims nothing
+        code = await worker.stop(timeout=30)
+    finally:
+        await worker.stop(signal.SIGKILL)
+    assert code == 0
+    # Revoked at exit, not left to expire with the lease (3 s here).
+    assert await store.get(keys.worker("drained")) is None
+    assert (await store.get_prefix(keys.running_of("tail")))[0] == []
+    docs = await runs_of(logs, "tail")
+    witness.assert_each_ran_once(docs)
+    assert len(docs) >= 2
+    assert all(d["tick"].timestamp() < draining for d in docs), (draining, docs)
+    # Every run in progress at the signal finished within the grace, none killed.
+    assert [(d["status"], d["output"]) for d in docs] == [("succeeded", "finished\n")] * len(docs)
 
 
 async def test_edits_pauses_and_deletes_take_effect_at_once(

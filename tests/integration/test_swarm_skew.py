@@ -1,12 +1,14 @@
 """Exactly once per tick across skewed workers (issue: worker swarm)."""
 
 import time
+from pathlib import Path
 
 from cronswarm.common import Settings
 from cronswarm.coord import EtcdStore
 from cronswarm.logstore import MongoLogStore
 from tests.helpers import wait_for_count
 from tests.swarm import (
+    Witness,
     assert_every_second_once,
     create_job,
     pause_and_settle,
@@ -16,19 +18,21 @@ from tests.swarm import (
 
 
 async def test_five_skewed_workers_run_each_tick_exactly_once(
-    settings: Settings, store: EtcdStore, logs: MongoLogStore
+    settings: Settings, store: EtcdStore, logs: MongoLogStore, tmp_path: Path
 ) -> None:
+    witness = Witness(tmp_path / "executions")
     skews = [-2000, -1000, 0, 1000, 2000]  # ms, each worker's clock error
     async with swarm(settings, logs, 5, skews=skews) as members:
         created = int(time.time())
         await create_job(store, logs, settings, name="skewed", schedule="* * * * * *",
-                         command="sleep 0.01", overlap="allow")
+                         command=witness.command("sleep 0.01"), overlap="allow")
         await wait_for_count(logs.runs, {"job": "skewed", "status": "succeeded"},
                              lambda n: n >= 64, timeout=120)
         await pause_and_settle(store, logs, settings, "skewed")
         claims = sum(m.worker.counters["claims_won"] for m in members)
     docs = await runs_of(logs, "skewed")
     assert_every_second_once(docs)  # a skipped record may stand for several ticks
+    witness.assert_each_ran_once(docs)
     # The worker whose clock is 2 s ahead sees the new job 2 s "late": it may
     # record the first tick or two as skipped (misfire). From then on, every
     # tick runs.
