@@ -6,19 +6,9 @@
 # CRONSWARM_CHROMIUM to a Chromium binary.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-CHROMIUM=${CRONSWARM_CHROMIUM:-/usr/bin/chromium}
-if [ ! -x "$CHROMIUM" ]; then
-    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-        export DEBIAN_FRONTEND=noninteractive
-        apt-get update -q
-        apt-get install -y -q --no-install-recommends chromium
-    else
-        echo "test.sh: no Chromium at $CHROMIUM; install Debian's chromium (apt-get install" \
-             "chromium) or set CRONSWARM_CHROMIUM" >&2
-        exit 1
-    fi
-fi
-PYTHON=${PYTHON:-python3}
+. scripts/bootstrap.sh
+need_python
+need_chromium
 if [ ! -x .venv/bin/python ]; then
     "$PYTHON" -m venv .venv
 fi

@@ -4,7 +4,8 @@
 # URL and an admin token; Ctrl-C stops everything.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PYTHON=${PYTHON:-python3}
+. scripts/bootstrap.sh
+need_python
 if [ ! -x .venv/bin/python ]; then
     "$PYTHON" -m venv .venv
 fi
