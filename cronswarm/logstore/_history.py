@@ -40,6 +40,7 @@ from typing import Any
 
 from pymongo import DESCENDING
 from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import ExecutionTimeout
 
 from ..common import ValidationError, from_ms
 from ._abc import RunQuery
@@ -74,6 +75,11 @@ def decode_cursor(cursor: str) -> tuple[int, str, int | None]:
     except (ValueError, TypeError) as exc:
         raise ValidationError.single("cursor", "is not a cursor returned by this API") from exc
     return tick, record_id, width
+
+
+def _growth(need: int, found: int) -> float:
+    """How much wider the next window is: aimed at 1.5 pages at the rate seen."""
+    return float(min(MAX_GROWTH, max(MIN_GROWTH, 1.5 * need / max(found, 1))))
 
 
 def _newest_first(doc: Mapping[str, Any]) -> tuple[Any, str]:
@@ -123,32 +129,50 @@ class HistoryPager:
         top = self.now_ms if upper is None else upper
         width = self._first_width or (
             FIRST_JOB_WINDOW_MS if "job" in self.base else FIRST_WINDOW_MS)
-        budget = self.text_budget_ms / 1000 if self.texts and self.text_budget_ms is not None \
-            else None
-        started = time.monotonic()
-        rounds = 0
-        while budget is not None or rounds < WINDOW_ROUNDS:
-            rounds += 1
+        if self.texts and self.text_budget_ms is not None:
+            return await self._search(since, top, upper, width, need, self.text_budget_ms / 1000)
+        for _ in range(WINDOW_ROUNDS):
             lower = top - width
-            if (since is not None and lower <= since) or lower <= 0:
+            if since is not None and lower <= since:
                 break
-            began = time.monotonic()
             docs = await self._matching(self._window(lower, upper), need)
             if len(docs) >= need:
                 return docs
-            # Aim at a window holding 1.5 pages at the rate seen so far.
-            growth = min(MAX_GROWTH, max(MIN_GROWTH, 1.5 * need / max(len(docs), 1)))
-            if budget is not None:
-                # This window's time says what a wider one would take (it
-                # reads the runs of its whole range again).
-                took = max(time.monotonic() - began, 1e-3)
-                left = budget - (time.monotonic() - started)
-                growth = min(growth, left / took)
-                if growth < MIN_GROWTH:
-                    self.stopped_at, self.next_width = lower, width * MIN_GROWTH
-                    return docs
-            width = int(width * growth)
+            width = int(width * _growth(need, len(docs)))
         return await self._matching(self._window(since, upper), need)
+
+    async def _search(self, since: int | None, top: int, upper: int | None, width: int,
+                      need: int, budget: float) -> list[Doc]:
+        """``_below`` for a text search, within ``budget`` seconds (module doc)."""
+        started = time.monotonic()
+        done: tuple[int, list[Doc]] | None = None  # the last window searched, its matches
+        deadline: float | None = None  # the first window may take the query's whole limit
+        while True:
+            lower = top - width
+            last = lower <= 0 or (since is not None and lower <= since)
+            began = time.monotonic()
+            try:  # the last window is the rest of the range
+                docs = await self._matching(
+                    self._window(since if last else lower, upper), need, deadline)
+            except ExecutionTimeout:
+                if done is None:
+                    raise
+                break  # the server stopped it at the budget: keep the last window's
+            if len(docs) >= need or last:
+                return docs
+            done = (lower, docs)
+            # This window's time says what a wider one would take (it reads the
+            # runs of its whole range again): aim at half of what is left.
+            took = max(time.monotonic() - began, 1e-3)
+            left = budget - (time.monotonic() - started)
+            growth = min(_growth(need, len(docs)), left / 2 / took)
+            if growth < MIN_GROWTH:
+                break
+            width = int(width * growth)
+            deadline = started + budget
+        assert done is not None
+        self.stopped_at, self.next_width = done[0], width * MIN_GROWTH
+        return done[1]
 
     def _window(self, lower: int | None, upper: int | None) -> Doc:
         tick: Doc = {}
@@ -158,16 +182,21 @@ class HistoryPager:
             tick["$lt"] = from_ms(upper)
         return {**self.base, "tick": tick} if tick else dict(self.base)
 
-    async def _matching(self, flt: Doc, need: int) -> list[Doc]:
+    async def _matching(self, flt: Doc, need: int, deadline: float | None = None
+                        ) -> list[Doc]:
+        """The newest ``need`` matches of ``flt``; each query stopped by the server
+        at ``deadline`` (monotonic seconds) when given."""
         if not self.texts:
-            return await self._find(flt, need)
+            return await self._find(flt, need, deadline)
         merged: dict[str, Doc] = {}
         for text in self.texts:
-            for doc in await self._find({**flt, **text}, need):
+            for doc in await self._find({**flt, **text}, need, deadline):
                 merged[doc["_id"]] = doc
         ordered: Callable[[Mapping[str, Any]], tuple[Any, str]] = _newest_first
         return sorted(merged.values(), key=ordered, reverse=True)[:need]
 
-    async def _find(self, flt: Doc, need: int) -> list[Doc]:
-        cursor = self.runs.find(flt).sort(_ORDER).limit(need).max_time_ms(self.max_time_ms)
+    async def _find(self, flt: Doc, need: int, deadline: float | None = None) -> list[Doc]:
+        limit_ms = self.max_time_ms if deadline is None else min(
+            self.max_time_ms, max(1, int((deadline - time.monotonic()) * 1000)))
+        cursor = self.runs.find(flt).sort(_ORDER).limit(need).max_time_ms(limit_ms)
         return await cursor.to_list(length=need)

@@ -199,7 +199,7 @@ class MongoLogStore:
         default_retention_days: int = 30,
         timeout_ms: int = 5000,
         query_time_ms: int = 10000,
-        text_budget_ms: float | None = 200,
+        text_budget_ms: float | None = 150,
         clock: Clock | None = None,
     ) -> None:
         if isinstance(uri_or_client, str):
