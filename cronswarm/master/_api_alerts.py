@@ -11,7 +11,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from ..alerts import DELIVERY_STATUSES, ChannelRegistry
-from ..common import validate_name
+from ..common import ValidationError, validate_name
 from ..coord import leader_of
 from ..logstore import AuditEntry
 from ._auth import Role
@@ -70,7 +70,10 @@ async def get_channel(request: web.Request) -> web.Response:
 async def replace_channel(request: web.Request) -> web.Response:
     who = require(request, Role.ADMIN)
     name = validate_name(request.match_info["name"], "name")
-    before, after = await _registry(request).replace(name, await read_object(request))
+    body = await read_object(request)
+    if "name" in body and body["name"] != name:
+        raise ValidationError.single("name", "does not match the channel in the URL")
+    before, after = await _registry(request).replace(name, body)
     await _audit(request, who.actor, "channel.update", name, before.public(), after.public())
     return json_response(after.public())
 

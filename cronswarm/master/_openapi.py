@@ -48,8 +48,13 @@ def _param(name: str, where: str, schema: Schema, description: str, *,
             "schema": schema, "description": description}
 
 
+_EMPTY: Schema = {"type": "string", "maxLength": 0}
+
+
 def _query(name: str, schema: Schema, description: str) -> dict[str, Any]:
-    return _param(name, "query", schema, description)
+    """An optional query parameter; given empty it counts as not given (as a
+    form's empty field sends it)."""
+    return _param(name, "query", {"anyOf": [schema, _EMPTY]}, description + " (empty: not given)")
 
 
 _JOB_NAME = {**_param("name", "path", {"type": "string", "pattern": NAME_PATTERN},

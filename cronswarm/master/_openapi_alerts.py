@@ -6,7 +6,7 @@ from __future__ import annotations
 from ..alerts import CHANNEL_TYPES, DELIVERY_STATUSES, EMAIL_SECURITY, SECRETS
 from ..common import ALERT_KINDS
 from ..common._alerting import MAX_SILENCE_S
-from ._openapi_schemas import NAME_PATTERN, Schema, nullable, ref
+from ._openapi_schemas import NAME_PATTERN, Schema, null_is_default, nullable, ref
 
 _TEXT = r"^[^\x00]*$"
 _NON_BLANK = r"^[^\x00]*[^\x00\s][^\x00]*$"
@@ -96,7 +96,7 @@ def _variant(kind: str, *, create: bool) -> Schema:
             props["signing_secret"] = signing
         schema = {}
     return {"type": "object", "additionalProperties": False, "required": required,
-            "properties": props, **schema}
+            "properties": null_is_default(props, required), **schema}
 
 
 def channel_input(*, create: bool) -> Schema:

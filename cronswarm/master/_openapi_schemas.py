@@ -59,11 +59,20 @@ def _int_list(lo: int, hi: int) -> Schema:
             "items": {"type": "integer", "minimum": lo, "maximum": hi}}
 
 
-def _string_map(*, key_pattern: str, max_items: int, max_value_len: int = 4096) -> Schema:
+def _string_map(*, key_pattern: str, max_items: int, max_value_len: int = 4096,
+                partial: bool = False) -> Schema:
+    """An object of strings; in a merge patch (``partial``) null removes an entry."""
+    value: Schema = {"type": "string", "maxLength": max_value_len, "pattern": _TEXT}
     return {"type": "object", "maxProperties": max_items,
             "propertyNames": {"pattern": key_pattern},
-            "additionalProperties": {"type": "string", "maxLength": max_value_len,
-                                     "pattern": _TEXT}}
+            "additionalProperties": nullable(value) if partial else value}
+
+
+def null_is_default(props: dict[str, Schema], required: list[str]) -> dict[str, Schema]:
+    """Optional fields also take null: the server reads it as not given. (Not
+    the name: on a replace it must be the one in the URL, if given.)"""
+    keep = {*required, "name"}
+    return {k: v if k in keep or "anyOf" in v else nullable(v) for k, v in props.items()}
 
 
 def http_request(*, partial: bool = False) -> Schema:
@@ -75,14 +84,16 @@ def http_request(*, partial: bool = False) -> Schema:
                            description="absolute http:// or https:// URL"),
             "method": {"type": "string", "enum": [*HTTP_METHODS], "default": "GET",
                        "description": "case-insensitive on input"},
-            "headers": _string_map(key_pattern=_HEADER, max_items=64),
+            "headers": _string_map(key_pattern=_HEADER, max_items=64, partial=partial),
             "body": nullable(_string(1 << 20, non_empty=False)),
             "expect_status": nullable(_int_list(100, 599)),
             "follow_redirects": {"type": "boolean", "default": True},
         },
     }
-    if not partial:
-        schema["required"] = ["url"]
+    required = [] if partial else ["url"]  # in a merge patch, null removes a field
+    schema["properties"] = null_is_default(schema["properties"], required)
+    if required:
+        schema["required"] = required
     return schema
 
 
@@ -103,8 +114,10 @@ def retry_policy(*, partial: bool = False) -> Schema:
             "any_worker": {"type": "boolean", "default": False},
         },
     }
-    if not partial:
-        schema["required"] = ["attempts"]
+    required = [] if partial else ["attempts"]
+    schema["properties"] = null_is_default(schema["properties"], required)
+    if required:
+        schema["required"] = required
     return schema
 
 
@@ -122,7 +135,7 @@ def _job_properties(*, partial: bool) -> dict[str, Schema]:
         "shell": nullable(_string(1024)),
         "cwd": nullable(_string(4096, pattern=r"^/[^\x00]*$",
                                 description="absolute path")),
-        "env": _string_map(key_pattern=_ENV_KEY, max_items=256),
+        "env": _string_map(key_pattern=_ENV_KEY, max_items=256, partial=partial),
         "user": nullable(_string(64)),
         "timeout": nullable(_number(0, MAX_TIMEOUT_S, exclusive_lo=True)),
         "kill_grace": _number(0, 3600, default=5.0),
@@ -131,7 +144,8 @@ def _job_properties(*, partial: bool) -> dict[str, Schema]:
         "misfire_window": _number(0, MAX_TIMEOUT_S, default=60.0),
         "retry": nullable(ref("RetryPolicyPatch") if partial else ref("RetryPolicy")),
         "priority": {"type": "integer", "minimum": -1000, "maximum": 1000, "default": 0},
-        "targets": _string_map(key_pattern=_LABEL_KEY, max_items=32, max_value_len=256),
+        "targets": _string_map(key_pattern=_LABEL_KEY, max_items=32, max_value_len=256,
+                               partial=partial),
         "retention_days": nullable({"type": "integer", "minimum": 1, "maximum": 3650}),
         "expect_success_within": nullable(_number(1, 366 * 86400)),
         "alerts": nullable(ref("AlertRule")),
@@ -150,11 +164,12 @@ def job_input(*, name_required: bool) -> Schema:
                         "properties": {"http": {"type": "object"},
                                        "command": {"type": "null"},
                                        **{k: {"type": "null"} for k in _SHELL_ONLY}}}
+    required = ["name", "schedule"] if name_required else ["schedule"]
     return {
         "type": "object",
         "additionalProperties": False,
-        "required": ["name", "schedule"] if name_required else ["schedule"],
-        "properties": _job_properties(partial=False),
+        "required": required,
+        "properties": null_is_default(_job_properties(partial=False), required),
         "oneOf": [shell_job, http_job],
         "description": "exactly one of command (shell job) or http (HTTP job)",
     }
@@ -363,7 +378,8 @@ def components() -> dict[str, Schema]:
         "RunRequested": {"type": "object", "additionalProperties": False,
                          "required": ["run_id"], "properties": {"run_id": {"type": "string"}}},
         "KillRequest": {"type": "object", "additionalProperties": False, "properties": {
-            "run_id": {"type": "string", "description": "one run; absent: all live runs"}}},
+            "run_id": nullable({"type": "string",
+                                "description": "one run; absent or null: all live runs"})}},
         "KillRequested": _list_of("requested", {"type": "string"}),
         "Worker": _worker(),
         "WorkerList": _list_of("workers", ref("Worker")),

@@ -13,6 +13,7 @@ from cronswarm.logstore import MongoLogStore
 from tests.apiclient import Api, running_master
 
 JOB = {"name": "nightly", "schedule": "0 2 * * *", "command": "echo backup"}
+HOOK = {"name": "hook", "type": "webhook", "url": "http://127.0.0.1:9/hook"}
 DEEP = "[" * 100_000 + "]" * 100_000
 
 # (method, path, keyword arguments of the call, status, field named or None)
@@ -81,6 +82,16 @@ CASES: list[tuple[str, str, dict[str, Any], int, str | None]] = [
     ("DELETE", "/api/tokens/a..b", {}, 400, "token_id"),
     ("DELETE", "/api/tokens/0123456789ab", {}, 404, None),
     ("GET", "/api/audit?limit=5000", {}, 400, "limit"),
+    ("GET", "/api/alerts?status=odd", {}, 400, "status"),
+    ("GET", "/api/alerts?job=a..b", {}, 400, "job"),
+    ("GET", "/api/leader?limit=0", {}, 400, "limit"),
+    ("POST", "/api/alerts/channels", {"json": {"name": "x", "type": "pager"}}, 400, "type"),
+    ("POST", "/api/alerts/channels", {"json": {**HOOK, "url": "ftp://h/x"}}, 400, "url"),
+    ("PUT", "/api/alerts/channels/hook", {"json": {**HOOK, "name": "other"}}, 400, "name"),
+    ("PUT", "/api/alerts/channels/hook", {"json": {"type": "slack", "url": "https://h/x"}},
+     400, "type"),
+    ("PUT", "/api/alerts/channels/missing", {"json": {**HOOK, "name": "missing"}}, 404, None),
+    ("DELETE", "/api/alerts/channels/missing", {}, 404, None),
     ("GET", "/api/nothing-here", {}, 404, None),
     ("DELETE", "/api/runs", {}, 405, None),
     ("POST", "/healthz", {}, 405, None),
@@ -91,6 +102,7 @@ CASES: list[tuple[str, str, dict[str, Any], int, str | None]] = [
 async def api(settings: Settings, admin_token: str, logs: MongoLogStore) -> AsyncIterator[Api]:
     async with running_master(settings, admin_token) as client:
         assert (await client.call("POST", "/api/jobs", json=JOB)).status == 201
+        assert (await client.call("POST", "/api/alerts/channels", json=HOOK)).status == 201
         yield client
 
 

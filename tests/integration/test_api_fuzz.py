@@ -2,8 +2,9 @@
 
 schemathesis runs as a separate process against a real master (etcd and
 MongoDB behind it) with a bounded number of examples per operation; it fails
-on any 5xx and on any response that violates the document (status code,
-content type, headers, body schema).
+on any 5xx, on any response that violates the document (status code,
+content type, headers, body schema), on a secured operation that answers
+without the token, and on data the document forbids that is not refused.
 """
 
 import asyncio
@@ -22,6 +23,8 @@ CHECKS = ",".join([
     "content_type_conformance",
     "response_headers_conformance",
     "response_schema_conformance",
+    "ignored_auth",  # each secured operation, tried again without the token, must be 401
+    "negative_data_rejection",  # data the document forbids must be refused with a 4xx
 ])
 MAX_EXAMPLES = 25  # per operation and phase: the whole test takes about a minute
 SEED = 20260601

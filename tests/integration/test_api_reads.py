@@ -1,6 +1,7 @@
 """Read endpoints on a real master: runs (filters, cursor pages), one run with its
 full output, workers, cron preview, tokens, whoami."""
 
+import hashlib
 import json
 from collections.abc import AsyncIterator
 
@@ -113,12 +114,20 @@ async def test_cron_preview(api: Api) -> None:
     assert "61" in bad["error"]["fields"][0]["reason"]
 
 
-async def test_tokens_secret_shown_once_and_revocation_works_at_once(api: Api) -> None:
+async def test_tokens_secret_shown_once_and_revocation_works_at_once(
+    api: Api, store: EtcdStore, keys: Keyspace
+) -> None:
     created = await api.call("POST", "/api/tokens", json={"name": "ci-bot", "role": "viewer"})
     assert created.status == 201
     body = await created.json()
     secret = body["token"]
     assert secret.startswith(f"cs_{body['id']}_") and body["role"] == "viewer"
+    # etcd keeps only a SHA-256 of the secret part, never the token itself.
+    stored = await store.get(keys.token(body["id"]))
+    assert stored is not None
+    part = secret.removeprefix(f"cs_{body['id']}_")
+    assert part not in stored.value.decode()
+    assert json.loads(stored.value)["digest"] == hashlib.sha256(part.encode()).hexdigest()
     listed = await (await api.call("GET", "/api/tokens")).json()
     ci = [t for t in listed["tokens"] if t["name"] == "ci-bot"]
     assert ci == [{k: v for k, v in body.items() if k != "token"}]

@@ -1,6 +1,7 @@
 """Every endpoint's role check: 401 without (or with a bad) token, 403 with too weak
 a role (changing nothing), and the needed role is enough."""
 
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -10,10 +11,12 @@ from cronswarm.common import Keyspace, Settings
 from cronswarm.coord import EtcdStore
 from cronswarm.logstore import MongoLogStore
 from cronswarm.master import Role
+from cronswarm.master._openapi import document
 from tests.apiclient import Api, running_master
 from tests.conftest import make_token
 
 JOB = {"name": "nightly", "schedule": "0 2 * * *", "command": "echo backup"}
+HOOK = {"name": "hook", "type": "webhook", "url": "http://127.0.0.1:9/hook"}
 VIEW, OPER, ADMIN = Role.VIEWER, Role.OPERATOR, Role.ADMIN
 
 # (method, path, body, the weakest role allowed, its success status)
@@ -38,6 +41,15 @@ ENDPOINTS: list[tuple[str, str, Any, Role, int]] = [
     ("POST", "/api/tokens", {"name": "ci", "role": "viewer"}, ADMIN, 201),
     ("DELETE", "/api/tokens/0123456789ab", None, ADMIN, 404),
     ("GET", "/api/audit", None, ADMIN, 200),
+    ("GET", "/api/runs/nightly@1000%231/live", None, VIEW, 404),
+    ("GET", "/api/alerts", None, VIEW, 200),
+    ("GET", "/api/leader", None, VIEW, 200),
+    ("GET", "/api/alerts/channels", None, ADMIN, 200),
+    ("POST", "/api/alerts/channels", {**HOOK, "name": "other"}, ADMIN, 201),
+    ("GET", "/api/alerts/channels/hook", None, ADMIN, 200),
+    ("PUT", "/api/alerts/channels/hook", {"type": "webhook", "url": "http://127.0.0.1:9/v2"},
+     ADMIN, 200),
+    ("DELETE", "/api/alerts/channels/hook", None, ADMIN, 204),
 ]
 
 
@@ -45,13 +57,16 @@ ENDPOINTS: list[tuple[str, str, Any, Role, int]] = [
 async def api(settings: Settings, admin_token: str, logs: MongoLogStore) -> AsyncIterator[Api]:
     async with running_master(settings, admin_token) as client:
         assert (await client.call("POST", "/api/jobs", json=JOB)).status == 201
+        assert (await client.call("POST", "/api/alerts/channels", json=HOOK)).status == 201
         yield client
 
 
 async def snapshot(api: Api) -> Any:
     jobs = await (await api.call("GET", "/api/jobs")).json()
     tokens = await (await api.call("GET", "/api/tokens")).json()
-    return [{k: v for k, v in j.items() if k != "next_fire"} for j in jobs["jobs"]], tokens
+    channels = await (await api.call("GET", "/api/alerts/channels")).json()
+    return ([{k: v for k, v in j.items() if k != "next_fire"} for j in jobs["jobs"]], tokens,
+            channels)
 
 
 @pytest.mark.parametrize(("method", "path", "body", "needed", "ok"), ENDPOINTS,
@@ -72,7 +87,20 @@ async def test_role_checks(api: Api, store: EtcdStore, keys: Keyspace, method: s
         assert error["code"] == "forbidden" and needed.label in error["message"]
     after = await snapshot(api)
     assert after[0] == before[0]  # nothing changed by the refused calls
+    assert after[2] == before[2]
     assert [t for t in after[1]["tokens"] if t["name"] == "ci"] == []
     resp = await api.as_token(await make_token(store, keys, needed)).call(
         method, path, json=body)
     assert resp.status == ok, await resp.text()
+
+
+def test_the_table_holds_every_operation_that_needs_a_token() -> None:
+    secured = {(method.upper(), path) for path, item in document()["paths"].items()
+               for method, op in item.items() if isinstance(op, dict)
+               and "responses" in op and op.get("security") != []}
+    templates = {(method, re.compile("^" + re.sub(r"\{[^}]+\}", "[^/]+", path) + "$"))
+                 for method, path in secured}
+    tried = {(method, template.pattern) for method, path, *_ in ENDPOINTS
+             for m, template in templates
+             if m == method and template.match(path.split("?")[0])}
+    assert tried == {(m, t.pattern) for m, t in templates}
