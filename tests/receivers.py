@@ -9,6 +9,7 @@ import email
 import email.policy
 import json
 import ssl
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -49,8 +50,13 @@ class Inbox:
 class Webhook:
     url: str
     inbox: Inbox
-    fail_first: int = 0  # answer 500 to this many requests first
-    requests: list[dict[str, Any]] = field(default_factory=list)  # every request, failed too
+    fail_first: int = 0  # answer fail_status to this many requests first
+    fail_status: int = 500
+    tried: Inbox = field(default_factory=Inbox)  # every request, refused ones too
+
+    @property
+    def requests(self) -> list[dict[str, Any]]:
+        return self.tried.items
 
     @property
     def bodies(self) -> list[dict[str, Any]]:
@@ -58,17 +64,19 @@ class Webhook:
 
 
 @asynccontextmanager
-async def webhook_receiver(*, fail_first: int = 0) -> AsyncIterator[Webhook]:
+async def webhook_receiver(*, fail_first: int = 0, fail_status: int = 500
+                           ) -> AsyncIterator[Webhook]:
     port = free_port()
-    hook = Webhook(f"http://127.0.0.1:{port}/hook?token=tok-5ecret-Hx93", Inbox(), fail_first)
+    hook = Webhook(f"http://127.0.0.1:{port}/hook?token=tok-5ecret-Hx93", Inbox(), fail_first,
+                   fail_status)
 
     async def receive(request: web.Request) -> web.Response:
         item = {"headers": dict(request.headers), "raw": await request.read(),
-                "query": dict(request.query)}
+                "query": dict(request.query), "at": time.monotonic()}
         item["body"] = json.loads(item["raw"])
-        hook.requests.append(item)
+        hook.tried.add(item)
         if len(hook.requests) <= hook.fail_first:
-            return web.Response(status=500, text="try again")
+            return web.Response(status=hook.fail_status, text="try again")
         hook.inbox.add(item)
         return web.Response(text="ok")
 

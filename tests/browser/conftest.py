@@ -74,6 +74,52 @@ UNLABELLED = """() => {
 }"""
 
 
+# What would not "look right" at a width: two visible controls or headings
+# drawn over each other, and text cut off by its box (clipped or ellipsed;
+# a box that scrolls is fine).
+MISDRAWN = """() => {
+  // Visually hidden on purpose (kept for screen readers): clipped to nothing.
+  const clippedAway = el => {
+    for (let a = el; a; a = a.parentElement) {
+      const s = getComputedStyle(a), r = a.getBoundingClientRect();
+      if ((s.clip && s.clip !== 'auto') || (s.clipPath && s.clipPath !== 'none')) return true;
+      if (s.overflow !== 'visible' && (r.width <= 1 || r.height <= 1)) return true;
+    }
+    return false;
+  };
+  const shown = el => {
+    const r = el.getBoundingClientRect();
+    return r.width > 0 && r.height > 0 && getComputedStyle(el).visibility !== 'hidden'
+        && !clippedAway(el);
+  };
+  const describe = el => el.outerHTML.slice(0, 100);
+  const out = [];
+  const boxes = [...document.querySelectorAll(
+      'button, a[href], input:not([type=hidden]), select, textarea, h1, h2, h3, th, ' +
+      '.badge, [role=switch]')].filter(shown);
+  for (let i = 0; i < boxes.length; i++) {
+    const a = boxes[i].getBoundingClientRect();
+    for (let j = i + 1; j < boxes.length; j++) {
+      if (boxes[i].contains(boxes[j]) || boxes[j].contains(boxes[i])) continue;
+      const b = boxes[j].getBoundingClientRect();
+      const w = Math.min(a.right, b.right) - Math.max(a.left, b.left);
+      const h = Math.min(a.bottom, b.bottom) - Math.max(a.top, b.top);
+      if (w > 1 && h > 1) out.push(`${describe(boxes[i])} overlaps ${describe(boxes[j])}`);
+    }
+  }
+  for (const el of document.querySelectorAll('body *')) {
+    if (!shown(el) || !el.firstChild || el.matches('input, select, textarea')) continue;
+    const style = getComputedStyle(el);
+    const scrolls = ['auto', 'scroll'].includes(style.overflowX);
+    const clips = style.overflowX !== 'visible' || style.textOverflow === 'ellipsis';
+    if (clips && !scrolls && el.scrollWidth > el.clientWidth + 1) {
+      out.push(`cut off: ${describe(el)}`);
+    }
+  }
+  return out;
+}"""
+
+
 @dataclass
 class Dashboard:
     """A browser page on a real master, and the services behind it."""
@@ -102,8 +148,9 @@ class Dashboard:
         await self.ready()
 
     async def shoot(self, name: str) -> None:
-        """Screenshots at both widths; fails if the page is wider than the window
-        or has a control without a label (see ``UNLABELLED``)."""
+        """Screenshots at both widths; fails if the page is wider than the window,
+        draws controls over each other or cuts text off (``MISDRAWN``), or has a
+        control without a label (``UNLABELLED``)."""
         unlabelled = await self.page.evaluate(UNLABELLED)
         assert not unlabelled, f"{name}: controls without a label: {unlabelled}"
         SHOTS.mkdir(parents=True, exist_ok=True)
@@ -114,6 +161,8 @@ class Dashboard:
             await self.page.screenshot(path=SHOTS / f"{name}-{label}-{width}.png",
                                        full_page=True)
             assert overflow <= 0, f"{name} is {overflow}px wider than a {width}px window"
+            misdrawn = await self.page.evaluate(MISDRAWN)
+            assert not misdrawn, f"{name} at {width}px: {misdrawn}"
         await self.page.set_viewport_size({"width": 1280, "height": 800})
 
 

@@ -303,3 +303,48 @@ async def test_run_page_tails_a_running_job_live_until_it_ends(
         gate.close()
     await page.reload()  # the stored record, once written
     await expect(page.locator("pre.log")).to_have_text("first\nsecond\n")
+
+
+async def tab_to(dashboard: Dashboard, selector: str, *, limit: int = 60) -> None:
+    """Press Tab until the element matching ``selector`` has the focus (at most
+    ``limit`` times), and check the focus is visible on it."""
+    page = dashboard.page
+    for _ in range(limit):
+        await page.keyboard.press("Tab")
+        if await page.evaluate("s => document.activeElement?.matches(s) ?? false", selector):
+            break
+    else:
+        raise AssertionError(f"Tab never reached {selector}")
+    ring = await page.evaluate("""() => {
+        const s = getComputedStyle(document.activeElement);
+        return (s.outlineStyle !== 'none' && parseFloat(s.outlineWidth) > 0)
+            || s.boxShadow !== 'none';
+    }""")
+    assert ring, f"{selector} has the focus but shows no focus ring"
+
+
+async def test_keyboard_alone_logs_in_runs_a_job_and_opens_its_page(
+    dashboard: Dashboard, admin_token: str, settings: Settings, logs: MongoLogStore
+) -> None:
+    page = dashboard.page
+    await dashboard.service.create(Job.from_dict({
+        "name": "nightly", "schedule": "30 2 * * *", "command": "echo by keyboard"}),
+        actor="tests")
+    await dashboard.open("/login")
+    await tab_to(dashboard, "input[name=token]")
+    await page.keyboard.type(admin_token)
+    await page.keyboard.press("Enter")
+    await expect(page.get_by_role("heading", name="Jobs")).to_be_visible()
+    await dashboard.ready()
+    async with swarm(settings, logs, 1):
+        await tab_to(dashboard, 'tr[data-job="nightly"] button[data-action=run]')
+        await page.keyboard.press("Enter")
+        await expect(page.get_by_role("status")).to_contain_text("nightly: run nightly@")
+        last = page.locator('tr[data-job="nightly"] [data-cell="last"] a.badge')
+        await expect(last).to_have_text("succeeded")  # the live columns follow the run
+    await page.reload()  # start the walk from the top again
+    await dashboard.ready()
+    await tab_to(dashboard, 'tr[data-job="nightly"] [data-cell="last"] a.badge')
+    await page.keyboard.press("Enter")
+    await expect(page.get_by_role("heading", name=re.compile("Run of nightly"))).to_be_visible()
+    await expect(page.locator("pre")).to_contain_text("by keyboard")

@@ -1,6 +1,8 @@
 """Contract of the coordination store, on a real etcd."""
 
 import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
@@ -17,6 +19,7 @@ from cronswarm.coord import (
     Txn,
     wait_deleted,
 )
+from cronswarm.devservices import EtcdServer
 
 
 async def test_put_get_delete_prefix(store: EtcdStore, settings: Settings) -> None:
@@ -122,3 +125,73 @@ async def test_unreachable_etcd_raises_coord_unavailable() -> None:
     with pytest.raises(CoordUnavailable):
         await dead.get("/x")
     await dead.close()
+
+
+@pytest.fixture
+async def own_etcd(tmp_path: Path) -> AsyncIterator[EtcdServer]:
+    server = EtcdServer(tmp_path / "etcd")
+    server.start()
+    yield server
+    server.stop()
+
+
+async def test_a_watch_resumes_after_etcd_restarts_missing_and_repeating_nothing(
+    own_etcd: EtcdServer,
+) -> None:
+    watcher = EtcdStore([own_etcd.endpoint], timeout=1)
+    writer = EtcdStore([own_etcd.endpoint], timeout=1)
+    events: list[tuple[str, str, int]] = []
+    changed = asyncio.Event()
+
+    async def follow() -> None:
+        async for batch in watcher.watch_prefix("/w/", 1):
+            events.extend((e.type, e.key, e.mod_revision) for e in batch)
+            changed.set()
+
+    async def until(count: int) -> None:
+        async with asyncio.timeout(30):
+            while len(events) < count:
+                changed.clear()
+                await changed.wait()
+
+    task = asyncio.create_task(follow())
+    try:
+        await writer.put("/w/a", b"1")
+        await until(1)
+        own_etcd.stop()  # the watch's stream breaks
+        own_etcd.start()
+        # Written before the watch is back: it must resume from the revision
+        # after the last event it delivered, so it gets these, once each.
+        await writer.put("/w/b", b"2")
+        await writer.delete("/w/a")
+        await until(3)
+    finally:
+        task.cancel()
+        await watcher.close()
+        await writer.close()
+    assert [(t, k) for t, k, _ in events] == [("put", "/w/a"), ("put", "/w/b"),
+                                              ("delete", "/w/a")]
+    revisions = [r for _, _, r in events]
+    assert revisions == sorted(set(revisions))
+
+
+async def test_a_kept_lease_survives_an_etcd_restart(own_etcd: EtcdServer) -> None:
+    store = EtcdStore([own_etcd.endpoint], timeout=1)
+    keeper = LeaseKeeper(store, 4)
+    lease = await keeper.grant()
+    await store.put("/kept", b"x", lease=lease)
+    task = asyncio.create_task(keeper.run())
+    try:
+        own_etcd.stop()  # keep-alives fail meanwhile; the keeper retries
+        own_etcd.start()
+        watcher = asyncio.create_task(wait_deleted(store, "/kept"))
+        done, _ = await asyncio.wait({watcher, task}, timeout=10)  # > 2 TTLs
+        assert not done, "the key expired or the keeper stopped"
+        watcher.cancel()
+        assert keeper.alive.is_set() and keeper.renewals == 0  # the same lease, kept
+        kv = await store.get("/kept")
+        assert kv is not None and kv.lease == lease
+    finally:
+        task.cancel()
+        await keeper.revoke()
+        await store.close()

@@ -208,3 +208,32 @@ async def test_http_job_on_a_worker_retries_on_a_listed_status(
     assert ms(second["started"]) - ms(first["ended"]) >= 200
     assert [r["attempt"] for r in state.requests] == ["1", "2"]
     assert await logs.runs.count_documents({"run_id": rid}) == 2
+
+
+async def test_each_outcome_of_an_http_job_is_recorded_by_the_worker(
+    settings: Settings, store: EtcdStore, logs: MongoLogStore, keys: Keyspace,
+    site: tuple[Site, str],
+) -> None:
+    _, base = site
+    refused = free_port()
+    jobs = job_service(store, logs, keys)
+    await create_job(jobs, name="ok", http={"url": f"{base}/echo", "method": "PUT", "body": "x"})
+    await create_job(jobs, name="conflict", http={"url": f"{base}/status/409"})
+    await create_job(jobs, name="slow", http={"url": f"{base}/hang"}, timeout=0.5)
+    await create_job(jobs, name="down", http={"url": f"http://127.0.0.1:{refused}/x"})
+    async with running_worker(settings, store, logs):
+        docs = {}
+        for name in ("ok", "conflict", "slow", "down"):
+            rid = await jobs.run_now(name, actor="tests")
+            docs[name] = await wait_final(logs, f"{rid}#1")
+    got = {name: (d["status"], d["http_status"], d["error"], d["output"])
+           for name, d in docs.items()}
+    assert got == {
+        "ok": ("succeeded", 200, None, "PUT x"),
+        "conflict": ("failed", 409, "unexpected HTTP status 409 Conflict (expected 2xx)", "nope"),
+        "slow": ("timeout", None, "timed out after 0.5s", ""),
+        "down": ("failed", None, f"cannot connect to 127.0.0.1:{refused}: Connection refused",
+                 ""),
+    }
+    assert docs["ok"]["summary"] == f"PUT {base}/echo"
+    assert all(d["exit_code"] is None for d in docs.values())

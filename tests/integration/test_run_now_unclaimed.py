@@ -55,3 +55,23 @@ async def test_a_request_nobody_takes_is_recorded_as_skipped(
     assert "no worker took the run-now request within" in skipped["error"]
     [ran] = await runs_of(logs, "taken")
     assert (ran["run_id"], ran["status"], ran["worker"]) == (taken, "succeeded", "w0")
+
+
+async def test_housekeeping_removes_the_fencing_tokens_of_deleted_jobs_only(
+    settings: Settings, store: EtcdStore, logs: MongoLogStore, keys: Keyspace,
+    admin_token: str,
+) -> None:
+    await create_job(store, logs, settings, name="kept", schedule="0 0 1 1 *", command="true")
+    await store.put(keys.last("gone"), b"0000001767225600000")  # its job was deleted
+    kept = await store.get(keys.last("kept"))
+    assert kept is not None
+    async with running_master(settings, admin_token) as api:
+        assert api.app is not None
+        leader = api.app[LEADER]
+        async with asyncio.timeout(30):
+            await wait_deleted(store, keys.last("gone"))
+            while leader.duty_runs["housekeeping"] < 1:  # the round that removed it
+                await leader.wait_duty("housekeeping")
+        assert leader.orphans_removed == 1
+    still = await store.get(keys.last("kept"))
+    assert still is not None and still.mod_revision == kept.mod_revision

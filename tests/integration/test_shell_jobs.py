@@ -89,7 +89,26 @@ async def test_timeout_of_a_job_ignoring_sigterm_ends_in_sigkill_after_the_grace
     assert "SIGKILLed" in doc["error"]
     assert doc["extra"]["sigkilled"] >= 1
     duration = (ms(doc["ended"]) - ms(doc["started"])) / 1000
-    assert duration >= 1 + 1.5 - 0.05  # timeout, then the whole grace
+    assert 1 + 1.5 - 0.05 <= duration < 1 + 1.5 + 1  # timeout, then the whole grace
+    assert alive(pids_in(output)) == set()
+
+
+async def test_timeout_of_a_job_that_obeys_sigterm_ends_without_the_grace(
+    settings: Settings, store: EtcdStore, logs: MongoLogStore, keys: Keyspace
+) -> None:
+    jobs = job_service(store, logs, keys)
+    command = "echo \"pid $$\"; sleep 1000 & echo \"pid $!\"; wait"
+    await create_job(jobs, name="obedient", command=command, timeout=1, kill_grace=20)
+    async with running_worker(settings, store, logs) as worker:
+        rid = await jobs.run_now("obedient", actor="tests")
+        output = await wait_output(worker, f"{rid}#1", lambda out: len(pids_in(out)) == 2)
+        doc = await wait_final(logs, f"{rid}#1")
+    assert doc["status"] == "timeout"
+    assert doc["exit_code"] == -15  # SIGTERM was enough
+    assert doc["error"].startswith("timed out after 1s")
+    assert "SIGKILL" not in doc["error"]
+    duration = (ms(doc["ended"]) - ms(doc["started"])) / 1000
+    assert 1 - 0.05 <= duration < 1 + 1  # far less than the 20 s grace
     assert alive(pids_in(output)) == set()
 
 
@@ -118,8 +137,8 @@ async def test_run_as_user_and_minimal_environment(
     command = ('id -un; echo "ids=$(id -u):$(id -g):$(id -G)"; echo "home=$HOME"; '
                'echo "run=$CRONSWARM_RUN_ID job=$CRONSWARM_JOB '
                'tick=$CRONSWARM_TICK attempt=$CRONSWARM_ATTEMPT"; echo "mine=$MINE"; '
-               'echo "secret=${CRONSWARM_TEST_SECRET:-unset}"')
-    await create_job(jobs, name="as-nobody", command=command, user="nobody", cwd="/",
+               'echo "secret=${CRONSWARM_TEST_SECRET:-unset}"; echo "cwd=$(pwd)"')
+    await create_job(jobs, name="as-nobody", command=command, user="nobody", cwd="/tmp",
                      env={"MINE": "yes"})
     async with running_worker(settings, store, logs):
         rid = await jobs.run_now("as-nobody", actor="tests")
@@ -135,6 +154,25 @@ async def test_run_as_user_and_minimal_environment(
     assert lines[3] == f"run={rid} job=as-nobody tick={tick} attempt=1"
     assert lines[4] == "mine=yes"
     assert lines[5] == "secret=unset"  # the worker's own environment is not passed on
+    assert lines[6] == "cwd=/tmp"
+
+
+async def test_the_job_shell_runs_the_command(
+    settings: Settings, store: EtcdStore, logs: MongoLogStore, keys: Keyspace
+) -> None:
+    jobs = job_service(store, logs, keys)
+    # $0 is the shell that runs the command; only bash sets $BASH_VERSION.
+    command = 'echo "${BASH_VERSION:+bash} $0"'
+    await create_job(jobs, name="in-bash", command=command, shell="/bin/bash")
+    await create_job(jobs, name="in-sh", command=command)
+    async with running_worker(settings, store, logs):
+        docs = {}
+        for name in ("in-bash", "in-sh"):
+            rid = await jobs.run_now(name, actor="tests")
+            docs[name] = await wait_final(logs, f"{rid}#1")
+    assert docs["in-bash"]["status"] == "succeeded", docs["in-bash"]
+    assert docs["in-bash"]["output"] == "bash /bin/bash\n"
+    assert docs["in-sh"]["output"].endswith(" /bin/sh\n")  # the worker's default shell
 
 
 async def test_unknown_run_as_user_fails_clearly(

@@ -168,11 +168,11 @@ async def test_registry_shows_live_stats(
         rid = await service.run_now("busy", actor="tests")
 
         def counts_the_run(items: dict[str, KeyValue]) -> bool:
-            now = items.get(keys.worker("w0"))
+            now = items.get("w0")
             return now is not None and json.loads(now.value)["running"] == 1 and (
                 json.loads(now.value)["updated"] > info["updated"])
 
-        await wait_for_prefix(store, keys.worker("w0"), counts_the_run, timeout=15)
+        await wait_for_prefix(store, keys.workers, counts_the_run, timeout=15)
         await service.kill("busy", actor="tests")
         await wait_for_count(logs.runs, {"_id": f"{rid}#1", "status": "killed"},
                              lambda n: n == 1, timeout=15)
