@@ -73,6 +73,15 @@ def mongo_uri(mongo_server: MongoServer | None) -> str:
 
 
 @pytest.fixture
+async def own_etcd(tmp_path: Path) -> AsyncIterator[EtcdServer]:
+    """An etcd of the test's own, for tests that stop and restart it."""
+    server = EtcdServer(tmp_path / "etcd")
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
 def settings(etcd_endpoints: list[str], mongo_uri: str, tmp_path: Path) -> Settings:
     """Settings isolated to this test: own key prefix, own database, own spool."""
     tag = uuid.uuid4().hex[:10]

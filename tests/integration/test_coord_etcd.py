@@ -1,8 +1,6 @@
 """Contract of the coordination store, on a real etcd."""
 
 import asyncio
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
@@ -125,14 +123,6 @@ async def test_unreachable_etcd_raises_coord_unavailable() -> None:
     with pytest.raises(CoordUnavailable):
         await dead.get("/x")
     await dead.close()
-
-
-@pytest.fixture
-async def own_etcd(tmp_path: Path) -> AsyncIterator[EtcdServer]:
-    server = EtcdServer(tmp_path / "etcd")
-    server.start()
-    yield server
-    server.stop()
 
 
 async def test_a_watch_resumes_after_etcd_restarts_missing_and_repeating_nothing(

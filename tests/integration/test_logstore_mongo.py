@@ -26,6 +26,13 @@ from cronswarm.logstore._mongo import doc_to_record
 from cronswarm.logstore._rollups import RECENT_KEPT
 
 
+class FixedClock:
+    NOW = 1_800_000_000_000
+
+    def now_ms(self) -> int:
+        return self.NOW
+
+
 def record(job: str, tick: int, status: RunStatus = RunStatus.SUCCEEDED, attempt: int = 1,
            output: str = "", worker: str = "w1") -> RunRecord:
     return RunRecord(run_id=f"{job}@{tick}", job=job, tick=tick, attempt=attempt, worker=worker,
@@ -331,13 +338,9 @@ async def test_hourly_counts_stay_exact_through_caching_and_late_writes(
 
 async def test_pages_are_exact_when_the_search_widens_across_windows(
         logs: MongoLogStore, settings: Settings) -> None:
-    now = 1_800_000_000_000
+    now = FixedClock.NOW
 
-    class Fixed:
-        def now_ms(self) -> int:
-            return now
-
-    store = MongoLogStore(logs.client, database=settings.mongodb_database, clock=Fixed(),
+    store = MongoLogStore(logs.client, database=settings.mongodb_database, clock=FixedClock(),
                           default_retention_days=logs.default_retention_days)
     minute, hour, day = 60_000, 3_600_000, 86_400_000
     offsets = [minute, 2 * minute, 2 * minute, 3 * hour, 5 * hour, 2 * day, 40 * day,
@@ -361,14 +364,10 @@ async def test_pages_are_exact_when_the_search_widens_across_windows(
 
 async def test_a_text_search_out_of_time_stops_and_its_cursor_goes_on_exactly(
         logs: MongoLogStore, settings: Settings) -> None:
-    now = 1_800_000_000_000
-
-    class Fixed:
-        def now_ms(self) -> int:
-            return now
+    now = FixedClock.NOW
 
     def store(budget_ms: float | None) -> MongoLogStore:
-        return MongoLogStore(logs.client, database=settings.mongodb_database, clock=Fixed(),
+        return MongoLogStore(logs.client, database=settings.mongodb_database, clock=FixedClock(),
                              default_retention_days=logs.default_retention_days,
                              text_budget_ms=budget_ms)
 

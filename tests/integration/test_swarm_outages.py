@@ -3,7 +3,6 @@
 import asyncio
 import datetime as dt
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -22,14 +21,6 @@ from tests.swarm import (
     seconds,
     swarm,
 )
-
-
-@pytest.fixture
-async def own_etcd(tmp_path: Path) -> AsyncIterator[EtcdServer]:
-    server = EtcdServer(tmp_path / "etcd")
-    server.start()
-    yield server
-    server.stop()
 
 
 async def wait_until_wall(epoch_s: float) -> None:
