@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import ctypes
 import json
 import logging
 import os
@@ -24,13 +22,12 @@ from pathlib import Path
 
 from ..common import ConfigError, Keyspace, Settings, SystemClock
 from ..coord import EtcdStore
-from ..devservices import EtcdServer, MongoServer
+from ..devservices import EtcdServer, MongoServer, die_with_parent
 from ..logstore import AuditEntry, MongoLogStore
 from ..master import Role, TokenStore
 from ..master._jobs import write_audit
 
 log = logging.getLogger(__name__)
-_PR_SET_PDEATHSIG = 1
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -39,12 +36,6 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     up.add_argument("--host", default="127.0.0.1", help="master bind address")
     up.add_argument("--port", type=int, default=8080, help="master port (default 8080)")
     up.add_argument("--data-dir", default="var", help="where local servers keep data")
-
-
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child
-    """Linux: the child gets SIGTERM if ``up`` dies, so nothing is orphaned."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def _port_free(host: str, port: int) -> bool:
@@ -133,12 +124,12 @@ def run(args: argparse.Namespace, config_file: str | None) -> int:
             base += ["--config", config_file]
         master_env = {**env, "CRONSWARM_MASTER_HOST": args.host,
                       "CRONSWARM_MASTER_PORT": str(args.port)}
-        master = subprocess.Popen([*base, "master"], env=master_env, preexec_fn=_die_with_parent)
+        master = subprocess.Popen([*base, "master"], env=master_env, preexec_fn=die_with_parent)
         children.append(master)
         for i in range(args.workers):
             worker_env = {**env, "CRONSWARM_WORKER_ID": f"{socket.gethostname()[:40]}-w{i + 1}"}
             children.append(subprocess.Popen([*base, "worker"], env=worker_env,
-                                             preexec_fn=_die_with_parent))
+                                             preexec_fn=die_with_parent))
         url_host = "127.0.0.1" if args.host in ("0.0.0.0", "") else args.host
         url = f"http://{url_host}:{args.port}/"
         _wait_http(url + "healthz", 60, master)

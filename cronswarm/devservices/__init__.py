@@ -5,6 +5,7 @@ from ._process import (
     EtcdServer,
     MongoServer,
     ServerProcess,
+    die_with_parent,
     find_executable,
     free_port,
 )
@@ -14,6 +15,7 @@ __all__ = [
     "EtcdServer",
     "MongoServer",
     "ServerProcess",
+    "die_with_parent",
     "find_executable",
     "free_port",
 ]
