@@ -145,7 +145,8 @@ class HistoryPager:
                       need: int, budget: float) -> list[Doc]:
         """``_below`` for a text search, within ``budget`` seconds (module doc)."""
         started = time.monotonic()
-        done: tuple[int, list[Doc]] | None = None  # the last window searched, its matches
+        # The last window searched in full: its lower end, width and matches.
+        done: tuple[int, int, list[Doc]] | None = None
         deadline: float | None = None  # the first window may take the query's whole limit
         while True:
             lower = top - width
@@ -160,7 +161,7 @@ class HistoryPager:
                 break  # the server stopped it at the budget: keep the last window's
             if len(docs) >= need or last:
                 return docs
-            done = (lower, docs)
+            done = (lower, width, docs)
             # This window's time says what a wider one would take (it reads the
             # runs of its whole range again): aim at half of what is left.
             took = max(time.monotonic() - began, 1e-3)
@@ -171,8 +172,10 @@ class HistoryPager:
             width = int(width * growth)
             deadline = started + budget
         assert done is not None
-        self.stopped_at, self.next_width = done[0], width * MIN_GROWTH
-        return done[1]
+        # The next request goes on below with twice the last full window (which
+        # took at most half of what was left of the budget).
+        self.stopped_at, self.next_width = done[0], done[1] * MIN_GROWTH
+        return done[2]
 
     def _window(self, lower: int | None, upper: int | None) -> Doc:
         tick: Doc = {}

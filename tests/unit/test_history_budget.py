@@ -1,0 +1,77 @@
+"""A budgeted text search whose window the server stops (maxTimeMS): the page
+keeps what the windows before it found and goes on from there. The collection
+is a stand-in that answers nothing and stops the queries it is told to."""
+
+import base64
+import json
+from typing import Any
+
+import pytest
+from pymongo.errors import ExecutionTimeout
+
+from cronswarm.common import ValidationError, from_ms
+from cronswarm.logstore import RunQuery, encode_cursor
+from cronswarm.logstore._history import FIRST_WINDOW_MS, HistoryPager, decode_cursor
+
+NOW = 1_800_000_000_000
+
+
+class Cursor:
+    def __init__(self, runs: "Runs", flt: dict[str, Any]) -> None:
+        self.runs, self.flt, self.ms = runs, flt, 0
+
+    def sort(self, _order: object) -> "Cursor":
+        return self
+
+    def limit(self, _n: int) -> "Cursor":
+        return self
+
+    def max_time_ms(self, ms: int) -> "Cursor":
+        self.ms = ms
+        return self
+
+    async def to_list(self, length: int) -> list[dict[str, Any]]:
+        self.runs.calls.append((self.flt, self.ms))
+        if len(self.runs.calls) > self.runs.answered:
+            raise ExecutionTimeout("operation exceeded time limit", 50)
+        return []
+
+
+class Runs:
+    def __init__(self, answered: int) -> None:
+        self.answered = answered  # queries answered before the server stops one
+        self.calls: list[tuple[dict[str, Any], int]] = []
+
+    def find(self, flt: dict[str, Any]) -> Cursor:
+        return Cursor(self, flt)
+
+
+async def test_a_window_stopped_by_the_server_leaves_the_page_to_the_ones_before() -> None:
+    runs = Runs(answered=3)  # the first window: one query per text field
+    pager = HistoryPager(runs, RunQuery(text="disk"), now_ms=NOW,  # type: ignore[arg-type]
+                         max_time_ms=10_000, text_budget_ms=10_000)
+    assert await pager.page(50) == []
+    assert pager.stopped_at == NOW - FIRST_WINDOW_MS
+    assert pager.next_width == 2 * FIRST_WINDOW_MS
+    first, stopped = runs.calls[:3], runs.calls[3]
+    assert all(ms == 10_000 for _, ms in first)  # the first window may take the query's limit
+    assert all(f["tick"]["$gte"] == from_ms(NOW - FIRST_WINDOW_MS) for f, _ in first)
+    assert stopped[0]["tick"]["$gte"] < from_ms(NOW - FIRST_WINDOW_MS)  # a wider one
+    assert 0 < stopped[1] <= 10_000  # stopped by the server at the budget's end
+    assert len(runs.calls) == 4
+
+
+async def test_a_first_window_stopped_by_the_server_is_an_error() -> None:
+    pager = HistoryPager(Runs(answered=0), RunQuery(text="disk"),  # type: ignore[arg-type]
+                         now_ms=NOW, max_time_ms=10_000, text_budget_ms=150)
+    with pytest.raises(ExecutionTimeout):
+        await pager.page(50)
+
+
+def test_the_cursor_of_a_stopped_search_carries_its_next_window() -> None:
+    assert decode_cursor(encode_cursor(NOW, "", 20_000)) == (NOW, "", 20_000)
+    assert decode_cursor(encode_cursor(NOW, "j@1#1")) == (NOW, "j@1#1", None)
+    for fields in ([NOW, "", 0], [NOW, "", -5], [NOW, "", "wide"], [NOW, "", 1, 2]):
+        raw = base64.urlsafe_b64encode(json.dumps(fields).encode()).decode()
+        with pytest.raises(ValidationError):
+            decode_cursor(raw)
