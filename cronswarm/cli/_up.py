@@ -22,7 +22,7 @@ from pathlib import Path
 
 from ..common import ConfigError, Keyspace, Settings, SystemClock
 from ..coord import EtcdStore
-from ..devservices import EtcdServer, MongoServer, die_with_parent
+from ..devservices import EtcdServer, MongoServer, dying_with_parent
 from ..logstore import AuditEntry, MongoLogStore
 from ..master import Role, TokenStore
 from ..master._jobs import write_audit
@@ -124,12 +124,12 @@ def run(args: argparse.Namespace, config_file: str | None) -> int:
             base += ["--config", config_file]
         master_env = {**env, "CRONSWARM_MASTER_HOST": args.host,
                       "CRONSWARM_MASTER_PORT": str(args.port)}
-        master = subprocess.Popen([*base, "master"], env=master_env, preexec_fn=die_with_parent)
+        master = subprocess.Popen(dying_with_parent([*base, "master"]), env=master_env)
         children.append(master)
         for i in range(args.workers):
             worker_env = {**env, "CRONSWARM_WORKER_ID": f"{socket.gethostname()[:40]}-w{i + 1}"}
-            children.append(subprocess.Popen([*base, "worker"], env=worker_env,
-                                             preexec_fn=die_with_parent))
+            children.append(subprocess.Popen(dying_with_parent([*base, "worker"]),
+                                             env=worker_env))
         url_host = "127.0.0.1" if args.host in ("0.0.0.0", "") else args.host
         url = f"http://{url_host}:{args.port}/"
         _wait_http(url + "healthz", 60, master)

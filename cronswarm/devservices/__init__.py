@@ -5,7 +5,7 @@ from ._process import (
     EtcdServer,
     MongoServer,
     ServerProcess,
-    die_with_parent,
+    dying_with_parent,
     find_executable,
     free_port,
 )
@@ -15,7 +15,7 @@ __all__ = [
     "EtcdServer",
     "MongoServer",
     "ServerProcess",
-    "die_with_parent",
+    "dying_with_parent",
     "find_executable",
     "free_port",
 ]

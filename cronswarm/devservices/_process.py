@@ -9,7 +9,6 @@ started as a process here, never imported.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import json
 import logging
 import os
@@ -29,14 +28,30 @@ from typing import IO
 from ..common import ServiceStartError
 
 log = logging.getLogger(__name__)
-_PR_SET_PDEATHSIG = 1
+# Run by a fresh interpreter: ask for SIGTERM when the parent dies (Linux
+# PR_SET_PDEATHSIG, kept across exec), give up if it died already, then
+# become the real command.
+_EXEC_DYING_WITH_PARENT = """\
+import ctypes, os, signal, sys
+try:
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)
+except (OSError, AttributeError):
+    pass
+if os.getppid() != int(sys.argv[1]):
+    sys.exit(1)
+os.execvp(sys.argv[2], sys.argv[2:])
+"""
 
 
-def die_with_parent() -> None:  # pragma: no cover - runs in the child, before exec
-    """Linux: the child gets SIGTERM when the process that started it dies (a
-    killed test run or benchmark, or ``cronswarm up``), so no server is orphaned."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+def dying_with_parent(argv: Sequence[str]) -> list[str]:
+    """``argv``, started so that it gets SIGTERM when this process dies (a
+    killed test run or benchmark, or ``cronswarm up``): no server is orphaned.
+
+    A fresh interpreter sets this up and then execs ``argv`` (same pid). A
+    ``preexec_fn`` would run Python between fork and exec, which is unsafe in
+    a process with threads (gRPC's): it crashed the child here.
+    """
+    return [sys.executable, "-I", "-c", _EXEC_DYING_WITH_PARENT, str(os.getpid()), *argv]
 
 
 def _ephemeral_range() -> tuple[int, int]:
@@ -123,8 +138,8 @@ class ServerProcess:
         cmd = self.command()
         log.info("starting %s: %s", self.name, " ".join(cmd))
         self.process = subprocess.Popen(
-            cmd, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True, preexec_fn=die_with_parent,
+            dying_with_parent(cmd), stdout=self._log, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, start_new_session=True,
         )
         deadline = time.monotonic() + timeout
         while not self.ready():
@@ -243,8 +258,8 @@ class EtcdServer(ServerProcess):
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._log = open(self.log_path, "ab")  # noqa: SIM115
         self.process = subprocess.Popen(
-            self.command(), stdout=self._log, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=die_with_parent,
+            dying_with_parent(self.command()), stdout=self._log, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, start_new_session=True,
         )
 
 
