@@ -144,7 +144,7 @@ class HistoryPager:
     async def _search(self, since: int | None, top: int, upper: int | None, width: int,
                       need: int, budget: float) -> list[Doc]:
         """``_below`` for a text search, within ``budget`` seconds (module doc)."""
-        started = time.monotonic()
+        end = time.monotonic() + budget
         # The last window searched in full: its lower end, width and matches.
         done: tuple[int, int, list[Doc]] | None = None
         deadline: float | None = None  # the first window may take the query's whole limit
@@ -165,12 +165,11 @@ class HistoryPager:
             # This window's time says what a wider one would take (it reads the
             # runs of its whole range again): aim at half of what is left.
             took = max(time.monotonic() - began, 1e-3)
-            left = budget - (time.monotonic() - started)
-            growth = min(_growth(need, len(docs)), left / 2 / took)
+            growth = min(_growth(need, len(docs)), (end - time.monotonic()) / 2 / took)
             if growth < MIN_GROWTH:
                 break
             width = int(width * growth)
-            deadline = started + budget
+            deadline = end
         assert done is not None
         # The next request goes on below with twice the last full window (which
         # took at most half of what was left of the budget).

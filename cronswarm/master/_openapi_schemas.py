@@ -75,6 +75,14 @@ def null_is_default(props: dict[str, Schema], required: list[str]) -> dict[str, 
     return {k: v if k in keep or "anyOf" in v else nullable(v) for k, v in props.items()}
 
 
+def _requiring(schema: Schema, required: list[str]) -> Schema:
+    """``schema`` with ``required`` fields; the others also take null."""
+    schema["properties"] = null_is_default(schema["properties"], required)
+    if required:
+        schema["required"] = required
+    return schema
+
+
 def http_request(*, partial: bool = False) -> Schema:
     schema: Schema = {
         "type": "object",
@@ -90,11 +98,7 @@ def http_request(*, partial: bool = False) -> Schema:
             "follow_redirects": {"type": "boolean", "default": True},
         },
     }
-    required = [] if partial else ["url"]  # in a merge patch, null removes a field
-    schema["properties"] = null_is_default(schema["properties"], required)
-    if required:
-        schema["required"] = required
-    return schema
+    return _requiring(schema, [] if partial else ["url"])  # a merge patch requires nothing
 
 
 def retry_policy(*, partial: bool = False) -> Schema:
@@ -114,11 +118,7 @@ def retry_policy(*, partial: bool = False) -> Schema:
             "any_worker": {"type": "boolean", "default": False},
         },
     }
-    required = [] if partial else ["attempts"]
-    schema["properties"] = null_is_default(schema["properties"], required)
-    if required:
-        schema["required"] = required
-    return schema
+    return _requiring(schema, [] if partial else ["attempts"])
 
 
 def _job_properties(*, partial: bool) -> dict[str, Schema]:
