@@ -7,6 +7,7 @@ import os
 import pwd
 import time
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
@@ -73,22 +74,30 @@ async def test_kill_stops_the_whole_tree_within_a_second(
     print(f"kill latency (request to last process exit): {latency * 1000:.0f} ms")
 
 
+async def run_to_timeout(settings: Settings, store: EtcdStore, logs: MongoLogStore,
+                         keys: Keyspace, command: str, kill_grace: float
+                         ) -> tuple[dict[str, Any], bytes, float]:
+    """Run once a job (printing two pids) with a 1 s timeout; returns its final
+    record, its output and its duration in seconds."""
+    jobs = job_service(store, logs, keys)
+    await create_job(jobs, name="slow", command=command, timeout=1, kill_grace=kill_grace)
+    async with running_worker(settings, store, logs) as worker:
+        rid = await jobs.run_now("slow", actor="tests")
+        output = await wait_output(worker, f"{rid}#1", lambda out: len(pids_in(out)) == 2)
+        doc = await wait_final(logs, f"{rid}#1")
+    return doc, output, (ms(doc["ended"]) - ms(doc["started"])) / 1000
+
+
 async def test_timeout_of_a_job_ignoring_sigterm_ends_in_sigkill_after_the_grace(
     settings: Settings, store: EtcdStore, logs: MongoLogStore, keys: Keyspace
 ) -> None:
-    jobs = job_service(store, logs, keys)
     command = "trap '' TERM; echo \"pid $$\"; sleep 1000 & echo \"pid $!\"; wait"
-    await create_job(jobs, name="stubborn", command=command, timeout=1, kill_grace=1.5)
-    async with running_worker(settings, store, logs) as worker:
-        rid = await jobs.run_now("stubborn", actor="tests")
-        output = await wait_output(worker, f"{rid}#1", lambda out: len(pids_in(out)) == 2)
-        doc = await wait_final(logs, f"{rid}#1")
+    doc, output, duration = await run_to_timeout(settings, store, logs, keys, command, 1.5)
     assert doc["status"] == "timeout"
     assert doc["exit_code"] == -9  # SIGKILL, not SIGTERM
     assert doc["error"].startswith("timed out after 1s")
     assert "SIGKILLed" in doc["error"]
     assert doc["extra"]["sigkilled"] >= 1
-    duration = (ms(doc["ended"]) - ms(doc["started"])) / 1000
     assert 1 + 1.5 - 0.05 <= duration < 1 + 1.5 + 1  # timeout, then the whole grace
     assert alive(pids_in(output)) == set()
 
@@ -96,18 +105,12 @@ async def test_timeout_of_a_job_ignoring_sigterm_ends_in_sigkill_after_the_grace
 async def test_timeout_of_a_job_that_obeys_sigterm_ends_without_the_grace(
     settings: Settings, store: EtcdStore, logs: MongoLogStore, keys: Keyspace
 ) -> None:
-    jobs = job_service(store, logs, keys)
     command = "echo \"pid $$\"; sleep 1000 & echo \"pid $!\"; wait"
-    await create_job(jobs, name="obedient", command=command, timeout=1, kill_grace=20)
-    async with running_worker(settings, store, logs) as worker:
-        rid = await jobs.run_now("obedient", actor="tests")
-        output = await wait_output(worker, f"{rid}#1", lambda out: len(pids_in(out)) == 2)
-        doc = await wait_final(logs, f"{rid}#1")
+    doc, output, duration = await run_to_timeout(settings, store, logs, keys, command, 20)
     assert doc["status"] == "timeout"
     assert doc["exit_code"] == -15  # SIGTERM was enough
     assert doc["error"].startswith("timed out after 1s")
     assert "SIGKILL" not in doc["error"]
-    duration = (ms(doc["ended"]) - ms(doc["started"])) / 1000
     assert 1 - 0.05 <= duration < 1 + 1  # far less than the 20 s grace
     assert alive(pids_in(output)) == set()
 
