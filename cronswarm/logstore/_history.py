@@ -20,13 +20,21 @@ Every query is shaped to walk one index range and stop after a page:
   six round trips, each on its own index range.
 
 A text search cannot use an index for the text: it reads every run of its
-range. It gets a time budget instead: its windows widen only as far as the
-time each one took says the next will fit in what is left, and when the
-budget is spent the page holds what the windows searched so far held, with
-``stopped_at`` set to the oldest tick searched: the caller's next cursor goes
-on from there, with the next wider window (``next_width``), so the search
-keeps widening from request to request. Each request then costs about the
-budget, not the history.
+range, so its cost is bounded by the runs it reads, never by how old they are:
+
+- when its first window does not fill the page, a count on the index range
+  that is left (stopped after ``scan_at_once + 1`` entries, and by the server
+  after ``count_time_ms``) tells whether the range holds few runs: then all of
+  it is searched at once, however far back it reaches (a quiet job's matches
+  of last year are on the first page);
+- otherwise (many runs, or a server that cannot count them in time) it gets a
+  time budget: its windows widen only as far as the time each one took says
+  the next will fit in what is left, and when the budget is spent the page
+  holds what the windows searched so far held, with ``stopped_at`` set to the
+  oldest tick searched: the caller's next cursor goes on from there, with the
+  next wider window (``next_width``), so the search keeps widening from
+  request to request. Each request then costs about the budget, not the
+  history.
 """
 
 from __future__ import annotations
@@ -52,6 +60,11 @@ FIRST_JOB_WINDOW_MS = 600_000  # with a job filter
 MIN_GROWTH, MAX_GROWTH = 2, 16
 WINDOW_ROUNDS = 5  # bounded windows before the last, unbounded one
 TEXT_FIELDS = ("output", "output_tail", "error")
+# A text search reads at most this many runs at once without a time budget: on
+# the development server that is about the 150 ms budget (30 us a run), on
+# MongoDB a few milliseconds.
+SCAN_AT_ONCE = 5_000
+COUNT_TIME_MS = 50  # the server stops a count that takes longer (then: windows)
 _ORDER = [("tick", DESCENDING), ("_id", DESCENDING)]
 
 
@@ -90,12 +103,15 @@ class HistoryPager:
     """Finds the newest ``n`` runs matching a query below an upper tick."""
 
     def __init__(self, runs: AsyncCollection[Doc], query: RunQuery, *, now_ms: int,
-                 max_time_ms: int, text_budget_ms: float | None = None) -> None:
+                 max_time_ms: int, text_budget_ms: float | None = None,
+                 scan_at_once: int = SCAN_AT_ONCE, count_time_ms: int = COUNT_TIME_MS) -> None:
         self.runs = runs
         self.query = query
         self.now_ms = now_ms
         self.max_time_ms = max_time_ms
         self.text_budget_ms = text_budget_ms  # None: search the whole range at once
+        self.scan_at_once = scan_at_once  # see the module docstring
+        self.count_time_ms = count_time_ms
         self.stopped_at: int | None = None  # see the module docstring
         self.next_width: int | None = None  # the window to go on with from there
         self._first_width: int | None = None
@@ -161,6 +177,9 @@ class HistoryPager:
                 break  # the server stopped it at the budget: keep the last window's
             if len(docs) >= need or last:
                 return docs
+            if done is None and await self._holds_few(since, lower):
+                # Few runs are left below: search them all, whatever their age.
+                return docs + await self._matching(self._window(since, lower), need - len(docs))
             done = (lower, width, docs)
             # This window's time says what a wider one would take (it reads the
             # runs of its whole range again): aim at half of what is left.
@@ -175,6 +194,17 @@ class HistoryPager:
         # took at most half of what was left of the budget).
         self.stopped_at, self.next_width = done[0], done[1] * MIN_GROWTH
         return done[2]
+
+    async def _holds_few(self, since: int | None, upper: int) -> bool:
+        """Whether ``[since, upper)`` holds at most ``scan_at_once`` runs, by a
+        count on the index range that the server stops at ``count_time_ms``."""
+        try:
+            held = await self.runs.count_documents(
+                self._window(since, upper), limit=self.scan_at_once + 1,
+                maxTimeMS=self.count_time_ms)
+        except ExecutionTimeout:
+            return False  # too slow to count: too many to read at once
+        return held <= self.scan_at_once
 
     def _window(self, lower: int | None, upper: int | None) -> Doc:
         tick: Doc = {}

@@ -40,7 +40,7 @@ from ..common import (
     to_ms,
 )
 from ._abc import AuditEntry, LogStoreRejected, LogStoreUnavailable, RunPage, RunQuery
-from ._history import HistoryPager, encode_cursor
+from ._history import SCAN_AT_ONCE, HistoryPager, encode_cursor
 from ._rollups import DUPLICATE_KEY, RECENT_KEPT, HourlyCounts, LastRuns
 from ._windows import FUTURE_MARGIN_MS, MAX_PROBES, windows
 
@@ -200,6 +200,7 @@ class MongoLogStore:
         timeout_ms: int = 5000,
         query_time_ms: int = 10000,
         text_budget_ms: float | None = 150,
+        text_scan_at_once: int = SCAN_AT_ONCE,
         clock: Clock | None = None,
     ) -> None:
         if isinstance(uri_or_client, str):
@@ -228,6 +229,7 @@ class MongoLogStore:
         self.default_retention_days = default_retention_days
         self.query_time_ms = query_time_ms  # server-side limit of one query
         self.text_budget_ms = text_budget_ms  # time a text search reads for (_history.py)
+        self.text_scan_at_once = text_scan_at_once  # runs it reads at once without it
         self.clock: Clock = clock or SystemClock()
 
     async def ensure_indexes(self) -> None:
@@ -320,7 +322,8 @@ class MongoLogStore:
         limit = max(1, min(query.limit, _MAX_PAGE))
         pager = HistoryPager(self.runs, query, now_ms=self.clock.now_ms(),
                              max_time_ms=self.query_time_ms,
-                             text_budget_ms=self.text_budget_ms)
+                             text_budget_ms=self.text_budget_ms,
+                             scan_at_once=self.text_scan_at_once)
         try:
             docs = await pager.page(limit)
         except PyMongoError as exc:

@@ -367,9 +367,10 @@ async def test_a_text_search_out_of_time_stops_and_its_cursor_goes_on_exactly(
     now = FixedClock.NOW
 
     def store(budget_ms: float | None) -> MongoLogStore:
+        # text_scan_at_once=0: never few enough runs to search them all at once
         return MongoLogStore(logs.client, database=settings.mongodb_database, clock=FixedClock(),
                              default_retention_days=logs.default_retention_days,
-                             text_budget_ms=budget_ms)
+                             text_budget_ms=budget_ms, text_scan_at_once=0)
 
     minute, day = 60_000, 86_400_000
     offsets = [5_000, minute, 3 * minute, 2 * day, 30 * day, 400 * day, 9000 * day]
@@ -404,6 +405,26 @@ async def test_a_text_search_out_of_time_stops_and_its_cursor_goes_on_exactly(
     full = await store(10_000).query_runs(RunQuery(text="disk", limit=1))
     assert [r.record_id for r in full.runs] == matches[:1]
     assert full.searched_to is None and full.next_cursor is not None
+
+
+async def test_a_text_search_of_few_runs_finds_matches_a_year_old_on_its_first_page(
+        logs: MongoLogStore, settings: Settings) -> None:
+    now, day = FixedClock.NOW, 86_400_000
+    offsets = [1_000, 60_000, 30 * day, 365 * day, 366 * day, 3000 * day]
+    records = [record("j", now - off, attempt=i + 1, output="disk full" if off >= 365 * day
+                      else "ok") for i, off in enumerate(offsets)]
+    # No time budget at all: the few runs below the first window are read at once.
+    store = MongoLogStore(logs.client, database=settings.mongodb_database, clock=FixedClock(),
+                          default_retention_days=100_000, text_budget_ms=0)
+    await store.write_runs(records)
+    page = await store.query_runs(RunQuery(text="disk", limit=10))
+    assert [r.tick for r in page.runs] == [now - off for off in offsets[3:]]
+    assert (page.next_cursor, page.searched_to) == (None, None)
+    older = await store.query_runs(RunQuery(text="disk", limit=2))  # a full page goes on
+    assert [r.tick for r in older.runs] == [now - off for off in offsets[3:5]]
+    assert older.searched_to is None and older.next_cursor is not None
+    rest = await store.query_runs(RunQuery(text="disk", limit=2, cursor=older.next_cursor))
+    assert [r.tick for r in rest.runs] == [now - offsets[5]] and rest.next_cursor is None
 
 
 def _trend_of(records: list[RunRecord]) -> list[tuple[int, int, RunStatus]]:

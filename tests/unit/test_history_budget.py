@@ -11,7 +11,12 @@ from pymongo.errors import ExecutionTimeout
 
 from cronswarm.common import ValidationError, from_ms
 from cronswarm.logstore import RunQuery, encode_cursor
-from cronswarm.logstore._history import FIRST_WINDOW_MS, HistoryPager, decode_cursor
+from cronswarm.logstore._history import (
+    FIRST_WINDOW_MS,
+    SCAN_AT_ONCE,
+    HistoryPager,
+    decode_cursor,
+)
 
 NOW = 1_800_000_000_000
 
@@ -38,12 +43,20 @@ class Cursor:
 
 
 class Runs:
-    def __init__(self, answered: int) -> None:
+    def __init__(self, answered: int, held: int | None = None) -> None:
         self.answered = answered  # queries answered before the server stops one
+        self.held = held  # runs a count finds (None: the server stops the count)
         self.calls: list[tuple[dict[str, Any], int]] = []
+        self.counts: list[tuple[dict[str, Any], int, int]] = []
 
     def find(self, flt: dict[str, Any]) -> Cursor:
         return Cursor(self, flt)
+
+    async def count_documents(self, flt: dict[str, Any], *, limit: int, maxTimeMS: int) -> int:  # noqa: N803
+        self.counts.append((flt, limit, maxTimeMS))
+        if self.held is None:
+            raise ExecutionTimeout("operation exceeded time limit", 50)
+        return min(self.held, limit)
 
 
 async def test_a_window_stopped_by_the_server_leaves_the_page_to_the_ones_before() -> None:
@@ -59,6 +72,29 @@ async def test_a_window_stopped_by_the_server_leaves_the_page_to_the_ones_before
     assert stopped[0]["tick"]["$gte"] < from_ms(NOW - FIRST_WINDOW_MS)  # a wider one
     assert 0 < stopped[1] <= 10_000  # stopped by the server at the budget's end
     assert len(runs.calls) == 4
+
+
+async def test_few_runs_below_the_first_window_are_searched_at_once_whatever_their_age() -> None:
+    runs = Runs(answered=100, held=SCAN_AT_ONCE)
+    pager = HistoryPager(runs, RunQuery(text="disk"), now_ms=NOW,  # type: ignore[arg-type]
+                         max_time_ms=10_000, text_budget_ms=0)
+    assert await pager.page(50) == []
+    assert (pager.stopped_at, pager.next_width) == (None, None)  # nothing left to search
+    [(counted, limit, _ms)] = runs.counts
+    assert counted == {"tick": {"$lt": from_ms(NOW - FIRST_WINDOW_MS)}}
+    assert limit == SCAN_AT_ONCE + 1  # stopped once it holds too many
+    assert len(runs.calls) == 6  # the first window and the rest, each per text field
+    assert all(f["tick"] == {"$lt": from_ms(NOW - FIRST_WINDOW_MS)} for f, _ in runs.calls[3:])
+
+
+@pytest.mark.parametrize("held", [SCAN_AT_ONCE + 1, None])  # too many, or not counted in time
+async def test_a_range_with_many_runs_is_searched_within_the_budget(held: int | None) -> None:
+    runs = Runs(answered=100, held=held)
+    pager = HistoryPager(runs, RunQuery(text="disk"), now_ms=NOW,  # type: ignore[arg-type]
+                         max_time_ms=10_000, text_budget_ms=0)
+    assert await pager.page(50) == []
+    assert len(runs.counts) == 1 and len(runs.calls) == 3  # the first window only
+    assert pager.stopped_at == NOW - FIRST_WINDOW_MS
 
 
 async def test_a_first_window_stopped_by_the_server_is_an_error() -> None:
