@@ -3,6 +3,8 @@
 # are root on Debian/Ubuntu, and saying what is missing otherwise.
 #   need_python   Python >= 3.11 with venv and ensurepip (sets PYTHON)
 #   need_chromium Debian's Chromium, for the browser tests (sets CHROMIUM)
+#   need_faketime Debian's libfaketime: the fault tests run workers on clocks of
+#                 their own (sets FAKETIME_LIB)
 
 _apt_install() {
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
@@ -46,4 +48,18 @@ need_chromium() {
         fi
         _apt_install chromium
     fi
+}
+
+need_faketime() {
+    FAKETIME_LIB=${CRONSWARM_FAKETIME_LIB:-/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1}
+    if [ ! -f "$FAKETIME_LIB" ]; then
+        found=$(ls /usr/lib/*/faketime/libfaketime.so.1 2>/dev/null | head -n 1)
+        if [ -n "$found" ]; then
+            FAKETIME_LIB=$found
+        else
+            _apt_install faketime
+            FAKETIME_LIB=$(ls /usr/lib/*/faketime/libfaketime.so.1 | head -n 1)
+        fi
+    fi
+    export CRONSWARM_FAKETIME_LIB=$FAKETIME_LIB
 }

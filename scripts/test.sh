@@ -9,6 +9,7 @@ cd "$(dirname "$0")/.."
 . scripts/bootstrap.sh
 need_python
 need_chromium
+need_faketime
 if [ ! -x .venv/bin/python ]; then
     "$PYTHON" -m venv .venv
 fi

@@ -1,0 +1,123 @@
+"""Group commit of the etcd keys of finished runs.
+
+Every run ends by deleting its running key (and, under ``forbid`` and
+``replace``, the lock, if it is still ours). One transaction per run doubles
+the etcd writes of a fire: a fire would cost its claim and its release. When
+runs are frequent, releases wait together for up to ``linger`` seconds and go
+out as one transaction, each as a nested transaction with its own compare, so
+one that finds its key no longer ours changes nothing but itself.
+
+A release that frees a lock does not wait: the next tick of a ``forbid`` job
+must find the lock free. It takes the releases waiting at that moment with it.
+
+A release that never commits (etcd unreachable) is not retried: the keys live
+on the worker's lease and vanish with it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass
+
+from ..coord import CoordStore, Txn
+
+MAX_OPS = 64  # nested transactions per commit (etcd caps a txn at 128 ops by default)
+
+
+@dataclass(slots=True)
+class _Pending:
+    txn: Txn
+    keys: frozenset[str]
+    done: asyncio.Future[None]
+
+
+def _keys_of(txn: Txn) -> frozenset[str]:
+    ops = (*txn.success, *txn.failure)
+    return frozenset(op.key for op in ops if not isinstance(op, Txn)) | frozenset(
+        c.key for c in txn.compare)
+
+
+def batches(pending: list[_Pending], max_ops: int = MAX_OPS) -> list[list[_Pending]]:
+    """``pending`` in commits of at most ``max_ops``, none touching a key twice
+    (etcd refuses a transaction that writes one key in two places)."""
+    out: list[list[_Pending]] = []
+    current: list[_Pending] = []
+    seen: set[str] = set()
+    for item in pending:
+        if len(current) >= max_ops or not seen.isdisjoint(item.keys):
+            out.append(current)
+            current, seen = [], set()
+        current.append(item)
+        seen |= item.keys
+    if current:
+        out.append(current)
+    return out
+
+
+def _retrieve(done: asyncio.Future[None]) -> None:
+    if not done.cancelled():
+        done.exception()
+
+
+class ReleaseBatcher:
+    """Commits releases together; ``release`` returns once its own has committed."""
+
+    def __init__(self, store: CoordStore, *, linger: float) -> None:
+        self.store = store
+        self.linger = linger
+        self.commits = 0  # transactions sent (for metrics)
+        self._pending: list[_Pending] = []
+        self._now = asyncio.Event()  # an urgent release is waiting
+        self._committer: asyncio.Task[None] | None = None
+
+    async def release(self, txn: Txn, *, urgent: bool) -> None:
+        """Commit ``txn`` (a nested transaction) with the others waiting.
+
+        Raises CoordUnavailable when etcd did not take it.
+        """
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.append(_Pending(txn, _keys_of(txn), done))
+        if urgent or self.linger <= 0:
+            self._now.set()
+        if self._committer is None or self._committer.done():
+            # The commit is owned by no caller: a caller cancelled while it
+            # waits must not cancel the others' releases.
+            self._committer = asyncio.get_running_loop().create_task(
+                self._commit_pending(), name="release-commit")
+        try:
+            await asyncio.shield(done)
+        except asyncio.CancelledError:
+            done.add_done_callback(_retrieve)  # its outcome is nobody's now
+            raise
+
+    async def _commit_pending(self) -> None:
+        while self._pending:
+            if not self._now.is_set():
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self.linger):
+                        await self._now.wait()
+            self._now.clear()
+            pending, self._pending = self._pending, []
+            for batch in batches(pending):
+                await self._commit(batch)
+
+    async def _commit(self, batch: list[_Pending]) -> None:
+        try:
+            self.commits += 1
+            await self.store.txn([], [item.txn for item in batch], [])
+        except Exception as exc:  # handed to each caller, who decides what it means
+            for item in batch:
+                if not item.done.done():
+                    item.done.set_exception(exc)
+            return
+        for item in batch:
+            if not item.done.done():
+                item.done.set_result(None)
+
+    async def close(self) -> None:
+        """Commit what is waiting, now."""
+        self._now.set()
+        if self._committer is not None:
+            with contextlib.suppress(Exception):
+                await self._committer
