@@ -119,12 +119,11 @@ class Cpu:
 
     own: float = 0.0
     children: float = 0.0
-
-    def __sub__(self, other: Cpu) -> Cpu:
-        return Cpu(self.own - other.own, self.children - other.children)
+    own_system: float = 0.0  # the kernel's part of ``own``
 
     def __add__(self, other: Cpu) -> Cpu:
-        return Cpu(self.own + other.own, self.children + other.children)
+        return Cpu(self.own + other.own, self.children + other.children,
+                   self.own_system + other.own_system)
 
     @property
     def total(self) -> float:
@@ -140,7 +139,7 @@ def tree_cpu(pid: int) -> Cpu:
             with contextlib.suppress(psutil.Error):
                 c = child.cpu_times()
                 kids += c.user + c.system
-        return Cpu(t.user + t.system, kids)
+        return Cpu(t.user + t.system, kids, t.system)
     except psutil.Error:
         return Cpu()
 
@@ -170,6 +169,14 @@ def etcd_counters(endpoint: str) -> dict[str, float]:
     return out
 
 
+@dataclass(frozen=True)
+class Found:
+    executed: int  # ticks run at least once
+    missed: int  # ticks never run
+    duplicates: int  # runs beyond the first of a tick
+    lags_ms: list[float]  # every run's own timestamp minus its tick
+
+
 @dataclass
 class Witness:
     """What the jobs wrote: run id -> the job's own timestamps (ns), one per execution."""
@@ -189,7 +196,7 @@ class Witness:
     def covers(self, names: Sequence[str], ticks: Sequence[int]) -> bool:
         return all(f"{n}@{t}" in self.runs for n in names for t in ticks)
 
-    def analyse(self, names: Sequence[str], ticks: Sequence[int]) -> dict[str, object]:
+    def analyse(self, names: Sequence[str], ticks: Sequence[int]) -> Found:
         """Executions, missed ticks, duplicate executions and the job's own lag (ms)
         over the window's ticks."""
         lags: list[float] = []
@@ -203,8 +210,7 @@ class Witness:
                 executed += 1
                 duplicates += len(stamps) - 1
                 lags.extend(ns / 1e6 - tick for ns in stamps)
-        return {"executed": executed, "missed": missed, "duplicates": duplicates,
-                "lags_ms": lags}
+        return Found(executed, missed, duplicates, lags)
 
 
 def window_ticks(t0_ms: int, seconds: int) -> list[int]:

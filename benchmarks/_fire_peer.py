@@ -162,6 +162,7 @@ async def apscheduler_round(pg: Postgres, python: str, plan: Any,
                     f"FROM pg_stat_database WHERE datname = '{database}'")
                 writes, commits = (float(v) for v in row.split("|"))
                 return {"workers_own": s.own, "workers_children": s.children,
+                        "workers_system_ms": 1000 * s.own_system,
                         "postgres_own": p.own, "postgres_children": p.children,
                         "postgres_row_writes": writes, "postgres_commits": commits}
 
@@ -180,7 +181,8 @@ async def apscheduler_round(pg: Postgres, python: str, plan: Any,
     first, last = window.ticks[0] / 1000, window.ticks[-1] / 1000
     in_window = [r for r in released.values()
                  if r["tick"] is not None and first - 0.0005 <= r["tick"] <= last + 0.0005]
-    skipped = sum(1 for r in in_window if r["outcome"] == "missed_start_deadline")
+    skipped = {f"{r['schedule']}@{round(r['tick'] * 1000)}" for r in released.values()
+               if r["tick"] is not None and r["outcome"] == "missed_start_deadline"}
     lags = [(r["started"] - r["tick"]) * 1000 for r in in_window if r["started"] is not None]
     return summarize("apscheduler4", plan, window, seen, skipped, lags,
                      ("workers", "postgres"))
