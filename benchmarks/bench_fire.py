@@ -315,10 +315,12 @@ async def main(args: argparse.Namespace) -> None:
             with tempfile.TemporaryDirectory(prefix="bench-fire-peer-") as peer_tmp:
                 plans = [Plan(j, args.workers, args.seconds, args.warmup, args.settle,
                               args.keep or Path(peer_tmp)) for j in rates]
-                async for row in apscheduler_rounds(plans, args.peer_venv, measure_window,
-                                                    summarize, witness_command):
-                    rows.append(row)
-                    print(table(rows[-1:], TIMING), flush=True)
+                peer_rows = apscheduler_rounds(plans, args.peer_venv, measure_window, summarize,
+                                               witness_command)
+                async with contextlib.aclosing(peer_rows):  # stops PostgreSQL however we leave
+                    async for row in peer_rows:
+                        rows.append(row)
+                        print(table(rows[-1:], TIMING), flush=True)
     print("\nlag in ms (job: its own timestamp - tick; rec: run record started - tick)")
     print(table(rows, TIMING))
     print("\nper fire: CPU ms (sched = scheduler processes: own + jobs), writes")
