@@ -49,6 +49,7 @@ class Guardian:
         self._proc: subprocess.Popen[bytes] | None = None
         self._runs: dict[str, int | None] = {}  # live runs, for a restarted guardian
         self.starts = 0
+        self.restarted = asyncio.Event()  # set once a guardian that died was replaced
 
     @property
     def pid(self) -> int | None:
@@ -101,6 +102,7 @@ class Guardian:
             if loop.time() - started < _RESTART_PAUSE_S:
                 await asyncio.sleep(_RESTART_PAUSE_S)  # do not spin on one that cannot start
             self.start()
+            self.restarted.set()
 
     async def close(self) -> None:
         """Close the pipe; the guardian exits (after killing the runs still going)."""
