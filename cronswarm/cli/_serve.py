@@ -13,7 +13,7 @@ from ..common import ServiceUnavailable, Settings
 from ..coord import EtcdStore
 from ..logstore import MongoLogStore
 from ..master import create_app
-from ..worker import LogWriter, Worker
+from ..worker import HttpExecutor, LogWriter, ShellExecutor, Worker, guardian_running
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +49,13 @@ async def serve_worker(settings: Settings, stop: asyncio.Event | None = None) ->
             await logs.ensure_indexes()
         writer = LogWriter.open(logs, settings)
         try:
-            worker = Worker(settings, store, writer)
-            await worker.run(stop)
+            # The guardian kills the runs' processes if this process dies
+            # without stopping them (kill -9 included).
+            async with guardian_running() as guardian:
+                shell = ShellExecutor(guardian, reap_strays=True)
+                worker = Worker(settings, store, writer,
+                                executors={"shell": shell, "http": HttpExecutor()})
+                await worker.run(stop)
         finally:
             await writer.close()
     finally:

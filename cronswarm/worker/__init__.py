@@ -16,6 +16,7 @@ from ._claim import (
     still_due,
 )
 from ._executor import ExecResult, Executor, KillSwitch, RunContext, ShellExecutor
+from ._guardian import Guardian, guardian_running
 from ._http import HttpExecutor
 from ._live import Feed, LiveOutputServer, OutputFeeds
 from ._logwriter import FlushEvent, LogWriter, WriterCounters, decode_record, encode_record
@@ -38,6 +39,7 @@ __all__ = [
     "Feed",
     "FlushEvent",
     "FlushStats",
+    "Guardian",
     "HandOff",
     "HttpExecutor",
     "KillSwitch",
@@ -70,6 +72,7 @@ __all__ = [
     "decode_record",
     "encode_frame",
     "encode_record",
+    "guardian_running",
     "in_time",
     "plan_ticks",
     "read_claim",

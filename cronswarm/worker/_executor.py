@@ -15,6 +15,12 @@ When the main process exits on its own, processes it left behind get
 ``LEFTOVER_WAIT_S`` to finish, then are stopped the same way: a run leaves no
 process behind.
 
+The executor makes its process a child subreaper: the orphans of its runs
+are re-parented to it, so finding a run's processes walks its own process
+tree, and it reaps those orphans once they exit. Given a ``Guardian``, it
+tells it about each run, so the run's processes die with the worker even if
+the worker is killed with SIGKILL.
+
 The child gets a minimal environment (never the worker's own, which may hold
 credentials): PATH, HOME, LANG, SHELL, USER, LOGNAME, TZ, the job's ``env``
 and the ``CRONSWARM_*`` variables (run id, job, tick, attempt, worker, and
@@ -36,11 +42,14 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from ..common import Job, RunStatus
+from ._guardian import Guardian
 from ._output import BoundedOutput
+from ._procfs import become_subreaper
 from ._proctree import (
     TAG_VAR,
     RunMarks,
     process_start_time,
+    reap_adopted,
     run_processes,
     stop_run_processes,
     wait_exit,
@@ -173,7 +182,18 @@ def _resolve_user(ctx: RunContext) -> pwd.struct_passwd | None:
 
 
 class ShellExecutor:
-    """Runs shell jobs; see the module docstring."""
+    """Runs shell jobs; see the module docstring.
+
+    ``reap_strays``: this process starts no child processes but the runs' and
+    the guardian, so every other exited child is an orphan to reap (the
+    worker process; not a test process that also starts servers).
+    """
+
+    def __init__(self, guardian: Guardian | None = None, *, reap_strays: bool = False) -> None:
+        self.guardian = guardian
+        self.reap_strays = reap_strays
+        self._mains: set[int] = set()  # runs' main processes, reaped by wait_exit
+        become_subreaper()
 
     async def execute(self, ctx: RunContext) -> ExecResult:
         job = ctx.job
@@ -185,6 +205,18 @@ class ShellExecutor:
             return ExecResult(RunStatus.FAILED, error=str(exc))
         shell = job.shell or ctx.shell
         tag = secrets.token_hex(12)
+        if self.guardian is not None:
+            self.guardian.watch(tag)  # before the start: a kill -9 may come at any time
+        try:
+            return await self._execute(ctx, user, shell, tag)
+        finally:
+            if self.guardian is not None:
+                self.guardian.release(tag)
+
+    async def _execute(self, ctx: RunContext, user: pwd.struct_passwd | None, shell: str,
+                       tag: str) -> ExecResult:
+        job = ctx.job
+        assert job.command is not None
         try:
             # Started like asyncio does (Popen is quick), but read and waited for
             # separately: the pipe may outlive the main process (see wait_exit).
@@ -199,20 +231,32 @@ class ShellExecutor:
             )
         except (OSError, subprocess.SubprocessError) as exc:
             return ExecResult(RunStatus.FAILED, error=f"cannot start {shell!r}: {exc}")
+        self._mains.add(proc.pid)
+        if self.guardian is not None:
+            self.guardian.group(tag, proc.pid)
         ctx.pid = proc.pid
         ctx.started.set()
-        started = process_start_time(proc.pid)
-        assert proc.stdout is not None
-        stream = asyncio.StreamReader(limit=_READ_CHUNK)
-        pipe, _ = await asyncio.get_running_loop().connect_read_pipe(
-            lambda: asyncio.StreamReaderProtocol(stream), proc.stdout)
+        marks = RunMarks(proc.pid, tag, process_start_time(proc.pid))
+        seen: set[int] = set()  # the run's processes, for reaping the orphans among them
         try:
-            return await self._supervise(ctx, proc, RunMarks(proc.pid, tag, started), stream)
+            assert proc.stdout is not None
+            stream = asyncio.StreamReader(limit=_READ_CHUNK)
+            pipe, _ = await asyncio.get_running_loop().connect_read_pipe(
+                lambda: asyncio.StreamReaderProtocol(stream), proc.stdout)
+            try:
+                return await self._supervise(ctx, proc, marks, seen, stream)
+            finally:
+                pipe.close()
         finally:
-            pipe.close()
+            if proc.returncode is not None:
+                self._mains.discard(proc.pid)
+            spared = set(self._mains)
+            if self.guardian is not None and self.guardian.pid is not None:
+                spared.add(self.guardian.pid)
+            reap_adopted(marks, seen, spared, strays=self.reap_strays)
 
     async def _supervise(self, ctx: RunContext, proc: subprocess.Popen[bytes], marks: RunMarks,
-                         stream: asyncio.StreamReader) -> ExecResult:
+                         seen: set[int], stream: asyncio.StreamReader) -> ExecResult:
         """Read the output and wait for the end, the timeout or a kill request."""
         job = ctx.job
         reader = asyncio.create_task(_pump(stream, ctx.output))
@@ -234,7 +278,7 @@ class ShellExecutor:
                     status = RunStatus.TIMEOUT
                     error = f"timed out after {job.timeout:g}s"
                     grace = job.kill_grace
-                forced = await stop_run_processes(marks, {proc.pid}, grace)
+                forced = await stop_run_processes(marks, {proc.pid}, grace, seen)
                 if forced:
                     error += (f"; {forced} process(es) still running {grace:g}s after "
                               "SIGTERM were SIGKILLed")
@@ -244,9 +288,9 @@ class ShellExecutor:
             killer.cancel()
             if not waiter.done():  # cancelled from outside
                 await asyncio.shield(stop_run_processes(
-                    marks, {proc.pid}, min(job.kill_grace, KILL_GRACE_CAP_S)))
+                    marks, {proc.pid}, min(job.kill_grace, KILL_GRACE_CAP_S), seen))
                 await asyncio.shield(waiter)
-        await _stop_leftovers(marks, job.kill_grace, details)
+        await _stop_leftovers(marks, job.kill_grace, details, seen)
         await _finish_reading(reader)
         code = proc.returncode
         if status is None:
@@ -263,16 +307,16 @@ class ShellExecutor:
 
 
 async def _stop_leftovers(marks: RunMarks, kill_grace: float,
-                          details: dict[str, object]) -> None:
+                          details: dict[str, object], seen: set[int]) -> None:
     """The main process is gone: what it left running gets a moment, then is stopped."""
-    leftovers = await run_processes(marks)
+    leftovers = await run_processes(marks, seen=seen)
     if not leftovers:
         return
     details["leftover_processes"] = len(leftovers)
     still = await wait_gone(leftovers, LEFTOVER_WAIT_S)
-    if still or await run_processes(marks):
+    if still or await run_processes(marks, seen=seen):
         log.info("stopping %d process(es) left behind by group %d", len(still), marks.pgid)
-        await stop_run_processes(marks, still, min(kill_grace, LEFTOVER_GRACE_S))
+        await stop_run_processes(marks, still, min(kill_grace, LEFTOVER_GRACE_S), seen)
 
 
 async def _finish_reading(reader: asyncio.Task[None]) -> None:

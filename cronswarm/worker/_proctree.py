@@ -8,14 +8,20 @@ group id) and every process of it inherits a random tag in its environment
 * the descendants of any of those (children that changed group, e.g. with
   ``setsid``, but still have their parent);
 * the processes whose environment holds the tag (those that left the group
-  *and* were orphaned: re-parented to init, they are nobody's descendant).
+  *and* were orphaned).
+
+A worker that is a child subreaper (``_procfs``) adopts those orphans, so all
+three kinds are below it: a search walks the worker's own process tree, at a
+cost that grows with the worker's runs, not with the host. Elsewhere (the
+kernel refused, or has no /proc/<pid>/task/<tid>/children) every process on
+the host is looked at, and an orphan is found among init's children.
 
 Only a process that scrubs its environment, leaves the group and orphans
 itself escapes; catching that needs cgroups, which a worker cannot assume.
 
 Waiting uses pidfds (Linux 5.3+): each becomes readable when its process
 exits, so a kill is noticed at once, zombies included (a zombie is dead for
-us; reaping it is its parent's business).
+us; reaping it is its parent's business, see ``reap_adopted``).
 """
 
 from __future__ import annotations
@@ -26,10 +32,22 @@ import logging
 import os
 import signal
 import subprocess
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import psutil
+
+from ._procfs import (
+    can_walk_children,
+    children_of,
+    descendant_stats,
+    descendants,
+    is_subreaper,
+    read_stat,
+    read_tag,
+    reap,
+    start_time,
+)
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +56,7 @@ _KILL_ROUNDS = 10  # SIGKILL sweeps, for processes forked while we were stopping
 _KILL_WAIT_S = 5.0  # a SIGKILLed process is gone within this, or it is stuck in the kernel
 _CLOCK_SLACK_S = 0.1  # start times are whole clock ticks (10 ms): allow for rounding
 # A process between fork and exec shows an empty environment for a moment: a
-# scan looks at such processes again for up to this long.
+# search looks at such processes again for up to this long.
 _SETTLE_S = 0.05
 _SETTLE_STEP_S = 0.002
 
@@ -55,57 +73,42 @@ class RunMarks:
 
 
 def process_start_time(pid: int) -> float | None:
-    """When ``pid`` started, as psutil tells every process's start: boot time
-    plus start ticks. That clock can be a second or more off ``time.time()``
-    (the boot time is rounded down to the second, and the wall clock is
-    adjusted while the machine runs), so compare start times with start
-    times only. None if the process is already gone."""
-    try:
-        return float(psutil.Process(pid).create_time())
-    except psutil.Error:
-        return None
+    """When ``pid`` started, in seconds after boot (whole clock ticks): compare
+    start times with start times only, never with ``time.time()``. None if
+    the process is already gone."""
+    return start_time(pid)
 
 
-def descendants(parents: Mapping[int, int], roots: Iterable[int]) -> set[int]:
-    """``roots`` and every process below them, given a pid -> parent pid map."""
-    children: dict[int, list[int]] = {}
-    for pid, ppid in parents.items():
-        children.setdefault(ppid, []).append(pid)
-    found: set[int] = set()
-    stack = list(roots)
-    while stack:
-        pid = stack.pop()
-        if pid in found:
-            continue
-        found.add(pid)
-        stack.extend(children.get(pid, ()))
-    return found
+def _walks_own_tree() -> bool:
+    """Whether searches walk this process's tree (asked each time: a process
+    may become a subreaper after its first search)."""
+    return is_subreaper() and can_walk_children()
 
 
-def _tag_of(proc: psutil.Process) -> str | None:
-    """The process's TAG_VAR; "" while its environment reads empty (between
-    fork and exec); None when it has none, is gone or is not ours to read
-    (then it is not ours to kill either)."""
-    try:
-        env = proc.environ()
-    except (psutil.Error, OSError):
-        return None
-    return env.get(TAG_VAR) if env else ""
+_Found = tuple[dict[int, int], set[int], list[int]]  # parents, roots, pids whose tag to read
 
 
-async def run_processes(marks: RunMarks, known: Iterable[int] = ()) -> set[int]:
-    """Live (non-zombie) processes of the run; see the module doc.
-
-    Only processes started after ``marks.since`` have their environment read,
-    so a scan stays cheap on a host with many long-lived processes. One
-    caught between fork and exec (its environment reads empty) is read again
-    for a moment.
-    """
-    me = os.getpid()
+def _search_own_tree(marks: RunMarks, newer_than: float | None) -> _Found:
     parents: dict[int, int] = {}
-    roots = set(known)
-    unsettled: list[psutil.Process] = []
-    newer_than = None if marks.since is None else marks.since - _CLOCK_SLACK_S
+    roots: set[int] = set()
+    maybe: list[int] = []
+    for stat in descendant_stats(os.getpid()).values():
+        if stat.zombie:
+            continue
+        parents[stat.pid] = stat.ppid
+        if stat.pgid == marks.pgid:
+            roots.add(stat.pid)
+        elif marks.tag is not None and (newer_than is None or stat.start >= newer_than):
+            maybe.append(stat.pid)
+    return parents, roots, maybe
+
+
+def _search_host(marks: RunMarks, newer_than: float | None) -> _Found:
+    me = os.getpid()
+    boot = psutil.boot_time()  # create_time is boot time + start: back to start
+    parents: dict[int, int] = {}
+    roots: set[int] = set()
+    maybe: list[int] = []
     for proc in psutil.process_iter(["ppid", "status", "create_time"]):
         info = proc.info
         if proc.pid == me or info.get("status") == psutil.STATUS_ZOMBIE:
@@ -115,23 +118,65 @@ async def run_processes(marks: RunMarks, known: Iterable[int] = ()) -> set[int]:
             in_group = os.getpgid(proc.pid) == marks.pgid
         except OSError:
             continue
-        recent = newer_than is None or (info.get("create_time") or 0) >= newer_than
+        started = (info.get("create_time") or boot) - boot
         if in_group:
             roots.add(proc.pid)
-        elif marks.tag is not None and recent:
-            unsettled.append(proc)
+        elif marks.tag is not None and (newer_than is None or started >= newer_than):
+            maybe.append(proc.pid)
+    return parents, roots, maybe
+
+
+async def run_processes(marks: RunMarks, known: Iterable[int] = (),
+                        seen: set[int] | None = None) -> set[int]:
+    """Live (non-zombie) processes of the run; see the module doc. Adds them
+    to ``seen`` when given.
+
+    Only processes started after ``marks.since`` have their environment read.
+    One caught between fork and exec (its environment reads empty) is read
+    again for a moment.
+    """
+    me = os.getpid()
+    newer_than = None if marks.since is None else marks.since - _CLOCK_SLACK_S
+    search = _search_own_tree if _walks_own_tree() else _search_host
+    parents, roots, unsettled = search(marks, newer_than)
+    roots.update(known)
+    below = descendants(parents, roots)
+    unsettled = [pid for pid in unsettled if pid not in below]
+    tag = None if marks.tag is None else marks.tag.encode()
     loop = asyncio.get_running_loop()
     deadline = loop.time() + _SETTLE_S
     while unsettled:
-        tags = [(proc, _tag_of(proc)) for proc in unsettled]
-        roots.update(proc.pid for proc, tag in tags if tag == marks.tag)
-        unsettled = [proc for proc, tag in tags if tag == ""]
+        tags = [(pid, read_tag(pid, TAG_VAR.encode())) for pid in unsettled]
+        roots.update(pid for pid, value in tags if value == tag)
+        unsettled = [pid for pid, value in tags if value == b""]
         if unsettled:
             if loop.time() >= deadline:
                 break
             await asyncio.sleep(_SETTLE_STEP_S)  # a process in exec: read it again soon
-    live = set(parents)
-    return (descendants(parents, roots) & live) - {me}
+    found = (descendants(parents, roots) & set(parents)) - {me}
+    if seen is not None:
+        seen |= found
+    return found
+
+
+def reap_adopted(marks: RunMarks, seen: Iterable[int], spared: Iterable[int] = (), *,
+                 strays: bool = False) -> int:
+    """Reap the exited orphans of the run this process adopted; how many.
+
+    An orphan of the run is a zombie child of ours that was ``seen`` as one of
+    the run's processes or that is in its group or session (its main process
+    excepted: ``wait_exit`` reaps that one). With ``strays`` every zombie
+    child not ``spared`` is reaped: for a process that starts no children
+    but runs and the ``spared`` ones (the worker), so that orphans nobody saw
+    alive (an exited ``setsid`` child of an exited parent) do not pile up.
+    """
+    if not _walks_own_tree():
+        return 0  # orphans went to init
+    seen, spared = set(seen), set(spared) | {marks.pgid}
+    zombies = [stat for stat in map(read_stat, children_of(os.getpid()))
+               if stat is not None and stat.zombie and stat.pid not in spared]
+    return reap(stat.pid for stat in zombies
+                if strays or stat.pid in seen or marks.pgid in (stat.pgid, stat.sid))
 
 
 def signal_processes(pgid: int, pids: Iterable[int], sig: int) -> None:
@@ -219,7 +264,8 @@ def _is_live(proc: psutil.Process) -> bool:
         return False
 
 
-async def stop_run_processes(marks: RunMarks, known: Iterable[int], grace: float) -> int:
+async def stop_run_processes(marks: RunMarks, known: Iterable[int], grace: float,
+                             seen: set[int] | None = None) -> int:
     """SIGTERM every process of the run, wait ``grace``, SIGKILL what is left.
 
     Stopped processes get a SIGCONT after the SIGTERM so they can act on it.
@@ -227,7 +273,7 @@ async def stop_run_processes(marks: RunMarks, known: Iterable[int], grace: float
     how many processes needed the SIGKILL.
     """
     pgid = marks.pgid
-    pids = await run_processes(marks, known)
+    pids = await run_processes(marks, known, seen)
     if not pids:
         return 0
     signal_processes(pgid, pids, signal.SIGTERM)
@@ -235,7 +281,7 @@ async def stop_run_processes(marks: RunMarks, known: Iterable[int], grace: float
     alive = await wait_gone(pids, grace) if grace > 0 else pids
     forced: set[int] = set()
     for _ in range(_KILL_ROUNDS):
-        rest = alive | await run_processes(marks, alive)
+        rest = alive | await run_processes(marks, alive, seen)
         if not rest:
             return len(forced)
         signal_processes(pgid, rest, signal.SIGKILL)

@@ -65,7 +65,7 @@ async def test_kill_9_marks_the_run_lost_and_others_take_over(
             docs = await runs_of(logs, "long")
     finally:
         await asyncio.gather(*(p.stop() for p in workers.values()))
-        for orphan in job_processes("long"):  # the dead worker's job (see README)
+        for orphan in job_processes("long"):  # none: the dead worker's guardian killed them
             with contextlib.suppress(psutil.Error):
                 orphan.kill()
     assert_once_per_tick(docs)

@@ -3,14 +3,28 @@ import secrets
 import signal
 import subprocess
 
+import pytest
+
+from cronswarm.worker._procfs import become_subreaper, children_of, is_subreaper, read_stat
 from cronswarm.worker._proctree import (
     TAG_VAR,
     RunMarks,
     descendants,
     process_start_time,
+    reap_adopted,
     run_processes,
+    wait_exit,
     wait_gone,
 )
+
+ENV = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+
+
+@pytest.fixture
+def subreaper() -> None:
+    """This test process adopts its children's orphans, as a worker does
+    (searches then walk its own tree)."""
+    assert become_subreaper() and is_subreaper()
 
 
 def test_descendants_follow_parent_links_from_every_root() -> None:
@@ -25,6 +39,7 @@ def test_descendants_survive_a_parent_cycle() -> None:
     assert descendants({1: 2, 2: 1}, [1]) == {1, 2}
 
 
+@pytest.mark.usefixtures("subreaper")
 async def test_an_orphan_that_left_the_group_at_once_is_found_by_its_tag() -> None:
     # Start times come from boot time + ticks, which may be a second off the
     # wall clock: a run's own processes are told by comparing start times with
@@ -35,7 +50,7 @@ async def test_an_orphan_that_left_the_group_at_once_is_found_by_its_tag() -> No
         tag = secrets.token_hex(8)
         main = subprocess.Popen(  # noqa: ASYNC220 - the executor starts runs this way
             ["sh", "-c", "(setsid sleep 30 &); echo started"], stdout=subprocess.PIPE,
-            env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), TAG_VAR: tag},
+            env={**ENV, TAG_VAR: tag},
             start_new_session=True)
         marks = RunMarks(main.pid, tag, process_start_time(main.pid))
         assert main.stdout is not None and main.stdout.readline() == b"started\n"
@@ -46,3 +61,59 @@ async def test_an_orphan_that_left_the_group_at_once_is_found_by_its_tag() -> No
             os.kill(pid, signal.SIGKILL)
         assert await wait_gone(found, 5) == set()
         assert len(found) == 1, found  # the orphan (the shells have exited)
+
+
+def zombie_children() -> set[int]:
+    return {pid for pid in children_of(os.getpid())
+            if (stat := read_stat(pid)) is not None and stat.zombie}
+
+
+@pytest.mark.usefixtures("subreaper")
+async def test_orphans_of_a_run_are_adopted_and_reaped_once_they_exit() -> None:
+    # An orphan in the run's session and one that left it with setsid: both
+    # are re-parented to this process; once killed they are its zombies, and
+    # reap_adopted reaps them (and only them: the other run's exited main
+    # process is for its own Popen to reap).
+    tag = secrets.token_hex(8)
+    main = subprocess.Popen(  # noqa: ASYNC220 - the executor starts runs this way
+        ["sh", "-c", "(sleep 30 &); (setsid sleep 30 &); echo started"],
+        stdout=subprocess.PIPE, env={**ENV, TAG_VAR: tag}, start_new_session=True)
+    other = subprocess.Popen(["true"], start_new_session=True)  # noqa: ASYNC220
+    marks = RunMarks(main.pid, tag, process_start_time(main.pid))
+    assert main.stdout is not None and main.stdout.readline() == b"started\n"
+    await wait_exit(main)
+    main.stdout.close()
+    seen: set[int] = set()
+    orphans = await run_processes(marks, seen=seen)
+    assert len(orphans) == 2 and seen == orphans
+    assert orphans <= set(children_of(os.getpid()))  # adopted, not init's
+    for pid in orphans:
+        os.kill(pid, signal.SIGKILL)
+    assert await wait_gone(orphans, 5) == set()
+    assert await wait_gone({other.pid}, 5) == set()
+    assert orphans | {other.pid} <= zombie_children()
+    assert reap_adopted(marks, seen) == 2
+    assert zombie_children() & orphans == set()
+    assert other.wait() == 0  # its exit status was not taken
+
+
+@pytest.mark.usefixtures("subreaper")
+async def test_stray_zombies_are_reaped_unless_spared() -> None:
+    # A setsid'd orphan that exits before anyone saw it: only a process that
+    # starts no other children (strays=True) may reap it; spared pids stay.
+    spared = subprocess.Popen(["true"], start_new_session=True)  # noqa: ASYNC220
+    main = subprocess.Popen(  # noqa: ASYNC220
+        ["sh", "-c", "(setsid sh -c 'echo $$' &)"], stdout=subprocess.PIPE,
+        start_new_session=True)
+    assert main.stdout is not None
+    orphan = int(main.stdout.readline())
+    assert main.stdout.read() == b""  # every writer is gone: the orphan too
+    main.stdout.close()
+    await wait_exit(main)
+    assert await wait_gone({orphan, spared.pid}, 5) == set()
+    marks = RunMarks(main.pid)
+    assert reap_adopted(marks, set()) == 0  # nothing says it was the run's
+    assert orphan in zombie_children()
+    assert reap_adopted(marks, set(), {spared.pid}, strays=True) >= 1
+    assert orphan not in zombie_children()
+    assert spared.wait() == 0
