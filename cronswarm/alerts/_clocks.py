@@ -5,10 +5,17 @@ from __future__ import annotations
 from ..common import AlertKind, ClockReport, ClockState
 from ._engine import Notice, iso
 
+# A state this short alerts nobody: while workers start, one that has measured
+# only a bad peer sits at the midpoint of the two clocks until a third answers.
+CLOCK_ALERT_AFTER_MS = 10_000
 
-def clock_notice(worker_id: str, report: ClockReport) -> Notice | None:
-    """The alert for a worker out of bounds: one per episode (``since`` names it)."""
+
+def clock_notice(worker_id: str, report: ClockReport, now: int) -> Notice | None:
+    """The alert for a worker out of bounds for ``CLOCK_ALERT_AFTER_MS``: one per
+    episode (``since`` names it)."""
     if report.state is not ClockState.OUT_OF_BOUNDS:
+        return None
+    if now - report.since < CLOCK_ALERT_AFTER_MS:
         return None
     offset = f"{report.offset_ms:+.0f} ms (± {report.uncertainty_ms:.0f})"
     text = (f"Worker {worker_id}'s clock is {offset} off the cluster's, measured against "

@@ -195,9 +195,10 @@ class AlertMonitor:
     async def check_clocks(self) -> None:
         """Alert once per episode on each worker whose clock is beyond the maximum offset."""
         current: set[str] = set()
+        now = self.clock.now_ms()
         for worker_id, kv in list(self.workers.items.items()):
             report = registered_clock(kv.value)
-            notice = clock_notice(worker_id, report) if report is not None else None
+            notice = clock_notice(worker_id, report, now) if report is not None else None
             if notice is None:
                 continue
             current.add(notice.event_id)
