@@ -22,11 +22,12 @@ _LABELS = {
     AlertKind.LOST: "LOST",
     AlertKind.DEAD_MAN: "OVERDUE",
     AlertKind.RECOVERY: "RECOVERED",
+    AlertKind.CLOCK_OFFSET: "CLOCK",
 }
 # Feishu card header colours.
 _TEMPLATES = {
     AlertKind.FAILURE: "red", AlertKind.TIMEOUT: "orange", AlertKind.LOST: "red",
-    AlertKind.DEAD_MAN: "orange", AlertKind.RECOVERY: "green",
+    AlertKind.DEAD_MAN: "orange", AlertKind.RECOVERY: "green", AlertKind.CLOCK_OFFSET: "red",
 }
 
 

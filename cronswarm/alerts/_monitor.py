@@ -26,9 +26,11 @@ from ..common import (
     Keyspace,
     RunRecord,
     ValidationError,
+    registered_clock,
 )
 from ..coord import CoordStore, KeyValue, PrefixMirror
 from ._channels import Channel
+from ._clocks import clock_notice
 from ._delivery import AlertStats, Dispatcher, Duty, resolve_channels
 from ._engine import JobAlertState, Notice, check_dead_man, on_problem, on_success
 from ._senders import Sender
@@ -96,6 +98,8 @@ class AlertMonitor:
         self.job_mirror = PrefixMirror(store, keys.jobs, on_change=self._on_job,
                                        keep_values=False)
         self.channels = ChannelBook(store, keys)
+        self.workers = PrefixMirror(store, keys.workers)  # their clock reports
+        self._clock_events: set[str] = set()  # clock alerts decided in this term
         self.sender = Sender(cluster=config.cluster, timeout=config.timeout)
         self.stats = stats or AlertStats()
         self.dispatcher = Dispatcher(alerts, self.sender, self.channels.get, clock,
@@ -133,6 +137,7 @@ class AlertMonitor:
                 tg.create_task(self.job_mirror.run(), name="alert-jobs-mirror")
                 tg.create_task(self.channels.mirror.run(), name="alert-channels-mirror")
                 tg.create_task(self.dispatcher.run(), name="alert-dispatcher")
+                tg.create_task(self.workers.run(), name="alert-workers-mirror")
                 await self.job_mirror.ready.wait()
                 await self.channels.mirror.ready.wait()
                 tg.create_task(self._loop(duty), name="alert-monitor")
@@ -185,6 +190,24 @@ class AlertMonitor:
                 success = await self.alerts.newest_success(job)
                 if success is not None:
                     await self._success(success)
+        await self.check_clocks()
+
+    async def check_clocks(self) -> None:
+        """Alert once per episode on each worker whose clock is beyond the maximum offset."""
+        current: set[str] = set()
+        now = self.clock.now_ms()
+        for worker_id, kv in list(self.workers.items.items()):
+            report = registered_clock(kv.value)
+            notice = clock_notice(worker_id, report, now) if report is not None else None
+            if notice is None:
+                continue
+            current.add(notice.event_id)
+            if notice.event_id in self._clock_events:
+                continue
+            if await self.alerts.claim_event(notice.event_id, notice.at):
+                await self._send(notice, DEFAULT_ALERT_RULE)
+            self._clock_events.add(notice.event_id)
+        self._clock_events &= current  # episodes that ended need no memory
 
     async def _problem(self, run: RunRecord) -> None:
         if not await self.alerts.claim_event(f"{run.status.value}:{run.record_id}",
@@ -208,8 +231,10 @@ class AlertMonitor:
         if new != state:
             await self.alerts.save_state(new)
             self.states[new.job] = new
-        if notice is None:
-            return
+        if notice is not None:
+            await self._send(notice, rule)
+
+    async def _send(self, notice: Notice, rule: AlertRule) -> None:
         self.stats.notices[notice.kind.value] += 1
         names = resolve_channels(rule, self.channels.all())
         if not names:

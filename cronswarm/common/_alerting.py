@@ -4,7 +4,10 @@ The events (``AlertKind``):
 
 * ``failure``, ``timeout``, ``lost``: a run ended so (a lost run's worker died);
 * ``dead_man``: the job has not succeeded within its ``expect_success_within``;
-* ``recovery``: the job succeeded again after one of the above was alerted.
+* ``recovery``: the job succeeded again after one of the above was alerted;
+* ``clock_offset``: a worker's clock went beyond the maximum offset from the
+  cluster's (it claims nothing meanwhile); about no job, so it goes to the
+  default channels whatever the jobs' rules say.
 
 A job without a rule alerts on every kind through the cluster's default
 channels; ``{"on": []}`` silences it.
@@ -28,6 +31,7 @@ class AlertKind(StrEnum):
     LOST = "lost"
     DEAD_MAN = "dead_man"
     RECOVERY = "recovery"
+    CLOCK_OFFSET = "clock_offset"  # a worker's clock, not a job (default channels)
 
 
 ALERT_KINDS: tuple[str, ...] = tuple(k.value for k in AlertKind)

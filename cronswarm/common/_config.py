@@ -184,6 +184,8 @@ class Settings:
     spool_dir: str = _setting("CRONSWARM_SPOOL_DIR", str, "var/spool")
     spool_max_bytes: int = _setting("CRONSWARM_SPOOL_MAX_BYTES", _positive_int, 1 << 30)
     allow_run_as: bool = _setting("CRONSWARM_ALLOW_RUN_AS", _boolean, True)
+    # beyond this offset from the cluster's clock a worker claims nothing (ms)
+    max_clock_offset_ms: int = _setting("CRONSWARM_MAX_CLOCK_OFFSET_MS", _positive_int, 500)
 
     @classmethod
     def load(

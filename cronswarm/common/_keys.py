@@ -105,6 +105,11 @@ class Keyspace:
     def alert_channels(self) -> str:
         return self._dir("alerts/channels")
 
+    @property
+    def clocks(self) -> str:
+        """Workers' clock beacons (``worker._clock_sync``), each on its worker's lease."""
+        return self._dir("clock")
+
     def job(self, name: str) -> str:
         return self.jobs + validate_name(name)
 
@@ -135,6 +140,9 @@ class Keyspace:
 
     def worker(self, worker_id: str) -> str:
         return self.workers + validate_name(worker_id, "worker_id")
+
+    def clock(self, worker_id: str) -> str:
+        return self.clocks + validate_name(worker_id, "worker_id")
 
     def token(self, token_id: str) -> str:
         return self.tokens + validate_name(token_id, "token_id")

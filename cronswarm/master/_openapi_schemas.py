@@ -281,8 +281,18 @@ def _worker() -> Schema:
             "host_memory_percent": {"type": "number"},
             "load": {"type": "array", "items": {"type": "number"}},
             "running": {"type": "integer"}, "max_runs": {"type": "integer"},
-            "health": {"type": "string", "enum": ["ok", "saturated", "stale"],
-                       "description": "stale: no fresh stats; saturated: all run slots busy"},
+            "health": {"type": "string",
+                       "enum": ["ok", "saturated", "stale", "clock_offset", "unsynced"],
+                       "description": "stale: no fresh stats; saturated: all run slots busy; "
+                                      "clock_offset: its clock is beyond the maximum offset "
+                                      "from the cluster's, it claims nothing; unsynced: its "
+                                      "offset is not measured yet"},
+            "clock": {"type": ["object", "null"], "properties": {
+                "state": {"type": "string", "enum": ["ok", "unsynced", "out_of_bounds"]},
+                "offset_ms": {"type": "number",
+                              "description": "its clock minus the cluster's (median of peers)"},
+                "uncertainty_ms": {"type": "number"}, "peers": {"type": "integer"},
+                "max_offset_ms": {"type": "number"}, "since": _MS}},
             "running_runs": {"type": "array", "items": {"type": "string"}},
         },
     }

@@ -4,15 +4,22 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..common import Settings
+from ..common import ClockReport, ClockState, Settings
 from ._jobs import JobService
 
 
 def worker_health(worker: dict[str, Any], now_ms: int, stale_after_ms: float) -> str:
-    """``ok``, ``saturated`` (every run slot busy) or ``stale`` (no recent stats)."""
+    """``ok``, ``saturated`` (every run slot busy), ``stale`` (no recent stats),
+    ``clock_offset`` (its clock is beyond the maximum offset from the cluster's:
+    it claims nothing) or ``unsynced`` (its offset is not measured yet)."""
     updated = worker.get("updated")
     if not isinstance(updated, int) or now_ms - updated > stale_after_ms:
         return "stale"
+    clock = ClockReport.from_dict(worker.get("clock"))
+    if clock is not None and clock.state is ClockState.OUT_OF_BOUNDS:
+        return "clock_offset"
+    if clock is not None and clock.state is ClockState.UNSYNCED:
+        return "unsynced"
     running, max_runs = worker.get("running"), worker.get("max_runs")
     if isinstance(running, int) and isinstance(max_runs, int) and running >= max_runs:
         return "saturated"

@@ -22,6 +22,7 @@ class WorkerInfo:
         self.labels = dict(labels)
         self.started_ms = started_ms
         self.http: str | None = None  # base URL of the live output endpoint (``_live``)
+        self.clock: dict[str, Any] | None = None  # its offset from the cluster (``_clock_sync``)
         self._proc = psutil.Process()
         self._proc.cpu_percent(None)  # prime the measurement
 
@@ -49,6 +50,7 @@ class WorkerInfo:
             "running": running,
             "max_runs": max_runs,
             "http": self.http,
+            "clock": self.clock,
         }
 
     def encode(self, **kwargs: Any) -> bytes:

@@ -25,6 +25,7 @@ from typing import Any
 
 from ..common import (
     Clock,
+    ClusterClock,
     CronSchedule,
     Job,
     Keyspace,
@@ -37,6 +38,7 @@ from ..common import (
     decode_tick,
     encode_tick,
     loop_deadline,
+    may_own,
     run_id,
 )
 from ..coord import (
@@ -65,6 +67,7 @@ from ._claim import (
     run_info,
     still_due,
 )
+from ._clock_sync import ClockSync
 from ._executor import ExecResult, Executor, KillSwitch, RunContext, ShellExecutor
 from ._http import HttpExecutor
 from ._live import LiveOutputServer, OutputFeeds
@@ -156,9 +159,14 @@ class Worker:
         self.flush_stats = FlushStats()  # the writer's bulk writes, if it reports them
         self.flush_stats.follow(sink)
         self.sink: RunSink = CountingSink(sink, self.run_stats)
-        self.clock = clock or SystemClock()
         self.id = worker_id or settings.worker_id
         self.keys = Keyspace(settings.key_prefix)
+        self.lease = LeaseKeeper(store, settings.lease_ttl, on_renewed=self._on_lease_renewed)
+        # Everything below runs on the cluster's time: this clock less its offset.
+        self.clock_sync = ClockSync(store, self.keys, self.id, clock or SystemClock(),
+                                    self.lease, max_offset_ms=settings.max_clock_offset_ms,
+                                    on_state=self._register)
+        self.clock: ClusterClock = self.clock_sync.clock
         self.labels = dict(settings.worker_labels)
         self.executors: dict[str, Executor] = executors or {
             "shell": ShellExecutor(), "http": HttpExecutor()}
@@ -167,7 +175,6 @@ class Worker:
         self.runs: dict[str, LiveRun] = {}  # by run id
         self._doubts: dict[str, _Doubt] = {}  # by job: claims whose outcome is unknown
         self._nonce = 0
-        self.lease = LeaseKeeper(store, settings.lease_ttl, on_renewed=self._on_lease_renewed)
         self.jobs = PrefixMirror(store, self.keys.jobs, on_change=self._on_job,
                                  keep_values=False)
         self.last = PrefixMirror(store, self.keys.last_dir)
@@ -198,7 +205,8 @@ class Worker:
         self.retries = RetryBoard(
             store, self.keys, self.id, self.lease, self.clock,
             handoff_delay=settings.handoff_delay, labels=self.labels, workers=self.workers,
-            start=self._start_retry, draining=lambda: self.draining,
+            start=self._start_retry,
+            draining=lambda: self.draining or not self.clock_sync.may_claim,
         )
 
     # -- life cycle ---------------------------------------------------------
@@ -218,9 +226,11 @@ class Worker:
                     tg.create_task(self.last.run(), name="last-mirror"),
                     tg.create_task(self.killers.run(), name="killer-mirror"),
                     tg.create_task(self.retries.run(), name="retry-board"),
+                    tg.create_task(self.clock_sync.run(), name="clock-sync"),
                 ]
                 for mirror in (self.workers, self.last, self.killers):
                     await mirror.ready.wait()
+                await self.clock_sync.ready.wait()
                 # Jobs come after /last is known, so the first plan of each job
                 # sees its fencing token.
                 background.append(tg.create_task(self.jobs.run(), name="jobs-mirror"))
@@ -261,6 +271,7 @@ class Worker:
         await self.sink.close()
 
     async def _register(self) -> None:
+        self.info.clock = self.clock_sync.report.to_dict()
         value = self.info.encode(running=len(self.runs), now_ms=self.clock.now_ms(),
                                  max_runs=self.settings.max_concurrent_runs)
         await self.store.put(self.keys.worker(self.id), value, lease=self.lease.lease_id)
@@ -355,7 +366,7 @@ class Worker:
     def _owner(self, key: str, job: Job) -> str:
         candidates = [
             name for name, kv in self.workers.items.items()
-            if job.matches(_labels_of(kv))
+            if job.matches(_labels_of(kv)) and may_own(kv.value)
         ]
         return rendezvous_owner(key, candidates) or self.id
 
@@ -376,6 +387,8 @@ class Worker:
         try:
             async with self._job_locks.hold(job.name):
                 await self._resolve_doubt(job)
+                if not self.clock_sync.may_claim:
+                    return  # off the cluster's clock: the others claim it
 
                 def claimed() -> bool:
                     last = self._last_of(job.name)
@@ -797,6 +810,8 @@ class Worker:
         self._spawn(self._run_once(job, kv), name=f"once:{name}")
 
     async def _run_once(self, job: Job, kv: KeyValue) -> None:
+        if not self.clock_sync.may_claim:
+            return  # off the cluster's clock: another worker takes the request
         try:
             request = json.loads(kv.value)
             tick = int(request["at"])
