@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import shlex
 import time
 from collections import Counter
@@ -24,13 +25,15 @@ from tests.helpers import wait_for_count
 from tests.receivers import webhook_channel, webhook_receiver
 from tests.swarm import assert_once_per_tick, create_job, pause_and_settle, runs_of
 
-LIBFAKETIME = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
+# scripts/bootstrap.sh installs it (need_faketime) and says where.
+LIBFAKETIME = os.environ.get("CRONSWARM_FAKETIME_LIB",
+                             "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1")
 EARLY_LIMIT_NS = 50_000_000  # no run may start more than 50 ms before its tick
 
 
 def faked(offset_s: int) -> dict[str, str]:
     """Environment that shifts a worker's clock (not its jobs': they get a minimal one)."""
-    assert Path(LIBFAKETIME).exists(), "apt-get install faketime"
+    assert Path(LIBFAKETIME).exists(), f"{LIBFAKETIME} is missing: apt-get install faketime"
     return {"LD_PRELOAD": LIBFAKETIME, "FAKETIME": f"{offset_s:+d}s"}
 
 
