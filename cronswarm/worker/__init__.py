@@ -16,6 +16,7 @@ from ._claim import (
     still_due,
 )
 from ._executor import ExecResult, Executor, KillSwitch, RunContext, ShellExecutor
+from ._fence import FENCE_FRACTION, LEASE_LOST, LEASE_LOST_REASON, Fenced, LeaseFence, fence_due
 from ._http import HttpExecutor
 from ._live import Feed, LiveOutputServer, OutputFeeds
 from ._logwriter import FlushEvent, LogWriter, WriterCounters, decode_record, encode_record
@@ -29,19 +30,24 @@ from ._timetable import Timetable
 from ._worker import LiveRun, Worker, retry_delay
 
 __all__ = [
+    "FENCE_FRACTION",
     "LAG_BUCKETS",
+    "LEASE_LOST",
+    "LEASE_LOST_REASON",
     "BoundedOutput",
     "Claim",
     "CountingSink",
     "ExecResult",
     "Executor",
     "Feed",
+    "Fenced",
     "FlushEvent",
     "FlushStats",
     "HandOff",
     "HttpExecutor",
     "KillSwitch",
     "LagHistogram",
+    "LeaseFence",
     "LiveOutputServer",
     "LiveRun",
     "LogWriter",
@@ -70,6 +76,7 @@ __all__ = [
     "decode_record",
     "encode_frame",
     "encode_record",
+    "fence_due",
     "in_time",
     "plan_ticks",
     "read_claim",
