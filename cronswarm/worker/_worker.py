@@ -51,6 +51,7 @@ from ..coord import (
     LeaseKeeper,
     PrefixMirror,
     Put,
+    Txn,
     WatchCompacted,
     load_cluster_key,
     wait_deleted,
@@ -835,16 +836,10 @@ class Worker:
         another worker may hold either (the same run id, a later attempt)."""
         lock = self.keys.lock(job.name)
         running = self.keys.running(job.name, rid)
-        mine = Compare.value(running, "==", running_info)
+        release_lock = Txn((Compare.value(lock, "==", info),), (Delete(lock),))
         try:
-            if job.overlap == "allow":
-                await self.store.txn([mine], [Delete(running)])
-                return
-            both = await self.store.txn([Compare.value(lock, "==", info), mine],
-                                        [Delete(lock), Delete(running)])
-            if not both.succeeded:
-                await self.store.txn([mine], [Delete(running)])
-                await self.store.txn([Compare.value(lock, "==", info)], [Delete(lock)])
+            await self.store.txn([Compare.value(running, "==", running_info)],
+                                 [Delete(running), release_lock], [release_lock])
         except CoordUnavailable as exc:
             # The keys live on our lease: they vanish when it expires.
             log.warning("cannot release %s now (%s); the lease will", rid, exc)
