@@ -7,6 +7,16 @@ longer than its lease: the run is recorded as ``lost``. The record is built
 from the key's value, so a run claimed just before its worker died is
 recorded even if the worker never wrote a word to MongoDB.
 
+A run is declared ``lost`` only ``margin`` seconds after its key went with
+the lease: a worker cut off from etcd fences itself before its lease may
+expire (``worker._fence``) and stops its runs, and the margin is for that stop
+to finish before the run's next attempt may start elsewhere. It is not
+declared lost if, by then, someone holds its key again, or its worker has
+recorded how the attempt ended (unless the worker stopped it because it lost
+its lease: that attempt is retried as a lost one). Each attempt is declared
+lost at most once per leader (and ``on_lost``, which may ask for a retry, is
+called once with it).
+
 A ``lost`` record never overrides a finished one (the log store orders them),
 and a worker that was only cut off and later reports the real result
 overrides ``lost``. A periodic sweep catches runs that ended while no master
@@ -20,6 +30,7 @@ import asyncio
 import contextlib
 import json
 import logging
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Any
@@ -35,11 +46,28 @@ from ..common import (
 )
 from ..coord import CoordStore, KeyValue, PrefixMirror
 from ..logstore import LogStore, RunQuery
+from ..worker import LEASE_LOST_REASON
 
 log = logging.getLogger(__name__)
 
 Duty = Callable[[str], AbstractAsyncContextManager[None]]
 OnLost = Callable[[RunRecord], Awaitable[None]]
+
+# Seconds between a run's key going with its worker's lease and the run being
+# declared lost (and its next attempt offered): time for a fenced worker's stop
+# of the run (a kill's grace is capped at 0.25 s) to have finished.
+LOST_MARGIN_S = 2.0
+JUDGED_KEPT = 10_000  # attempts remembered as already judged (bounded memory)
+
+
+def ended_on_its_own(record: RunRecord | None) -> bool:
+    """Whether a stored record says how the attempt ended, so it is not lost:
+    any final status except a stop by a worker that lost its lease (that
+    attempt is lost for retries) — ``lost`` included, so never twice."""
+    if record is None or not record.status.final:
+        return False
+    return not (record.status is RunStatus.KILLED
+                and (record.extra or {}).get("reason") == LEASE_LOST_REASON)
 
 
 @contextlib.asynccontextmanager
@@ -67,7 +95,7 @@ def lost_record(run: dict[str, Any], *, job: str, now_ms: int, reason: str) -> R
 class LostRunReaper:
     def __init__(self, store: CoordStore, logs: LogStore, keys: Keyspace, clock: Clock, *,
                  sweep_interval: float = 30.0, duty: Duty = log_failures,
-                 on_lost: OnLost | None = None) -> None:
+                 on_lost: OnLost | None = None, margin: float = LOST_MARGIN_S) -> None:
         """``duty(name)`` wraps each unit of work (the leader records and fences
         them); ``on_lost(record)`` follows each run marked lost."""
         self.store = store
@@ -78,8 +106,11 @@ class LostRunReaper:
         self.reaped = 0
         self.duty = duty
         self.on_lost = on_lost
+        self.margin = margin
         self.running = PrefixMirror(store, keys.running_dir, on_change=self._on_running)
-        self._pending: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue()
+        # (key suffix, its last value, loop time the margin ends), in order of deletion
+        self._pending: asyncio.Queue[tuple[str, dict[str, Any], float]] = asyncio.Queue()
+        self._judged: OrderedDict[str, None] = OrderedDict()  # record ids
 
     def _on_running(self, name: str, kv: KeyValue | None, old: KeyValue | None) -> None:
         if kv is not None or old is None:
@@ -87,7 +118,8 @@ class LostRunReaper:
         with contextlib.suppress(ValueError):
             run = json.loads(old.value)
             if isinstance(run, dict):
-                self._pending.put_nowait((name, run))
+                due = asyncio.get_running_loop().time() + self.margin
+                self._pending.put_nowait((name, run, due))
 
     async def run(self) -> None:
         async with asyncio.TaskGroup() as tg:
@@ -101,41 +133,69 @@ class LostRunReaper:
 
     async def _check_deleted(self) -> None:
         while True:
-            name, run = await self._pending.get()
+            name, run, due = await self._pending.get()
             job = name.split("/", 1)[0]
             async with self.duty("lost-runs"):
                 try:
                     if await self._worker_alive(str(run.get("worker")), run.get("lease")):
                         continue  # finished normally: its worker removed the key
+                    # Deletions come in order, so a burst waits one margin, not one each.
+                    await asyncio.sleep(max(0.0, due - asyncio.get_running_loop().time()))
                     await self._mark_lost(job, run,
                                           "worker lost (its lease expired) during the run")
                 except ValueError as exc:
                     log.warning("cannot check run %s: %s", name, exc)
 
-    async def _mark_lost(self, job: str, run: dict[str, Any], reason: str) -> None:
+    async def _mark_lost(self, job: str, run: dict[str, Any], reason: str) -> bool:
+        """Record the attempt lost unless it was judged already, is held again or
+        ended on its own (see the module doc); True if it was."""
         record = lost_record(run, job=job, now_ms=self.clock.now_ms(), reason=reason)
-        await self.logs.write_runs([record])
+        record_id = record.record_id
+        if record_id in self._judged:
+            return False
+        self._judged[record_id] = None  # before any await: the sweep may look at it too
+        try:
+            if await self.store.get(self.keys.running(job, record.run_id)) is not None:
+                log.info("run %s is held again; attempt %d is not lost", record.run_id,
+                         record.attempt)
+                return False
+            if ended_on_its_own(await self.logs.get_run(record_id)):
+                return False
+            await self.logs.write_runs([record])
+        except BaseException:
+            del self._judged[record_id]  # not judged after all: a later look may
+            raise
+        while len(self._judged) > JUDGED_KEPT:
+            self._judged.popitem(last=False)
         self.reaped += 1
         log.warning("run %s (attempt %d) on %s is lost: %s", record.run_id, record.attempt,
                     record.worker, reason)
         if self.on_lost is not None:
             await self.on_lost(record)
+        return True
 
     async def sweep(self) -> int:
         """Mark ``running`` records whose worker is gone; returns how many."""
         page = await self.logs.query_runs(RunQuery(status=RunStatus.RUNNING, limit=1000))
-        count = 0
+        orphans = []
         for record in page.runs:
             key = self.keys.running(record.job, record.run_id)
-            if await self.store.get(key) is not None:
+            if record.record_id in self._judged or await self.store.get(key) is not None:
                 continue
             if await self._worker_alive(record.worker, None):
                 continue  # its final record is on the way
+            orphans.append(record)
+        if orphans:
+            # Their keys may have gone just now: the same margin as a deletion seen.
+            await asyncio.sleep(self.margin)
+        count = 0
+        for record in orphans:
             run = {"run_id": record.run_id, "tick": record.tick, "attempt": record.attempt,
                    "worker": record.worker, "summary": record.summary,
                    "started": record.started}
-            await self._mark_lost(record.job, run, "worker gone; the run never reported an end")
-            count += 1
+            if await self._mark_lost(record.job, run,
+                                     "worker gone; the run never reported an end"):
+                count += 1
         return count
 
     async def _sweep_forever(self) -> None:

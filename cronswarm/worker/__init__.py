@@ -16,6 +16,7 @@ from ._claim import (
     still_due,
 )
 from ._executor import ExecResult, Executor, KillSwitch, RunContext, ShellExecutor
+from ._fence import FENCE_FRACTION, LEASE_LOST, LEASE_LOST_REASON, Fenced, LeaseFence, fence_due
 from ._guardian import Guardian, guardian_running
 from ._http import HttpExecutor
 from ._live import Feed, LiveOutputServer, OutputFeeds
@@ -30,13 +31,17 @@ from ._timetable import Timetable
 from ._worker import LiveRun, Worker, retry_delay
 
 __all__ = [
+    "FENCE_FRACTION",
     "LAG_BUCKETS",
+    "LEASE_LOST",
+    "LEASE_LOST_REASON",
     "BoundedOutput",
     "Claim",
     "CountingSink",
     "ExecResult",
     "Executor",
     "Feed",
+    "Fenced",
     "FlushEvent",
     "FlushStats",
     "Guardian",
@@ -44,6 +49,7 @@ __all__ = [
     "HttpExecutor",
     "KillSwitch",
     "LagHistogram",
+    "LeaseFence",
     "LiveOutputServer",
     "LiveRun",
     "LogWriter",
@@ -72,6 +78,7 @@ __all__ = [
     "decode_record",
     "encode_frame",
     "encode_record",
+    "fence_due",
     "guardian_running",
     "in_time",
     "plan_ticks",

@@ -10,6 +10,9 @@ Life of one tick (DESIGN.md section 3):
    with the fencing-token transaction (``claim``);
 4. a won tick runs as its own task (executor, kill switch, retries); its
    records go to the sink; its running key and lock live on the worker lease.
+
+A worker that may have lost its lease fences itself (``_fence``): it claims
+nothing and stops its runs until the lease is refreshed.
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ from ..coord import (
     LeaseKeeper,
     PrefixMirror,
     Put,
+    Txn,
     WatchCompacted,
     load_cluster_key,
     wait_deleted,
@@ -69,6 +73,7 @@ from ._claim import (
 )
 from ._clock_sync import ClockSync
 from ._executor import ExecResult, Executor, KillSwitch, RunContext, ShellExecutor
+from ._fence import LEASE_LOST, LEASE_LOST_REASON, Fenced, LeaseFence
 from ._http import HttpExecutor
 from ._live import LiveOutputServer, OutputFeeds
 from ._output import BoundedOutput
@@ -139,6 +144,11 @@ class LiveRun:
     info: bytes = b""  # the lock's value (fixed for the run)
     running_info: bytes = b""  # the running key's value (names the current attempt)
     task: asyncio.Task[None] | None = None
+    lease: int = 0  # the lease its keys live on (set from ``info``)
+
+    def __post_init__(self) -> None:
+        if self.info and not self.lease:
+            self.lease = _lease_of(self.info)
 
 
 class Worker:
@@ -161,7 +171,9 @@ class Worker:
         self.sink: RunSink = CountingSink(sink, self.run_stats)
         self.id = worker_id or settings.worker_id
         self.keys = Keyspace(settings.key_prefix)
-        self.lease = LeaseKeeper(store, settings.lease_ttl, on_renewed=self._on_lease_renewed)
+        self.fence = LeaseFence(settings.lease_ttl, self._on_fence)
+        self.lease = LeaseKeeper(store, settings.lease_ttl, on_renewed=self._on_lease_renewed,
+                                 on_refresh=self.fence.refreshed)
         # Everything below runs on the cluster's time: this clock less its offset.
         self.clock_sync = ClockSync(store, self.keys, self.id, clock or SystemClock(),
                                     self.lease, max_offset_ms=settings.max_clock_offset_ms,
@@ -175,6 +187,8 @@ class Worker:
         self.runs: dict[str, LiveRun] = {}  # by run id
         self._doubts: dict[str, _Doubt] = {}  # by job: claims whose outcome is unknown
         self._nonce = 0
+        # Runs stopped by the fence: nothing is claimed until they have ended.
+        self._fenced_runs: set[str] = set()
         self.jobs = PrefixMirror(store, self.keys.jobs, on_change=self._on_job,
                                  keep_values=False)
         self.last = PrefixMirror(store, self.keys.last_dir)
@@ -205,8 +219,7 @@ class Worker:
         self.retries = RetryBoard(
             store, self.keys, self.id, self.lease, self.clock,
             handoff_delay=settings.handoff_delay, labels=self.labels, workers=self.workers,
-            start=self._start_retry,
-            draining=lambda: self.draining or not self.clock_sync.may_claim,
+            start=self._start_retry, draining=lambda: self.draining or not self._may_claim(),
         )
 
     # -- life cycle ---------------------------------------------------------
@@ -221,6 +234,7 @@ class Worker:
             async with asyncio.TaskGroup() as tg:
                 background = [
                     tg.create_task(self.lease.run(), name="lease"),
+                    tg.create_task(self.fence.watch(), name="lease-fence"),
                     tg.create_task(self.sink.run(), name="sink"),
                     tg.create_task(self.workers.run(), name="workers-mirror"),
                     tg.create_task(self.last.run(), name="last-mirror"),
@@ -277,14 +291,37 @@ class Worker:
         await self.store.put(self.keys.worker(self.id), value, lease=self.lease.lease_id)
 
     async def _on_lease_renewed(self, lease: int) -> None:
-        """The old lease expired (etcd or this worker was unreachable): rewrite our keys."""
+        """The old lease expired (etcd or this worker was unreachable): register again.
+
+        The keys of runs on the old lease went with it and are not written
+        back (another worker may hold them now); those runs were stopped by
+        the fence, and are stopped here if they somehow were not.
+        """
+        self._stop_runs(lambda live: live.lease != lease)
         await self._register()
+
+    # -- self-fencing (see _fence) --------------------------------------------
+
+    def _on_fence(self) -> None:
+        self._stop_runs(lambda _: True)
+
+    def _stop_runs(self, which: Callable[[LiveRun], bool]) -> None:
         for live in list(self.runs.values()):
-            await self.store.put(self.keys.running(live.job.name, live.run_id),
-                                 live.running_info or live.info, lease=lease)
-            if live.job.overlap != "allow":
-                await self.store.txn([Compare.absent(self.keys.lock(live.job.name))],
-                                     [Put(self.keys.lock(live.job.name), live.info, lease)])
+            if which(live) and not live.kill.requested.is_set():
+                log.warning("stopping %s: %s", live.run_id, LEASE_LOST)
+                self._fenced_runs.add(live.run_id)
+                live.kill.pull(f"worker:{self.id}", LEASE_LOST)
+
+    def _may_claim(self) -> bool:
+        """Whether a claim may be sent now: the lease is safe, no run stopped by
+        the fence is still ending (its processes may not be gone yet), and this
+        worker's clock is within the cluster's maximum offset."""
+        return self.fence.check() and not self._fenced_runs and self.clock_sync.may_claim
+
+    def _owns(self, info: bytes) -> bool:
+        """Whether keys written with ``info`` are still safely ours: the lease is
+        safe now and is the one they were written on."""
+        return self.fence.check() and _lease_of(info) == self.lease.lease_id
 
     async def _stats_loop(self) -> None:
         while True:
@@ -442,6 +479,8 @@ class Worker:
             if plan.skip_count and not self.draining:
                 assert plan.skip_first is not None
                 assert plan.skip_until is not None
+                if not self._may_claim():
+                    raise Fenced
                 claimant = self._claimant()
                 since = self.last.revision
                 try:
@@ -495,6 +534,8 @@ class Worker:
                 return True
             if not self._still_due(schedule, job, tick):
                 return False
+            if not self._may_claim():
+                raise Fenced  # as if etcd were down: planned again once the lease is safe
             rid = run_id(job.name, tick)
             info = run_info(run_id=rid, worker=self.id, lease=self.lease.lease_id, tick=tick,
                             started=self.clock.now_ms())
@@ -575,7 +616,7 @@ class Worker:
     async def _claimed_too_late(self, job: Job, tick: int, rid: str, info: bytes) -> None:
         """A tick claimed after it became a misfire: record it skipped, free its keys."""
         self.counters["ticks_skipped"] += 1
-        await self._release_keys(job, rid, info)
+        await self._release_keys(job, rid, info, info)
         await self._record_skip(job, tick, reason="misfire", extra={
             "skipped_ticks": 1, "skipped_until": tick, "misfire": job.misfire,
             "claimed_late_ms": self.clock.now_ms() - tick,
@@ -583,6 +624,11 @@ class Worker:
 
     def _start_claimed(self, job: Job, tick: int, rid: str, info: bytes, result: Claim,
                        trigger: Trigger) -> LiveRun | None:
+        if result.outcome is Outcome.WON and not self._owns(info):
+            # Fenced while the claim was out: the tick is ours but the lease
+            # may not be; it does not start (and has a record).
+            self._spawn(self._fenced_claim(job, tick, rid, info, trigger), name=f"fenced:{rid}")
+            return None
         if result.outcome is Outcome.TAKEN:
             self.counters["claims_lost"] += 1
             return None
@@ -600,6 +646,15 @@ class Worker:
         self._runs_idle.clear()
         live.task = self._spawn(self._run(live, replacing=result.holder), name=f"run:{rid}")
         return live
+
+    async def _fenced_claim(self, job: Job, tick: int, rid: str, info: bytes,
+                            trigger: Trigger) -> None:
+        live = LiveRun(job, tick, rid, trigger, info=info)
+        live.kill.pull(f"worker:{self.id}", LEASE_LOST)
+        await self._record_unstarted(
+            live, RunStatus.KILLED, f"killed before it started: {LEASE_LOST} (by {live.kill.by})",
+            {"reason": LEASE_LOST_REASON}, killed_by=live.kill.by)
+        await self._release_keys(job, rid, info, info)
 
     async def _record_skip(self, job: Job, tick: int, *, reason: str, extra: dict[str, Any],
                            trigger: Trigger = Trigger.SCHEDULE) -> None:
@@ -625,6 +680,7 @@ class Worker:
             due = live.tick
             while True:
                 result = await self._attempt_in_slot(live, due)
+                self._check_owned(live)
                 if result is None or live.kill.requested.is_set() or self.draining:
                     break
                 if live.attempt >= policy.attempts or not _retryable(job, result):
@@ -648,6 +704,7 @@ class Worker:
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout_at(loop_deadline(self.clock, due)):
                         await live.kill.requested.wait()
+                self._check_owned(live)
                 if live.kill.requested.is_set():
                     break
                 live.attempt += 1
@@ -662,16 +719,28 @@ class Worker:
                 await self._release(live)
             if self.runs.get(live.run_id) is live:
                 del self.runs[live.run_id]
+                self._fenced_runs.discard(live.run_id)
             if not self.runs:
                 self._runs_idle.set()
 
+    def _check_owned(self, live: LiveRun) -> None:
+        """Stop ``live`` if its lease is not safely ours any more."""
+        if not self._owns(live.info) and not live.kill.requested.is_set():
+            self._stop_runs(lambda other: other is live)
+
     async def _note_attempt(self, live: LiveRun) -> None:
-        """Keep the attempt number in the running key, so a lost run names it."""
+        """Keep the attempt number in the running key, so a lost run names it.
+
+        Only over our own value, on the run's own lease: a key that is not
+        ours any more is not written back.
+        """
         info = {**json.loads(live.info), "attempt": live.attempt}
+        previous = live.running_info or live.info
         live.running_info = json.dumps(info, separators=(",", ":")).encode()
         key = self.keys.running(live.job.name, live.run_id)
         try:
-            await self.store.put(key, live.running_info, lease=self.lease.lease_id)
+            await self.store.txn([Compare.value(key, "==", previous)],
+                                 [Put(key, live.running_info, live.lease)])
         except CoordUnavailable as exc:
             log.warning("cannot record attempt %d of %s in etcd: %s", live.attempt,
                         live.run_id, exc)
@@ -690,10 +759,11 @@ class Worker:
         if not granted:
             waited = (self.clock.now_ms() - queued_at) / 1000
             if live.kill.requested.is_set():
+                reason = LEASE_LOST_REASON if live.kill.reason == LEASE_LOST else "killed"
                 await self._record_unstarted(
                     live, RunStatus.KILLED,
                     f"killed before it started: {live.kill.reason} (by {live.kill.by})",
-                    {"reason": "killed", "waited": waited}, killed_by=live.kill.by)
+                    {"reason": reason, "waited": waited}, killed_by=live.kill.by)
             else:
                 limit = self.settings.max_concurrent_runs
                 await self._record_unstarted(
@@ -752,6 +822,8 @@ class Worker:
             record.output_bytes = live.output.total
             record.truncated = live.output.truncated
             record.extra = dict(result.details)
+            if result.status is RunStatus.KILLED and live.kill.reason == LEASE_LOST:
+                record.extra["reason"] = LEASE_LOST_REASON  # the master retries it as lost
             self.counters["runs_finished"] += 1
             await self.sink.submit(record)
             feed.finish(result.status.value)
@@ -769,15 +841,18 @@ class Worker:
             log.warning("%s still running after kill_grace; %s starts anyway", old_run, new_run)
 
     async def _release(self, live: LiveRun) -> None:
-        await self._release_keys(live.job, live.run_id, live.info)
+        await self._release_keys(live.job, live.run_id, live.info, live.running_info or live.info)
 
-    async def _release_keys(self, job: Job, rid: str, info: bytes) -> None:
+    async def _release_keys(self, job: Job, rid: str, info: bytes, running_info: bytes) -> None:
+        """Delete the run's lock and running key, each only if it still holds our
+        value: ``replace`` may have taken the lock, and after our lease expired
+        another worker may hold either (the same run id, a later attempt)."""
         lock = self.keys.lock(job.name)
-        running = Delete(self.keys.running(job.name, rid))
+        running = self.keys.running(job.name, rid)
+        release_lock = Txn((Compare.value(lock, "==", info),), (Delete(lock),))
         try:
-            # The lock goes only if it is still ours (replace may have taken it).
-            await self.store.txn([Compare.value(lock, "==", info)],
-                                 [Delete(lock), running], [running])
+            await self.store.txn([Compare.value(running, "==", running_info)],
+                                 [Delete(running), release_lock], [release_lock])
         except CoordUnavailable as exc:
             # The keys live on our lease: they vanish when it expires.
             log.warning("cannot release %s now (%s); the lease will", rid, exc)
@@ -826,10 +901,14 @@ class Worker:
         if not await self._hand_off(job, f"{job.name}@{tick}", claimed, self.once):
             return
         rid = run_id(job.name, tick)
-        info = run_info(run_id=rid, worker=self.id, lease=self.lease.lease_id, tick=tick,
-                        started=self.clock.now_ms())
+        info = b""
         while not self.draining:
             try:
+                if not self._may_claim():
+                    raise Fenced
+                if _lease_of(info) != self.lease.lease_id:  # first try, or a new lease
+                    info = run_info(run_id=rid, worker=self.id, lease=self.lease.lease_id,
+                                    tick=tick, started=self.clock.now_ms())
                 result = await claim(self.store, self.keys, job, tick, run_id=rid, info=info,
                                      lease=self.lease.lease_id, claimant=self._claimant(),
                                      once_revision=kv.mod_revision)
@@ -858,6 +937,9 @@ class Worker:
 
     def _start_retry(self, job: Job, request: RetryRequest, revision: int, info: bytes) -> None:
         """Continue a run another worker (or this one) offered; the claim is won."""
+        if not self._owns(info):
+            self._spawn(self._fenced_retry(job, request, info), name=f"fenced:{request.run_id}")
+            return
         live = LiveRun(job, request.tick, request.run_id, Trigger.RETRY, attempt=request.attempt,
                        created_revision=revision, info=info,
                        output=BoundedOutput(self.settings.output_head_bytes,
@@ -867,6 +949,15 @@ class Worker:
         self._pull_pending_kill(live)
         live.task = self._spawn(self._run(live, replacing=None), name=f"run:{request.run_id}")
 
+
+    async def _fenced_retry(self, job: Job, request: RetryRequest, info: bytes) -> None:
+        live = LiveRun(job, request.tick, request.run_id, Trigger.RETRY, attempt=request.attempt,
+                       info=info)
+        live.kill.pull(f"worker:{self.id}", LEASE_LOST)
+        await self._record_unstarted(
+            live, RunStatus.KILLED, f"killed before it started: {LEASE_LOST} (by {live.kill.by})",
+            {"reason": LEASE_LOST_REASON}, killed_by=live.kill.by)
+        await self._release_keys(job, request.run_id, info, info)
 
     def _pull_pending_kill(self, live: LiveRun) -> None:
         """A kill asked for after the retry was offered (and missed) applies here too."""
@@ -880,6 +971,14 @@ class Worker:
         if request.get("run_id") in (None, live.run_id):
             live.kill.pull(str(request.get("by", "unknown")),
                            str(request.get("reason", "kill requested")))
+
+
+def _lease_of(info: bytes) -> int:
+    """The lease named in a lock or running key's value (``run_info``)."""
+    try:
+        return int(json.loads(info).get("lease") or 0)
+    except (ValueError, AttributeError, TypeError):
+        return 0
 
 
 def _labels_of(kv: KeyValue) -> dict[str, str]:
