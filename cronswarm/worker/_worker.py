@@ -78,6 +78,8 @@ from ._http import HttpExecutor
 from ._live import LiveOutputServer, OutputFeeds
 from ._output import BoundedOutput
 from ._registry import WorkerInfo
+from ._release import LINGER as RELEASE_LINGER
+from ._release import ReleaseBatcher
 from ._retry import HandOff, RetryBoard, RetryRequest
 from ._sink import RunSink
 from ._slots import Slots
@@ -216,6 +218,7 @@ class Worker:
         self.live_server = LiveOutputServer(self.feeds, settings.worker_http_host,
                                             settings.worker_http_port,
                                             metrics=lambda: render(self.metrics))
+        self.releases = ReleaseBatcher(store, linger=RELEASE_LINGER)
         self.retries = RetryBoard(
             store, self.keys, self.id, self.lease, self.clock,
             handoff_delay=settings.handoff_delay, labels=self.labels, workers=self.workers,
@@ -282,6 +285,7 @@ class Worker:
                 live.kill.pull(f"worker:{self.id}", "worker shutdown")
             await self._runs_idle.wait()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.releases.close()
         await self.sink.close()
 
     async def _register(self) -> None:
@@ -851,8 +855,12 @@ class Worker:
         running = self.keys.running(job.name, rid)
         release_lock = Txn((Compare.value(lock, "==", info),), (Delete(lock),))
         try:
-            await self.store.txn([Compare.value(running, "==", running_info)],
-                                 [Delete(running), release_lock], [release_lock])
+            # Committed with the releases of other runs (see _release.py); one
+            # that may free a lock goes at once, for the job's next tick.
+            await self.releases.release(
+                Txn((Compare.value(running, "==", running_info),),
+                    (Delete(running), release_lock), (release_lock,)),
+                urgent=job.overlap != "allow")
         except CoordUnavailable as exc:
             # The keys live on our lease: they vanish when it expires.
             log.warning("cannot release %s now (%s); the lease will", rid, exc)
