@@ -52,6 +52,14 @@ async def running_worker(settings: Settings, store: EtcdStore, logs: MongoLogSto
             await task
 
 
+async def synced(*workers: Worker, timeout: float = 30) -> None:
+    """Until every worker has measured its clock against its peers (a worker
+    that has not yet claims nothing: no tick, no retry)."""
+    async with asyncio.timeout(timeout):
+        for worker in workers:
+            await worker.clock_sync.synced.wait()
+
+
 def job_service(store: EtcdStore, logs: MongoLogStore, keys: Keyspace) -> JobService:
     return JobService(store, logs, keys)
 

@@ -66,6 +66,7 @@ class ClockSync:
         self.clock = ClusterClock(local)
         self.beacons = PrefixMirror(store, keys.clocks, on_change=self._on_beacon)
         self.ready = asyncio.Event()
+        self.synced = asyncio.Event()  # set while the clock is within the maximum offset
         self._on_state = on_state
         self._state_changed = asyncio.Event()
         self._samples: dict[str, deque[Sample]] = {}
@@ -185,6 +186,10 @@ class ClockSync:
             since = self.clock.now_ms()
             self._log_state(state, estimate)
             self._state_changed.set()
+        if state is ClockState.OK:
+            self.synced.set()
+        else:
+            self.synced.clear()
         shown = estimate or Estimate(self.report.offset_ms, self.report.uncertainty_ms, 0)
         self.report = ClockReport(state, shown.offset_ms, shown.uncertainty_ms, shown.peers,
                                   self.max_offset_ms, since)

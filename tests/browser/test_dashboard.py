@@ -11,11 +11,12 @@ import psutil
 from playwright.async_api import expect
 
 from cronswarm.common import Job, Keyspace, Settings
-from cronswarm.coord import EtcdStore
+from cronswarm.coord import EtcdStore, KeyValue
 from cronswarm.logstore import MongoLogStore
 from cronswarm.master import Role
 from tests.browser.conftest import Dashboard
 from tests.conftest import make_token
+from tests.helpers import wait_for_prefix
 from tests.swarm import swarm
 from tests.workerkit import Gate
 
@@ -231,6 +232,14 @@ async def test_workers_page_greys_lost_workers_and_audit_shows_changes(
                                   actor="tests", if_match=None)
     await dashboard.log_in(admin_token)
     async with swarm(settings, logs, 2, labels=[{"zone": "eu"}, {"zone": "us", "gpu": "1"}]):
+        # The page shows what the registry says: wait until both workers have
+        # measured their clocks against each other (before, they are "unsynced").
+        def both_synced(kvs: dict[str, KeyValue]) -> bool:
+            clocks = [json.loads(kvs[w].value).get("clock") or {} for w in ("w0", "w1")
+                      if w in kvs]
+            return len(clocks) == 2 and all(c.get("state") == "ok" for c in clocks)
+
+        await wait_for_prefix(store, keys.workers, both_synced, timeout=30)
         await page.get_by_role("link", name="Workers").click()
         rows = page.locator("table.workers tbody tr")
         await expect(rows).to_have_count(3)

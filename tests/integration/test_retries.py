@@ -14,6 +14,7 @@ from tests.workerkit import (
     job_service,
     ms,
     running_worker,
+    synced,
     wait_final,
     wait_output,
 )
@@ -93,6 +94,7 @@ async def test_any_worker_hands_the_next_attempt_to_another_worker(
         for worker in (wa, wb):
             async with asyncio.timeout(30):
                 await worker.workers.wait_for(lambda w=worker: len(w.workers.items) == 2)
+        await synced(wa, wb)
         rid = await jobs.run_now("roamer", actor="tests")
         docs = [await wait_final(logs, f"{rid}#{n}") for n in (1, 2, 3)]
         async with asyncio.timeout(30):
@@ -173,6 +175,7 @@ async def test_a_retry_goes_only_to_workers_matching_the_job_targets(
         for worker in (a1, a2):
             async with asyncio.timeout(30):
                 await worker.workers.wait_for(lambda w=worker: len(w.workers.items) == 3)
+        await synced(a1, a2)
         rid = await jobs.run_now("zoned", actor="tests")
         docs = [await wait_final(logs, f"{rid}#{n}") for n in (1, 2)]
     assert {docs[0]["worker"], docs[1]["worker"]} == {"a1", "a2"}
