@@ -15,6 +15,22 @@ from cronswarm.common import Settings
 ROOT = Path(__file__).resolve().parent.parent
 
 
+# A job that forks a tree of sleeping processes: the shell, a child, a
+# grandchild under another shell, a grandchild that left the session with
+# setsid and was orphaned (its parent exits at once), and an orphaned session
+# leader ignoring SIGTERM with its own child (which inherits that). Every
+# process's pid is printed as "pid N", then READY.
+PROCESS_TREE = r"""
+echo "pid $$"
+sleep 1000 & echo "pid $!"
+sh -c 'sleep 1000 & echo "pid $!"; wait' & echo "pid $!"
+(setsid sleep 1000 & echo "pid $!")
+(setsid sh -c 'trap "" TERM; sleep 1000 & echo "pid $!"; wait' & echo "pid $!")
+echo READY
+wait
+"""
+
+
 class Proc:
     """A child process whose stderr (or ``stream``) is read line by line (for
     readiness lines)."""

@@ -15,6 +15,7 @@ import pytest
 from cronswarm.common import Keyspace, Settings
 from cronswarm.coord import EtcdStore, wait_deleted
 from cronswarm.logstore import MongoLogStore
+from tests.procs import PROCESS_TREE
 from tests.workerkit import (
     Gate,
     alive,
@@ -27,20 +28,6 @@ from tests.workerkit import (
     wait_output,
 )
 
-# A tree of sleeping processes: the shell, a child, a grandchild under another
-# shell, a grandchild that left the session with setsid and was orphaned (its
-# parent exits at once), and an orphaned session leader ignoring SIGTERM with
-# its own child (which inherits that). Every process's pid is printed.
-TREE = r"""
-echo "pid $$"
-sleep 1000 & echo "pid $!"
-sh -c 'sleep 1000 & echo "pid $!"; wait' & echo "pid $!"
-(setsid sleep 1000 & echo "pid $!")
-(setsid sh -c 'trap "" TERM; sleep 1000 & echo "pid $!"; wait' & echo "pid $!")
-echo READY
-wait
-"""
-
 
 def pids_in(output: bytes) -> set[int]:
     return {int(line.split()[1]) for line in output.decode().splitlines()
@@ -51,7 +38,7 @@ async def test_kill_stops_the_whole_tree_within_a_second(
     settings: Settings, store: EtcdStore, logs: MongoLogStore, keys: Keyspace
 ) -> None:
     jobs = job_service(store, logs, keys)
-    await create_job(jobs, name="tree", command=TREE, kill_grace=10)
+    await create_job(jobs, name="tree", command=PROCESS_TREE, kill_grace=10)
     async with running_worker(settings, store, logs) as worker:
         rid = await jobs.run_now("tree", actor="tests")
         record_id = f"{rid}#1"

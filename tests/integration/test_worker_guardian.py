@@ -18,19 +18,8 @@ from cronswarm.worker._procfs import children_of, read_stat
 from tests import procs
 from tests.workerkit import create_job, job_service, wait_exited, wait_final
 
-# The shell, a child, a grandchild under another shell, an orphan that left
-# the session with setsid, and an orphaned session leader ignoring SIGTERM
-# with its child: every pid is written to the FIFO named by $1.
-TREE = r"""
-exec > "$1"
-echo "pid $$"
-sleep 1000 & echo "pid $!"
-sh -c 'sleep 1000 & echo "pid $!"; wait' & echo "pid $!"
-(setsid sleep 1000 & echo "pid $!")
-(setsid sh -c 'trap "" TERM; sleep 1000 & echo "pid $!"; wait' & echo "pid $!")
-echo READY
-wait
-"""
+# procs.PROCESS_TREE, its pids written to the FIFO named by $1.
+TREE = 'exec > "$1"\n' + procs.PROCESS_TREE
 
 
 @contextlib.asynccontextmanager
