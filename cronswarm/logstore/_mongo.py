@@ -257,8 +257,9 @@ class MongoLogStore:
         docs = [record_to_doc(r, default_retention_days=self.default_retention_days)
                 for r in coalesce_records(records)]
         rejected: dict[str, str] = {}
-        hours = {d["tick"] for d in docs}
-        await self.hourly.touch(hours)  # before: a recount from now on may miss these
+        ticks = [d["tick"] for d in docs]
+        # Before: a recount from now on may miss these (only hours a reader may cache).
+        await self.hourly.touch(self.hourly.closed(ticks, from_ms(self.clock.now_ms())))
         # Most records are new documents (a running record, or a final one whose
         # running record was coalesced away in the same batch): insert them all,
         # then update the few that exist, only where the stored seq is lower.
@@ -268,8 +269,10 @@ class MongoLogStore:
             await self._bulk([UpdateOne({"_id": d["_id"], "seq": {"$lt": d["seq"]}},
                                         {"$set": _update_fields(d)}, upsert=True)
                               for d in updates], updates, rejected)
-        await self.last.note(d for d in docs if d["_id"] not in rejected)
-        await self.hourly.touch(hours)  # after: counts taken meanwhile are stale
+        replaced = {d["_id"] for d in existing}
+        await self.last.note((d for d in docs if d["_id"] not in rejected), replaced)
+        # After: counts taken meanwhile are stale (an hour may have closed meanwhile).
+        await self.hourly.touch(self.hourly.closed(ticks, from_ms(self.clock.now_ms())))
         if rejected:
             raise LogStoreRejected(rejected)
 
@@ -349,7 +352,7 @@ class MongoLogStore:
             return out
         if job is None:
             # Pre-aggregated per hour (run_hours): fast whatever the window.
-            counts = await self.hourly.count(start, end)
+            counts = await self.hourly.count(start, end, from_ms(self.clock.now_ms()))
         else:
             # One job: its range of the (job, tick, _id) index, grouped by status.
             counts = Counter()
@@ -449,5 +452,6 @@ class MongoLogStore:
             raise LogStoreUnavailable(str(exc)) from exc
 
     async def close(self) -> None:
+        await self.last.close()  # what it holds back
         if self._owns_client:
             await self.client.close()

@@ -34,9 +34,11 @@ one), and counts the partial hours at the ends from the runs.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
+import logging
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any
 
 from pymongo import DESCENDING, UpdateOne
@@ -45,6 +47,8 @@ from pymongo.errors import BulkWriteError, PyMongoError
 
 from ..common import to_ms
 from ._abc import LogStoreUnavailable
+
+log = logging.getLogger(__name__)
 
 Doc = dict[str, Any]
 
@@ -58,6 +62,14 @@ _RECENT_FIELDS = ("_id", "run_id", "job", "tick", "attempt", "seq", "status", "s
                   "ended")  # what a trend shows (a bar's height is ended - started)
 _RECOUNT_CONCURRENCY = 8
 HOUR = dt.timedelta(hours=1)
+ROLLUP_EVERY_S = 15.0  # a job's rollups are written at most this often, status changes aside
+RUNNING = "running"
+# The hours whose counts may be cached. A writer skips its bumps (``touch``)
+# for an hour still open for writes: not ended ``OPEN_FOR`` ago by its clock;
+# a reader caches an hour only once it ended ``CACHED_AFTER`` ago by its own.
+# The difference is the clock offset and write delay this tolerates.
+OPEN_FOR = dt.timedelta(minutes=5)
+CACHED_AFTER = dt.timedelta(minutes=15)
 
 
 def floor_hour(t: dt.datetime) -> dt.datetime:
@@ -102,26 +114,185 @@ def newest_states(entries: Iterable[Mapping[str, Any]]) -> list[Doc]:
                   key=lambda e: (e["tick"], e["attempt"]), reverse=True)
 
 
+class Held:
+    """What one job's rollups are to get: its newest run document and the
+    newest state of each of its run documents seen since the last write."""
+
+    __slots__ = ("due", "expire_at", "job", "newest", "pull", "recent")
+
+    def __init__(self, job: str) -> None:
+        self.job = job
+        self.newest: Mapping[str, Any] | None = None
+        self.recent: dict[Any, Doc] = {}
+        self.pull: set[Any] = set()
+        self.expire_at: dt.datetime | None = None
+        self.due = 0.0  # loop time it is written at, held back
+
+    @property
+    def status(self) -> str | None:
+        return None if self.newest is None else str(self.newest["status"])
+
+    def add(self, docs: Iterable[Mapping[str, Any]], replaced: Collection[Any],
+            keep: dt.timedelta) -> None:
+        for doc in docs:
+            if self.newest is None or _order(doc) >= _order(self.newest):
+                self.newest = doc
+            entry = recent_entry(doc)
+            held = self.recent.get(entry["_id"])
+            if held is None or (entry.get("seq") or 0) >= (held.get("seq") or 0):
+                self.recent[entry["_id"]] = entry
+            if doc["_id"] in replaced:
+                self.pull.add(doc["_id"])
+            until = doc.get("expire_at") or doc["tick"] + keep
+            self.expire_at = until if self.expire_at is None else max(self.expire_at, until)
+        if len(self.recent) > RECENT_KEPT:  # only the newest are kept anyway
+            newest = sorted(self.recent.values(), key=lambda e: (e["tick"], e["attempt"]))
+            self.recent = {e["_id"]: e for e in newest[-RECENT_KEPT:]}
+
+    def merge(self, other: Held) -> None:
+        """Add what ``other`` holds (of the same job)."""
+        if other.newest is not None and (self.newest is None
+                                         or _order(other.newest) >= _order(self.newest)):
+            self.newest = other.newest
+        for entry in other.recent.values():
+            held = self.recent.get(entry["_id"])
+            if held is None or (entry.get("seq") or 0) >= (held.get("seq") or 0):
+                self.recent[entry["_id"]] = entry
+        self.pull |= other.pull
+        if other.expire_at is not None:
+            self.expire_at = (other.expire_at if self.expire_at is None
+                              else max(self.expire_at, other.expire_at))
+
+
 class LastRuns:
-    """The ``run_last`` collection: one document per job."""
+    """The ``run_last`` and ``run_trend`` collections: one document per job each.
+
+    Writes are held back per job: a job whose rollups were written less than
+    ``every_s`` ago gets its next ones when that time is up (one write for
+    the runs of a job that fires every second, instead of one per run), unless
+    readers would see a change (the last write showed a run still running, or
+    the newest run's status differs). Anything held is written by a timer, before
+    this store reads the rollups, and at ``close``. A process killed with
+    writes held back leaves its jobs' rollups up to ``every_s`` behind until
+    their next runs; the runs themselves are written in full.
+    """
 
     def __init__(self, runs: AsyncCollection[Doc], last: AsyncCollection[Doc],
-                 trend: AsyncCollection[Doc], *, default_retention_days: int) -> None:
+                 trend: AsyncCollection[Doc], *, default_retention_days: int,
+                 every_s: float = ROLLUP_EVERY_S) -> None:
         self.runs = runs
         self.last = last
         self.trend = trend
         self.keep = dt.timedelta(days=default_retention_days)
+        self.every_s = every_s
+        self._held: dict[str, Held] = {}
+        self._shown: dict[str, tuple[float, str | None]] = {}  # job -> (written at, status)
+        self._pruned_at = 0.0
+        self._timer: asyncio.Task[None] | None = None
 
     async def ensure_indexes(self) -> None:
         await self.last.create_index("expire_at", expireAfterSeconds=0, name="retention")
         await self.trend.create_index("expire_at", expireAfterSeconds=0, name="retention")
 
-    async def note(self, docs: Iterable[Mapping[str, Any]]) -> None:
+    async def note(self, docs: Iterable[Mapping[str, Any]],
+                   replaced: Collection[Any] = ()) -> None:
         """Make each job's entry the newest of what it holds and ``docs``, and
-        add ``docs`` to the jobs' recent runs (``run_trend``)."""
-        docs = list(docs)
+        add ``docs`` to the jobs' recent runs (``run_trend``), now or within
+        ``every_s`` (see ``Held``). ``replaced``: the ids of ``docs`` that had
+        an earlier state written (its trend entry is pulled)."""
+        now = asyncio.get_running_loop().time()
+        per_job: dict[str, list[Mapping[str, Any]]] = {}
+        for doc in docs:
+            per_job.setdefault(doc["job"], []).append(doc)
+        due: list[Held] = []
+        for job, job_docs in per_job.items():
+            held = self._held.pop(job, None) or Held(job)
+            held.add(job_docs, replaced, self.keep)
+            shown = self._shown.get(job)
+            if (shown is None or now - shown[0] >= self.every_s
+                    or shown[1] == RUNNING or held.status != shown[1]):
+                due.append(held)  # new to readers: shown at once
+            else:
+                held.due = shown[0] + self.every_s
+                self._held[job] = held
+        due += self._take_due(now)
+        await self._write(due, now)
+        self._prune(now)
+        self._arm()
+
+    def _take_due(self, now: float) -> list[Held]:
+        ready = [h for h in self._held.values() if h.due <= now]
+        for held in ready:
+            del self._held[held.job]
+        return ready
+
+    async def flush(self) -> None:
+        """Write everything held back (before reading the rollups, and at close)."""
+        held, self._held = list(self._held.values()), {}
+        await self._write(held, asyncio.get_running_loop().time())
+
+    async def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._timer
+            self._timer = None
+        try:
+            await self.flush()
+        except LogStoreUnavailable as exc:
+            log.warning("closing with the rollups of %d jobs unwritten (each is written "
+                        "again with its job's next run): %s", len(self._held), exc)
+
+    def _arm(self) -> None:
+        """Make sure a task writes what is held back when it is due."""
+        if self._held and (self._timer is None or self._timer.done()):
+            self._timer = asyncio.create_task(self._write_when_due(), name="rollups")
+
+    async def _write_when_due(self) -> None:
+        failures = 0
+        while self._held:
+            loop = asyncio.get_running_loop()
+            wake = min(h.due for h in self._held.values())
+            if failures:
+                wake = max(wake, loop.time() + min(self.every_s, 2.0 ** (failures - 1)))
+            await asyncio.sleep(max(0.0, wake - loop.time()))
+            now = loop.time()
+            try:
+                await self._write(self._take_due(now), now)
+                failures = 0
+            except LogStoreUnavailable as exc:
+                failures += 1
+                log.warning("cannot write the run rollups (retrying): %s", exc)
+
+    def _prune(self, now: float) -> None:
+        """Forget jobs shown long ago (they are written at once next time)."""
+        if now - self._pruned_at < self.every_s:
+            return
+        self._pruned_at = now
+        self._shown = {job: shown for job, shown in self._shown.items()
+                       if now - shown[0] < self.every_s or shown[1] == RUNNING}
+
+    async def _write(self, held: Sequence[Held], now: float) -> None:
+        if not held:
+            return
+        try:
+            await self._write_last([h.newest for h in held if h.newest is not None])
+            await self._write_recent(held)
+        except LogStoreUnavailable:
+            for h in held:  # kept, merged with anything held since, for the next write
+                again = self._held.get(h.job)
+                if again is not None:
+                    h.merge(again)
+                h.due = now
+                self._held[h.job] = h
+            self._arm()
+            raise
+        for h in held:
+            self._shown[h.job] = (now, h.status)
+
+    async def _write_last(self, newest: Sequence[Mapping[str, Any]]) -> None:
         ops = []
-        for doc in newest_per_job(docs):
+        for doc in newest:
             order = _order(doc)
             summary = {k: v for k, v in doc.items() if k not in _NOT_SUMMARISED}
             ops.append(UpdateOne(
@@ -141,27 +312,21 @@ class LastRuns:
                 raise LogStoreUnavailable(f"cannot update run_last: {others[:1]}") from exc
         except PyMongoError as exc:
             raise LogStoreUnavailable(str(exc)) from exc
-        await self._note_recent(docs)
 
-    async def _note_recent(self, docs: Sequence[Mapping[str, Any]]) -> None:
-        """Pull the older states of ``docs`` from their jobs' recent runs, then push them."""
-        per_job: dict[str, list[Doc]] = {}
-        expire: dict[str, dt.datetime] = {}
-        pulls = []
-        for doc in docs:
-            entry = recent_entry(doc)
-            job = doc["job"]
-            per_job.setdefault(job, []).append(entry)
-            until = doc.get("expire_at") or doc["tick"] + self.keep
-            expire[job] = max(expire.get(job, until), until)
-            pulls.append(UpdateOne({"_id": job}, {"$pull": {"recent": {
-                "_id": entry["_id"], "seq": {"$lte": entry["seq"]}}}}))
-        pushes = [UpdateOne({"_id": job}, {
-            "$push": {"recent": {"$each": entries, "$sort": _RECENT_ORDER,
+    async def _write_recent(self, held: Sequence[Held]) -> None:
+        """Pull the older states of the replaced documents from their jobs'
+        recent runs, then push the new states."""
+        pulls = [UpdateOne({"_id": h.job}, {"$pull": {"recent": {
+            "_id": entry["_id"], "seq": {"$lte": entry["seq"]}}}})
+            for h in held for entry in h.recent.values() if entry["_id"] in h.pull]
+        pushes = [UpdateOne({"_id": h.job}, {
+            "$push": {"recent": {"$each": list(h.recent.values()), "$sort": _RECENT_ORDER,
                                  "$slice": -RECENT_KEPT}},
-            "$max": {"expire_at": expire[job]},
+            "$max": {"expire_at": h.expire_at},
             "$setOnInsert": {"complete": False}}, upsert=True)
-            for job, entries in per_job.items()]
+            for h in held if h.recent]
+        if not pulls and not pushes:
+            return
         try:
             await self.trend.bulk_write(pulls + pushes, ordered=True)
         except PyMongoError as exc:
@@ -170,6 +335,8 @@ class LastRuns:
     async def recent(self, jobs: Sequence[str]) -> dict[str, list[Doc] | None]:
         """The recent run documents (a few fields) of each of ``jobs``, newest
         first; None for a job whose entry is not known to be complete."""
+        if self._held:
+            await self.flush()  # what this process holds back
         wanted = list(dict.fromkeys(jobs))
         flt: Doc = {} if len(wanted) > _READ_ALL_ABOVE else {"_id": {"$in": wanted}}
         found: dict[str, list[Doc] | None] = dict.fromkeys(wanted)
@@ -208,6 +375,8 @@ class LastRuns:
 
     async def get(self, jobs: Sequence[str]) -> dict[str, Doc]:
         """A summary (no output) of the newest run of each of ``jobs`` that has one."""
+        if self._held:
+            await self.flush()  # what this process holds back
         wanted = list(dict.fromkeys(jobs))
         # A long $in costs some servers a comparison per value and document;
         # the collection holds one small document per job, so read it whole.
@@ -231,6 +400,8 @@ class LastRuns:
     async def statuses(self, jobs: Sequence[str]) -> dict[str, str]:
         """The status of the newest run of each of ``jobs`` that has one (a
         projection of ``get``: a fraction of its cost for every job)."""
+        if self._held:
+            await self.flush()  # what this process holds back
         wanted = list(dict.fromkeys(jobs))
         flt: Doc = {} if len(wanted) > _READ_ALL_ABOVE else {"_id": {"$in": wanted}}
         chosen = set(wanted)
@@ -270,6 +441,14 @@ class HourlyCounts:
     async def ensure_indexes(self) -> None:
         await self.hours.create_index("expire_at", expireAfterSeconds=0, name="retention")
 
+    @staticmethod
+    def closed(ticks: Iterable[dt.datetime], now: dt.datetime) -> set[dt.datetime]:
+        """The hours of ``ticks`` a reader may have cached (or soon may):
+        those a writer bumps (``touch``). Writes into an hour still open
+        (the current one, in practice) need no bump: no reader caches it
+        before they landed, and a write that lands late bumps it after."""
+        return {hour for hour in map(floor_hour, ticks) if hour + HOUR + OPEN_FOR <= now}
+
     async def touch(self, ticks: Iterable[dt.datetime]) -> None:
         """Mark the hours of ``ticks`` as changed (before and after writing runs)."""
         ops = [UpdateOne({"_id": hour},
@@ -278,6 +457,8 @@ class HourlyCounts:
                                            "expire_at": hour + HOUR + self.keep}},
                          upsert=True)
                for hour in sorted({floor_hour(t) for t in ticks})]
+        if not ops:
+            return
         for attempt in (1, 2):
             try:
                 await self.hours.bulk_write(ops, ordered=False)
@@ -292,8 +473,9 @@ class HourlyCounts:
             except PyMongoError as exc:
                 raise LogStoreUnavailable(str(exc)) from exc
 
-    async def count(self, start: dt.datetime, end: dt.datetime) -> Counter[str]:
-        """Runs per status with ``start <= tick < end``."""
+    async def count(self, start: dt.datetime, end: dt.datetime, now: dt.datetime
+                    ) -> Counter[str]:
+        """Runs per status with ``start <= tick < end``; ``now`` by the reader's clock."""
         totals: Counter[str] = Counter()
         first, last = ceil_hour(start), floor_hour(end)
         if first >= last:
@@ -308,7 +490,9 @@ class HourlyCounts:
             stale = []
             for hour in full:
                 bucket = buckets.get(hour)
-                if bucket is not None and bucket["rolled"] == bucket["version"]:
+                if hour + HOUR + CACHED_AFTER > now:
+                    edges.append((hour, hour + HOUR))  # still open to writers: counted, not cached
+                elif bucket is not None and bucket["rolled"] == bucket["version"]:
                     totals.update(bucket["counts"])
                 else:
                     stale.append((hour, bucket))

@@ -4,6 +4,7 @@ The estimation is pure (``common._offset``, which says why peers and a median);
 this module carries the NTP exchanges. Every worker writes a beacon to
 ``/clock/<id>`` (on its lease) every ``BEACON_INTERVAL_S``:
 ``{"t": <its clock when sent>, "echo": {<peer>: [<peer's t>, <its clock when that arrived>]}}``
+(and ``"need": true`` while its own clock is not known to be within the bound)
 and watches the others'. A beacon that echoes one of ours closes an exchange:
 ``t1`` (ours, echoed), ``t2`` (the peer's arrival time, echoed), ``t3`` (the
 beacon's own ``t``), ``t4`` (our clock when the watch delivered it).
@@ -13,14 +14,19 @@ corrected one. What arrives late (a watch's first snapshot, a busy event loop)
 only widens that sample's delay, and so its bound: the bound still holds, and
 the least-delay filter prefers better samples.
 
-Cost: one put per worker per interval, each seen by every worker, each beacon
-naming at most ``MAX_ECHOES`` peers (a cluster larger than that measures
-against a changing subset, which a median tolerates).
+Cost: one put per worker every ``STEADY_INTERVAL_S`` once its clock is
+within the bound (every ``BEACON_INTERVAL_S`` until then), each seen by every
+worker, each beacon naming at most ``MAX_ECHOES`` peers (a cluster larger than
+that measures against a changing subset, which a median tolerates). A worker
+that hears a beacon not echoing it (a peer that just joined, or lost sight of
+it) answers at once, so a newcomer is measured within a second or two while
+the steady cluster writes one beacon per worker every few seconds.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -44,7 +50,9 @@ from ..coord import CoordStore, CoordUnavailable, KeyValue, LeaseKeeper, PrefixM
 
 log = logging.getLogger(__name__)
 
-BEACON_INTERVAL_S = 1.0
+BEACON_INTERVAL_S = 1.0  # while this worker's clock is not known to be within the bound
+STEADY_INTERVAL_S = 5.0  # once it is (NTP's poll interval grows the same way)
+ANSWER_GAP_S = 0.2  # the least time between two beacons
 SAMPLES_PER_PEER = 8  # the least-delay one of these is used (NTP's clock filter)
 SAMPLE_TTL_S = 15.0  # older samples are forgotten (a stepped clock shows within this)
 MAX_ECHOES = 16
@@ -69,6 +77,7 @@ class ClockSync:
         self.synced = asyncio.Event()  # set while the clock is within the maximum offset
         self._on_state = on_state
         self._state_changed = asyncio.Event()
+        self._answer = asyncio.Event()  # a peer waits for a beacon echoing it
         self._samples: dict[str, deque[Sample]] = {}
         self._heard: dict[str, tuple[int, int, float]] = {}  # peer -> (its t, our t, mono)
         self._sent: deque[int] = deque(maxlen=SENT_KEPT)
@@ -99,7 +108,12 @@ class ClockSync:
             except CoordUnavailable as exc:
                 log.debug("cannot write the clock beacon: %s", exc)
             self.evaluate()
-            await asyncio.sleep(BEACON_INTERVAL_S)  # the beacon's period
+            await asyncio.sleep(ANSWER_GAP_S)  # the least gap between two beacons
+            period = (STEADY_INTERVAL_S if self.report.state is ClockState.OK
+                      else BEACON_INTERVAL_S) - ANSWER_GAP_S
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._answer.wait(), period)  # or a peer asks
+            self._answer.clear()
 
     async def _report_loop(self, on_state: Callable[[], Awaitable[None]]) -> None:
         while True:
@@ -116,9 +130,11 @@ class ClockSync:
                         for peer, (their_t, our_t, mono) in self._heard.items()
                         if now_mono - mono <= SAMPLE_TTL_S), reverse=True)[:MAX_ECHOES]
         sent_at = self.local.now_ms()
-        value = json.dumps({"t": sent_at, "echo": {
-            peer: [their_t, our_t] for _, peer, their_t, our_t in heard}},
-            separators=(",", ":")).encode()
+        beacon: dict[str, object] = {"t": sent_at, "echo": {
+            peer: [their_t, our_t] for _, peer, their_t, our_t in heard}}
+        if self.report.state is not ClockState.OK:
+            beacon["need"] = True  # peers answer at once
+        value = json.dumps(beacon, separators=(",", ":")).encode()
         self._sent.append(sent_at)
         await self.store.put(self.keys.clock(self.id), value, lease=self.lease.lease_id)
 
@@ -141,6 +157,9 @@ class ClockSync:
             return
         mono = time.monotonic()
         self._heard[peer] = (their_t, arrived, mono)
+        if beacon.get("need") is True or (
+                not isinstance(mine, list) and isinstance(echo, dict) and len(echo) < MAX_ECHOES):
+            self._answer.set()  # the peer is not measured yet, or has not heard us
         if not (isinstance(mine, list) and len(mine) == 2):
             return
         try:

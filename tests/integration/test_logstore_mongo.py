@@ -1,5 +1,6 @@
 """Contract of the log store, on a real MongoDB-protocol server."""
 
+import asyncio
 import random
 import time
 from dataclasses import replace
@@ -29,8 +30,11 @@ from cronswarm.logstore._rollups import RECENT_KEPT
 class FixedClock:
     NOW = 1_800_000_000_000
 
+    def __init__(self, now: int = NOW) -> None:
+        self.now = now
+
     def now_ms(self) -> int:
-        return self.NOW
+        return self.now
 
 
 def record(job: str, tick: int, status: RunStatus = RunStatus.SUCCEEDED, attempt: int = 1,
@@ -495,3 +499,81 @@ async def test_recent_runs_of_history_written_before_the_rollup_kept_them(
         1000 * (i + 1) for i in reversed(range(5, 25))]
     second = await logs.recent_runs({"old": 60_000}, 20)
     assert _trend_of(second["old"]) == await _truth(logs, "old", 20)
+
+
+async def test_a_frequent_jobs_rollups_are_written_once_per_interval_and_changes_at_once(
+        logs: MongoLogStore, settings: Settings) -> None:
+    def shown(status: RunStatus, tick: int) -> tuple[str, int]:
+        return status.value, tick
+
+    async def last_seen() -> tuple[str, int]:
+        # Read by another process's store: it sees only what was written.
+        doc = await logs.db["run_last"].find_one({"_id": "often"})
+        assert doc is not None
+        return doc["run"]["status"], to_ms(doc["run"]["tick"])
+
+    writer = MongoLogStore(logs.client, database=settings.mongodb_database)
+    writer.last.every_s = 3600.0  # nothing held back comes due during this part
+    try:
+        await writer.write_runs([record("often", 1000)])
+        assert await last_seen() == shown(RunStatus.SUCCEEDED, 1000)  # new: at once
+        await writer.write_runs([record("often", 2000)])
+        assert await last_seen() == shown(RunStatus.SUCCEEDED, 1000)  # same news: held
+        await writer.write_runs([record("often", 3000, RunStatus.FAILED)])
+        assert await last_seen() == shown(RunStatus.FAILED, 3000)  # a change: at once
+        await writer.write_runs([record("often", 4000, RunStatus.RUNNING)])
+        assert await last_seen() == shown(RunStatus.RUNNING, 4000)
+        await writer.write_runs([record("often", 4000, RunStatus.FAILED)])
+        assert await last_seen() == shown(RunStatus.FAILED, 4000)  # after running: at once
+        await writer.write_runs([record("often", 5000, RunStatus.FAILED)])
+        assert await last_seen() == shown(RunStatus.FAILED, 4000)
+        trend = (await logs.db["run_trend"].find_one({"_id": "often"})) or {}
+        assert 5000 not in [to_ms(e["tick"]) for e in trend.get("recent", [])]
+    finally:
+        await writer.close()  # writes what it held back
+    assert await last_seen() == shown(RunStatus.FAILED, 5000)
+    trend = (await logs.db["run_trend"].find_one({"_id": "often"})) or {}
+    assert sorted({to_ms(e["tick"]) for e in trend["recent"]}) == [1000, 2000, 3000, 4000, 5000]
+
+    # Held back, then written by the store's timer when due.
+    timed = MongoLogStore(logs.client, database=settings.mongodb_database)
+    timed.last.every_s = 0.2
+    try:
+        await timed.write_runs([record("often", 6000, RunStatus.FAILED)])
+        await timed.write_runs([record("often", 7000, RunStatus.FAILED)])
+        async with asyncio.timeout(30):
+            while await last_seen() != shown(RunStatus.FAILED, 7000):
+                await asyncio.sleep(0.05)  # polling a collection, not a synchronisation
+    finally:
+        await timed.close()
+
+
+async def test_runs_of_hours_still_open_to_writers_are_counted_without_bumps(
+        logs: MongoLogStore, settings: Settings) -> None:
+    hour = 3_600_000
+    now = FixedClock.NOW - FixedClock.NOW % hour + 10 * 60_000  # ten minutes into an hour
+    store = MongoLogStore(logs.client, database=settings.mongodb_database,
+                          clock=FixedClock(now))
+    try:
+        current = [record("c", now - 60_000 * i, RunStatus.SUCCEEDED, attempt=i + 1)
+                   for i in range(5)]
+        before = [record("b", now - 11 * 60_000 - 1000 * i, RunStatus.FAILED)
+                  for i in range(3)]  # the hour that ended ten minutes ago
+        older = [record("o", now - 3 * hour, RunStatus.TIMEOUT)]
+        await store.write_runs(current + before + older)
+        this_hour = now // hour * hour
+        hours = {to_ms(b["_id"]) async for b in logs.db["run_hours"].find({})}
+        assert hours == {this_hour - 3 * hour, this_hour - hour}  # not the one still open
+        counts = await store.count_runs(since=now - 4 * hour, until=now + hour)
+        assert (counts[RunStatus.SUCCEEDED], counts[RunStatus.FAILED],
+                counts[RunStatus.TIMEOUT]) == (5, 3, 1)
+        # The hour before is counted, not cached, until every writer is done with it.
+        buckets = {to_ms(b["_id"]): b async for b in logs.db["run_hours"].find({})}
+        assert buckets[this_hour - hour]["rolled"] != buckets[this_hour - hour]["version"]
+        assert buckets[this_hour - 3 * hour]["rolled"] == buckets[this_hour - 3 * hour]["version"]
+        late = record("b", now - 11 * 60_000 - 500, RunStatus.FAILED, attempt=2)
+        await store.write_runs([late])
+        counts = await store.count_runs(since=now - 4 * hour, until=now + hour)
+        assert counts[RunStatus.FAILED] == 4
+    finally:
+        await store.close()
