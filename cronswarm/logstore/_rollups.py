@@ -62,7 +62,7 @@ _RECENT_FIELDS = ("_id", "run_id", "job", "tick", "attempt", "seq", "status", "s
                   "ended")  # what a trend shows (a bar's height is ended - started)
 _RECOUNT_CONCURRENCY = 8
 HOUR = dt.timedelta(hours=1)
-ROLLUP_EVERY_S = 15.0  # a job's rollups are written at most this often, status changes aside
+ROLLUP_EVERY_S = 30.0  # a job's rollups are written at most this often, status changes aside
 RUNNING = "running"
 # The hours whose counts may be cached. A writer skips its bumps (``touch``)
 # for an hour still open for writes: not ended ``OPEN_FOR`` ago by its clock;

@@ -3,9 +3,10 @@
 Acknowledgement. ``submit`` returns once the record is appended to the spool
 and fsync'd. Submits that arrive while one fsync runs share the next one
 (group commit), so this costs about one fsync of latency and never waits for
-MongoDB. The worker submits a run's ``running`` record before the job starts
-and its final record before it releases the run's keys in etcd, so neither a
-job's start nor its overlap lock waits for a batch timer or for MongoDB.
+MongoDB. The worker submits a run's ``running`` record as the job starts (the
+job does not wait for that fsync; the final record waits for it) and its final
+record before it releases the run's keys in etcd, so neither a job's start nor
+its overlap lock waits for a batch timer or for MongoDB.
 
 Batching. The records also wait in a bounded in-memory queue; one task (``run``)
 writes them in bulk when ``batch_size`` are waiting or ``flush_interval``

@@ -23,7 +23,7 @@ import json
 import logging
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..common import (
@@ -89,6 +89,12 @@ from ._timetable import Timetable
 log = logging.getLogger(__name__)
 
 ON_TIME_MS = 2000  # a tick claimed at most this late is on time (not a misfire)
+# Ticks of ``overlap: allow`` jobs are claimed this long before they are due, and
+# their runs start at the tick (by the cluster's clock): the claim's round trip
+# to etcd is not in the run's lag. Under forbid and replace a tick is claimed
+# when due: its claim decides on the overlap, which an earlier claim would
+# judge too soon.
+CLAIM_AHEAD_MS = 250
 PLAN_RETRY_MS = 1000  # while etcd is unreachable, plans are retried this often
 HISTORY_READ_S = 5.0  # reading a key's history to settle a claim in doubt
 
@@ -394,9 +400,10 @@ class Worker:
         while True:
             self._wake.clear()
             due_at = self.timetable.next_due()
-            now = self.clock.now_ms()
+            now = self.clock.now_ms() + CLAIM_AHEAD_MS  # planned this far ahead
             if due_at is None or due_at > now:
-                deadline = None if due_at is None else loop_deadline(self.clock, due_at)
+                deadline = (None if due_at is None
+                            else loop_deadline(self.clock, due_at - CLAIM_AHEAD_MS))
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout_at(deadline):
                         await self._wake.wait()
@@ -427,6 +434,8 @@ class Worker:
         covered = tick  # every tick up to here is claimed or handled
         try:
             async with self._job_locks.hold(job.name):
+                if job.overlap != "allow":
+                    await self._until(tick)  # claimed when due (CLAIM_AHEAD_MS)
                 await self._resolve_doubt(job)
                 if not self.clock_sync.may_claim:
                     return  # off the cluster's clock: the others claim it
@@ -463,16 +472,30 @@ class Worker:
                     self.timetable.advance(job.name, covered)
                 self._wake.set()
 
+    async def _until(self, instant: int) -> None:
+        """Return at ``instant`` by the cluster's clock (at once if it passed)."""
+        for _ in range(3):  # the loop's timers may wake a millisecond early
+            now = self.clock.now_ms()
+            if now >= instant:
+                return
+            await asyncio.sleep((instant - now) / 1000)  # a tick's own time
+
+    def _horizon(self, job: Job) -> int:
+        """The newest tick of ``job`` that may be claimed now."""
+        ahead = CLAIM_AHEAD_MS if job.overlap == "allow" else 0
+        return self.clock.now_ms() + ahead
+
     async def _execute_plan(self, job: Job) -> int | None:
-        """Claim (or skip) the job's ticks up to now; returns the ``now`` planned up
-        to, or None if five plans in a row were overtaken (nothing is covered)."""
+        """Claim (or skip) the job's ticks up to its horizon; returns the instant
+        planned up to, or None if five plans in a row were overtaken (nothing is
+        covered)."""
         entry = self.timetable.get(job.name)
-        now = self.clock.now_ms()
+        now = self._horizon(job)
         if entry is None:
             return now
         token = self._token_of(job.name)
         for _ in range(5):  # re-plan when the token moved or a tick became a misfire
-            now = self.clock.now_ms()
+            now = self._horizon(job)
             if token is None:
                 # No token (a job written without one): only the newest due tick.
                 due = list(entry.schedule.fires_between(now - ON_TIME_MS - 1, now))
@@ -542,7 +565,7 @@ class Worker:
                 raise Fenced  # as if etcd were down: planned again once the lease is safe
             rid = run_id(job.name, tick)
             info = run_info(run_id=rid, worker=self.id, lease=self.lease.lease_id, tick=tick,
-                            started=self.clock.now_ms())
+                            started=max(tick, self.clock.now_ms()))
             claimant = self._claimant()
             since = self.last.revision
             self.counters["claim_txns"] += 1
@@ -680,6 +703,11 @@ class Worker:
         try:
             if replacing and replacing.get("run_id") and replacing.get("run_id") != live.run_id:
                 await self._replace(job, str(replacing["run_id"]), live.run_id)
+            if live.tick > self.clock.now_ms():  # claimed ahead: starts at its tick
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout_at(loop_deadline(self.clock, live.tick)):
+                        await live.kill.requested.wait()
+                await self._until(live.tick)
             policy = job.retry
             due = live.tick
             while True:
@@ -800,7 +828,11 @@ class Worker:
             trigger=live.trigger, started=started, retention_days=job.retention_days,
         )
         self.counters["runs_started"] += 1
-        await self.sink.submit(record)
+        # The job starts while its running record's fsync is in flight: were
+        # the worker to die before it lands, the running key in etcd still
+        # names the run (the elected master records it lost). The final
+        # record is submitted after it, never before.
+        accepted = asyncio.ensure_future(self.sink.submit(replace(record)))
         ctx = RunContext(job, live.run_id, live.tick, live.attempt, self.id, kill=live.kill,
                          output=live.output, shell=self.settings.shell,
                          allow_run_as=self.settings.allow_run_as)
@@ -829,6 +861,10 @@ class Worker:
             if result.status is RunStatus.KILLED and live.kill.reason == LEASE_LOST:
                 record.extra["reason"] = LEASE_LOST_REASON  # the master retries it as lost
             self.counters["runs_finished"] += 1
+            try:
+                await accepted
+            except Exception:  # the final record carries everything it held
+                log.exception("cannot accept the running record of %s", live.run_id)
             await self.sink.submit(record)
             feed.finish(result.status.value)
         return result
