@@ -201,6 +201,7 @@ class Worker:
                                  keep_values=False)
         self.last = PrefixMirror(store, self.keys.last_dir)
         self.workers = PrefixMirror(store, self.keys.workers)
+        self._members: dict[str, tuple[int, dict[str, str], bool]] = {}  # _owner's parse cache
         self.killers = PrefixMirror(store, self.keys.killer_dir, on_change=self._on_killer)
         self.once = PrefixMirror(store, self.keys.once_dir, on_change=self._on_once)
         self.info = WorkerInfo(self.id, self.labels, self.clock.now_ms())
@@ -412,10 +413,17 @@ class Worker:
                 self._spawn(self._plan(entry.job, tick), name=f"plan:{entry.job.name}")
 
     def _owner(self, key: str, job: Job) -> str:
-        candidates = [
-            name for name, kv in self.workers.items.items()
-            if job.matches(_labels_of(kv)) and may_own(kv.value)
-        ]
+        candidates = []
+        for name, kv in self.workers.items.items():
+            member = self._members.get(name)
+            if member is None or member[0] != kv.mod_revision:
+                # Parsed once per registration, not once per tick.
+                member = (kv.mod_revision, _labels_of(kv), may_own(kv.value))
+                self._members[name] = member
+            if member[2] and job.matches(member[1]):
+                candidates.append(name)
+        if len(self._members) > 2 * len(self.workers.items) + 16:
+            self._members = {n: m for n, m in self._members.items() if n in self.workers.items}
         return rendezvous_owner(key, candidates) or self.id
 
     async def _hand_off(self, job: Job, key: str, claimed: Callable[[], bool],
