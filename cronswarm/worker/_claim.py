@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import Enum
@@ -36,7 +37,12 @@ from ..coord import (
     Txn,
     TxnOp,
     TxnResult,
+    WatchCompacted,
 )
+
+log = logging.getLogger(__name__)
+
+HISTORY_READ_S = 5.0  # reading a key's history to settle a write in doubt
 
 
 class Outcome(Enum):
@@ -177,14 +183,16 @@ async def claim(
     claimant: str,
     once_revision: int | None = None,
     retry_for: float = 2.0,
+    since: int = 0,
 ) -> Claim:
     """Claim ``tick`` of ``job`` (one transaction; two for a job's first tick),
     or with ``once_revision`` the run-now request at that revision.
 
     Transient etcd errors are retried for ``retry_for`` seconds (a member
     failing over). A claim that committed although its reply was lost is
-    recognised by its claimant in the token, so it is neither lost nor run
-    twice.
+    recognised by its claimant in the token — in the key, or in its history
+    after ``since`` (a revision before the first attempt) when another worker
+    claimed a later tick meanwhile — so it is neither lost nor run twice.
     """
     once = once_revision is not None
     ops = build_claim(keys, job, tick, run_id=run_id, info=info, lease=lease,
@@ -198,8 +206,14 @@ async def claim(
                               claimant=claimant, first=True)
             result, in_doubt = await _txn_retrying(store, ops, retry_for)
             outcome = read_claim(job, result)
-        if in_doubt and outcome.last == encode_tick(tick, claimant):
-            outcome = await recover_claim(store, keys, job, info, outcome.revision)
+        if in_doubt and outcome.outcome is Outcome.TAKEN:
+            token = encode_tick(tick, claimant)
+            if outcome.last == token:
+                outcome = await recover_claim(store, keys, job, info, outcome.revision)
+            else:
+                write = await find_write(store, keys.last(job.name), token, since)
+                if write is not None:
+                    outcome = await recover_claim(store, keys, job, info, write.mod_revision)
     elif outcome.outcome is Outcome.TAKEN and in_doubt:
         # A run-now claim deletes the request: our running key is the evidence.
         mine = await store.get(keys.running(job.name, run_id))
@@ -220,17 +234,48 @@ async def recover_claim(store: CoordStore, keys: Keyspace, job: Job, info: bytes
 
 
 async def claim_skip(store: CoordStore, keys: Keyspace, job: Job, *, fence: bytes,
-                     until: int, claimant: str) -> Claim:
-    """Claim a range of missed ticks as skipped (see ``build_skip``)."""
+                     until: int, claimant: str, since: int = 0) -> Claim:
+    """Claim a range of missed ticks as skipped (see ``build_skip``); a claim
+    in doubt is settled like ``claim``'s."""
     ops = build_skip(keys, job, fence=fence, until=until, claimant=claimant)
     result, in_doubt = await _txn_retrying(store, ops, 2.0)
     if result.succeeded:
         return Claim(Outcome.WON, revision=result.revision)
     found = result.gets[0] if result.gets else []
     last = found[0].value if found else None
-    if in_doubt and last == encode_tick(until, claimant):
+    token = encode_tick(until, claimant)
+    if in_doubt and (last == token or await find_write(
+            store, keys.last(job.name), token, since) is not None):
         return Claim(Outcome.WON, revision=result.revision)
     return Claim(Outcome.STALE, last=last, revision=result.revision)
+
+
+async def find_write(store: CoordStore, key: str, value: bytes, since: int) -> KeyValue | None:
+    """Our write of ``value`` (unique: it names its claimant) to ``key`` after
+    revision ``since``, if it happened: the key now, or else from its history.
+
+    None if it did not, or if the history cannot tell (compacted, or not read
+    within ``HISTORY_READ_S``): logged, and taken as not written.
+    """
+    now = await store.get(key)
+    if now is not None and now.value == value:
+        return now
+    if now is None or now.mod_revision <= since or since <= 0:
+        return None  # not written since before the write was sent
+    try:
+        async with asyncio.timeout(HISTORY_READ_S):
+            async for batch in store.watch_prefix(key, since + 1):
+                for event in batch:
+                    if event.key != key:
+                        continue  # another job whose name starts with this one's
+                    if event.value == value:
+                        return event.kv
+                    if event.mod_revision >= now.mod_revision:
+                        return None
+    except (TimeoutError, WatchCompacted) as exc:
+        log.warning("cannot tell whether %s was written to %s (%s); taking it as not",
+                    value.decode(errors="replace"), key, exc or "timed out")
+    return None
 
 
 def rendezvous_owner(key: str, workers: Iterable[str]) -> str | None:

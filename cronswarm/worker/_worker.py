@@ -54,7 +54,6 @@ from ..coord import (
     PrefixMirror,
     Put,
     Txn,
-    WatchCompacted,
     load_cluster_key,
     wait_deleted,
 )
@@ -64,6 +63,7 @@ from ._claim import (
     Outcome,
     claim,
     claim_skip,
+    find_write,
     in_time,
     plan_ticks,
     recover_claim,
@@ -96,7 +96,6 @@ ON_TIME_MS = 2000  # a tick claimed at most this late is on time (not a misfire)
 # judge too soon.
 CLAIM_AHEAD_MS = 250
 PLAN_RETRY_MS = 1000  # while etcd is unreachable, plans are retried this often
-HISTORY_READ_S = 5.0  # reading a key's history to settle a claim in doubt
 
 
 class KeyedLock:
@@ -520,7 +519,8 @@ class Worker:
                 since = self.last.revision
                 try:
                     result = await claim_skip(self.store, self.keys, job, fence=token,
-                                              until=plan.skip_until, claimant=claimant)
+                                              until=plan.skip_until, claimant=claimant,
+                                              since=since)
                 except CoordUnavailable:
                     self._doubts[job.name] = _Doubt(
                         plan.skip_first, encode_tick(plan.skip_until, claimant), since,
@@ -579,7 +579,8 @@ class Worker:
             self.counters["claim_txns"] += 1
             try:
                 result = await claim(self.store, self.keys, job, tick, run_id=rid, info=info,
-                                     lease=self.lease.lease_id, claimant=claimant)
+                                     lease=self.lease.lease_id, claimant=claimant,
+                                     since=since)
             except CoordUnavailable:
                 # It may have committed with its reply lost: the next plan of
                 # this job finds out before anything else (_resolve_doubt).
@@ -627,26 +628,7 @@ class Worker:
     async def _committed_write(self, job: Job, doubt: _Doubt) -> KeyValue | None:
         """Our write of ``doubt.token`` to ``/last``, if it ever happened: the key
         now, or else its history since ``doubt.since`` (the token is unique)."""
-        key = self.keys.last(job.name)
-        now = await self.store.get(key)
-        if now is not None and now.value == doubt.token:
-            return now
-        if now is None or now.mod_revision <= doubt.since:
-            return None  # not written since before the claim was sent
-        try:
-            async with asyncio.timeout(HISTORY_READ_S):
-                async for batch in self.store.watch_prefix(key, doubt.since + 1):
-                    for event in batch:
-                        if event.key != key:
-                            continue  # another job whose name starts with this one's
-                        if event.value == doubt.token:
-                            return event.kv
-                        if event.mod_revision >= now.mod_revision:
-                            return None
-        except (TimeoutError, WatchCompacted) as exc:
-            log.warning("cannot tell whether the claim of %s@%d committed (%s); "
-                        "taking it as not", job.name, doubt.tick, exc or "timed out")
-        return None
+        return await find_write(self.store, self.keys.last(job.name), doubt.token, doubt.since)
 
     async def _claimed_too_late(self, job: Job, tick: int, rid: str, info: bytes) -> None:
         """A tick claimed after it became a misfire: record it skipped, free its keys."""

@@ -14,7 +14,7 @@ from cronswarm.coord import Compare, CoordUnavailable, EtcdStore, TxnOp, TxnResu
 from cronswarm.logstore import MongoLogStore
 from cronswarm.worker import LogWriter, Worker, rendezvous_owner
 from cronswarm.worker._worker import CLAIM_AHEAD_MS
-from tests.helpers import wait_for_count
+from tests.helpers import wait_for_count, wait_for_prefix
 from tests.swarm import (
     Member,
     assert_every_second_once,
@@ -156,3 +156,76 @@ async def test_a_skip_claim_committed_without_reply_is_recorded(
     assert len(doubted) == 1, "the skip claim that committed without reply has no record"
     assert doubted[0]["extra"]["skipped_ticks"] >= 2
     assert counters["claim_errors"] >= 1
+
+
+class LosingReplyThenLagging(EtcdStore):
+    """etcd whose reply to one chosen claim is lost after it committed; the
+    claim's retry then reaches etcd only after another worker has claimed a
+    later tick (a slow failover), so the token no longer names us."""
+
+    def __init__(self, endpoints: Sequence[str], keys: Keyspace, name: str,
+                 lose: Callable[[Sequence[Compare]], bool]) -> None:
+        super().__init__(endpoints)
+        self.keys = keys
+        self.name = name
+        self.lose = lose
+        self.lost: list[bytes] = []
+        self.retry_waited = False
+
+    async def txn(self, compare: Sequence[Compare], success: Sequence[TxnOp],
+                  failure: Sequence[TxnOp] = ()) -> TxnResult:
+        if self.lost and not self.retry_waited and self.lose(compare):
+            self.retry_waited = True
+            lost_tick = decode_tick(self.lost[0])
+            last = self.keys.last(self.name)
+            await wait_for_prefix(  # the key itself is the mirror's item ""
+                self, last, lambda items: "" in items
+                and decode_tick(items[""].value) > lost_tick, timeout=30)
+        result = await super().txn(compare, success, failure)
+        if result.succeeded and not self.lost and self.lose(compare):
+            self.lost.append(next(op.value for op in success if hasattr(op, "value")))
+            raise CoordUnavailable("test: reply lost")
+        return result
+
+
+async def test_a_claim_whose_retry_finds_a_later_tick_claimed_runs_once(
+    settings: Settings, logs: MongoLogStore,
+) -> None:
+    keys = Keyspace(settings.key_prefix)
+    name = job_owned_by("w0", ["w0", "w1"])
+    armed = asyncio.Event()
+    tick_claim = is_claim_of(keys, name, "<")
+    store = LosingReplyThenLagging(settings.etcd_endpoints, keys, name,
+                                   lambda c: armed.is_set() and tick_claim(c))
+    other: Member | None = None
+    async with faulty_worker(settings, logs, store):
+        try:
+            other = await start_member(settings, logs, "w1")
+            admin = EtcdStore(settings.etcd_endpoints)
+            try:
+                await create_job(admin, logs, settings, name=name, schedule="* * * * * *",
+                                 command="true", overlap="forbid", misfire="run_all")
+                await wait_for_count(logs.runs, {"job": name, "status": "succeeded"},
+                                     lambda n: n >= 3, timeout=30)
+                armed.set()  # w0 loses the reply to its next claim, retries late
+                await wait_for_count(logs.runs, {"job": name, "worker": "w1"},
+                                     lambda n: n >= 1, timeout=30)
+                so_far = len(await runs_of(logs, name))
+                await wait_for_count(logs.runs, {"job": name, "status": "succeeded"},
+                                     lambda n: n >= so_far + 3, timeout=30)
+                await pause_and_settle(admin, logs, settings, name)
+            finally:
+                await admin.close()
+        finally:
+            if other is not None:
+                await other.shutdown()
+    assert store.retry_waited and len(store.lost) == 1
+    docs = await runs_of(logs, name)
+    assert_every_second_once(docs)
+    lost_tick = decode_tick(store.lost[0])
+    [record] = [d for d in docs if d["tick"].timestamp() * 1000 == lost_tick]
+    # Run by w0 (its claim committed); the lock it took was released, so the
+    # ticks after it ran rather than being skipped as overlaps for ever.
+    assert (record["worker"], record["status"]) == ("w0", "succeeded")
+    later = [d for d in docs if d["tick"].timestamp() * 1000 > lost_tick + 2000]
+    assert later and all(d["status"] == "succeeded" for d in later)
