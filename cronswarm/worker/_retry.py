@@ -205,12 +205,17 @@ class RetryBoard:
             result = await self.store.txn(*build_offer(self.keys, request, info,
                                                        self.lease.lease_id))
         except CoordUnavailable as exc:
-            log.warning("cannot offer %s#%d to other workers (%s); retrying here",
-                        request.run_id, request.attempt, exc)
-            return HandOff.KEPT
-        if not result.succeeded:
-            return HandOff.WITHDRAWN
-        revision = result.revision
+            settled = await self._settle_offer(job, request, info, give_up_at)
+            if isinstance(settled, HandOff):
+                if settled is HandOff.KEPT:
+                    log.warning("cannot offer %s#%d to other workers (%s); retrying here",
+                                request.run_id, request.attempt, exc)
+                return settled
+            revision = settled  # it committed: wait for a taker as usual
+        else:
+            if not result.succeeded:
+                return HandOff.WITHDRAWN
+            revision = result.revision
         suffix = key[len(self.keys.retry_dir):]
 
         def taken() -> bool:
@@ -241,6 +246,36 @@ class RetryBoard:
         if running is None:
             return HandOff.WITHDRAWN  # our lease expired: the run is lost with it
         return HandOff.KEPT if running.value == info else HandOff.HANDED_OFF
+
+    async def _settle_offer(self, job: Job, request: RetryRequest, info: bytes,
+                            give_up_at: int) -> int | HandOff:
+        """The offer's reply was lost: did it commit? Its request's revision if
+        it did and is still there; else ``HANDED_OFF`` if another worker holds
+        the run now (it took the request), ``KEPT`` if the run is still ours
+        alone (the offer did not commit). Asked until etcd answers or
+        ``give_up_at``; still unknown then, ``WITHDRAWN``: no attempt here (it
+        may run elsewhere), and the run's keys are released only where they
+        still hold our value."""
+        key = self.keys.retry(job.name, request.run_id)
+        running = self.keys.running(job.name, request.run_id)
+        delay = 0.1
+        while True:
+            try:
+                pending = await self.store.get(key)
+                if pending is not None and pending.value == request.encode():
+                    return pending.mod_revision
+                holder = await self.store.get(running)
+            except CoordUnavailable as exc:
+                if self.clock.now_ms() >= give_up_at:
+                    log.warning("cannot tell whether the offer of %s#%d committed (%s); "
+                                "not running it here", request.run_id, request.attempt, exc)
+                    return HandOff.WITHDRAWN
+                await asyncio.sleep(delay)  # retry backoff while etcd fails over
+                delay = min(delay * 2, 1.0)
+                continue
+            if holder is not None and holder.value == info:
+                return HandOff.KEPT
+            return HandOff.HANDED_OFF
 
     # -- claimers -----------------------------------------------------------
 

@@ -322,6 +322,11 @@ class Worker:
                 self._fenced_runs.add(live.run_id)
                 live.kill.pull(f"worker:{self.id}", LEASE_LOST)
 
+    @property
+    def runs_idle(self) -> asyncio.Event:
+        """Set while no run of this worker is live."""
+        return self._runs_idle
+
     def _may_claim(self) -> bool:
         """Whether a claim may be sent now: the lease is safe, no run stopped by
         the fence is still ending (its processes may not be gone yet), and this

@@ -2,11 +2,20 @@
 listed exit codes retry, and ``any_worker`` hands the next attempt to another worker."""
 
 import asyncio
+from collections.abc import Sequence
 from itertools import pairwise
 from pathlib import Path
 
 from cronswarm.common import Keyspace, Settings
-from cronswarm.coord import EtcdStore, wait_deleted
+from cronswarm.coord import (
+    Compare,
+    CoordUnavailable,
+    EtcdStore,
+    Put,
+    TxnOp,
+    TxnResult,
+    wait_deleted,
+)
 from cronswarm.logstore import MongoLogStore
 from tests.workerkit import (
     Gate,
@@ -180,3 +189,60 @@ async def test_a_retry_goes_only_to_workers_matching_the_job_targets(
         docs = [await wait_final(logs, f"{rid}#{n}") for n in (1, 2)]
     assert {docs[0]["worker"], docs[1]["worker"]} == {"a1", "a2"}
     assert docs[1]["status"] == "succeeded"
+
+
+class LosingOfferReplies(EtcdStore):
+    """etcd whose reply to this worker's first retry offer is lost after the
+    offer committed (the request is in etcd; the origin cannot tell)."""
+
+    def __init__(self, endpoints: Sequence[str], keys: Keyspace) -> None:
+        super().__init__(endpoints)
+        self.keys = keys
+        self.lost = 0
+
+    async def txn(self, compare: Sequence[Compare], success: Sequence[TxnOp],
+                  failure: Sequence[TxnOp] = ()) -> TxnResult:
+        result = await super().txn(compare, success, failure)
+        offer = any(isinstance(op, Put) and op.key.startswith(self.keys.retry_dir)
+                    for op in success)
+        if result.succeeded and offer and not self.lost:
+            self.lost += 1
+            raise CoordUnavailable("test: reply lost")
+        return result
+
+
+async def test_a_retry_offer_whose_reply_is_lost_runs_once(
+    settings: Settings, store: EtcdStore, logs: MongoLogStore, keys: Keyspace, tmp_path: Path
+) -> None:
+    jobs = job_service(store, logs, keys)
+    witness = tmp_path / "witness"
+    command = (f'echo "$CRONSWARM_ATTEMPT $CRONSWARM_WORKER" >> {witness}; '
+               '[ "$CRONSWARM_ATTEMPT" -ge 2 ] || exit 3')
+    await create_job(jobs, name="offered", command=command,
+                     retry={"attempts": 2, "delay": 0.3, "jitter": 0, "any_worker": True})
+    stores = [LosingOfferReplies(settings.etcd_endpoints, keys) for _ in range(2)]
+    try:
+        async with (
+            running_worker(settings, stores[0], logs, worker_id="wa") as wa,
+            running_worker(settings, stores[1], logs, worker_id="wb") as wb,
+        ):
+            for worker in (wa, wb):
+                async with asyncio.timeout(30):
+                    await worker.workers.wait_for(lambda w=worker: len(w.workers.items) == 2)
+            await synced(wa, wb)
+            rid = await jobs.run_now("offered", actor="tests")
+            first = await wait_final(logs, f"{rid}#1")
+            second = await wait_final(logs, f"{rid}#2")
+            async with asyncio.timeout(30):
+                await wait_deleted(store, keys.running("offered", rid))
+                for worker in (wa, wb):  # every run of this process has ended
+                    await worker.runs_idle.wait()
+    finally:
+        for faulty in stores:
+            await faulty.close()
+    assert sum(s.lost for s in stores) == 1
+    lines = witness.read_text().splitlines()
+    assert sorted(line.split()[0] for line in lines) == ["1", "2"], lines  # attempt 2 once
+    assert (first["status"], second["status"]) == ("failed", "succeeded")
+    assert second["worker"] != first["worker"]  # the committed offer was taken
+    assert await store.get(keys.lock("offered")) is None
