@@ -697,7 +697,13 @@ class Worker:
         handed_off = False
         try:
             if replacing and replacing.get("run_id") and replacing.get("run_id") != live.run_id:
-                await self._replace(job, str(replacing["run_id"]), live.run_id)
+                old_run = str(replacing["run_id"])
+                if not await self._replace(job, old_run, live.run_id):
+                    await self._record_unstarted(
+                        live, RunStatus.SKIPPED,
+                        f"skipped: could not ask {old_run} to stop (etcd unreachable)",
+                        {"reason": "replace_unreachable", "running": old_run})
+                    return
             if live.tick > self.clock.now_ms():  # claimed ahead: starts at its tick
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout_at(loop_deadline(self.clock, live.tick)):
@@ -864,16 +870,39 @@ class Worker:
             feed.finish(result.status.value)
         return result
 
-    async def _replace(self, job: Job, old_run: str, new_run: str) -> None:
-        """``replace`` policy: ask the live run to stop, wait (bounded) until it has."""
+    async def _replace(self, job: Job, old_run: str, new_run: str) -> bool:
+        """``replace`` policy: ask the live run to stop, wait (bounded) until it has.
+
+        False if the request could not be written within the bound (etcd
+        unreachable): the old run was never asked to stop, so the new one
+        must not start next to it.
+        """
         request = json.dumps({"run_id": old_run, "by": f"replace:{new_run}",
                               "at": self.clock.now_ms()}).encode()
-        await self.store.put(self.keys.killer(job.name), request, lease=self.lease.lease_id)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + job.kill_grace + 5
+        delay = 0.1
+        while True:
+            try:
+                await self.store.put(self.keys.killer(job.name), request,
+                                     lease=self.lease.lease_id)
+                break
+            except CoordUnavailable as exc:
+                if loop.time() + delay > deadline:
+                    log.warning("cannot ask %s to stop (%s); %s does not start", old_run, exc,
+                                new_run)
+                    return False
+                await asyncio.sleep(delay)  # retry backoff while etcd fails over
+                delay = min(delay * 2, 1.0)
         try:
-            async with asyncio.timeout(job.kill_grace + 5):
+            async with asyncio.timeout_at(deadline):
                 await wait_deleted(self.store, self.keys.running(job.name, old_run))
         except TimeoutError:
             log.warning("%s still running after kill_grace; %s starts anyway", old_run, new_run)
+        except CoordUnavailable as exc:
+            log.warning("cannot tell whether %s stopped (%s); %s starts anyway (it was asked "
+                        "to stop)", old_run, exc, new_run)
+        return True
 
     async def _release(self, live: LiveRun) -> None:
         await self._release_keys(live.job, live.run_id, live.info, live.running_info or live.info)

@@ -11,7 +11,7 @@ from pathlib import Path
 import psutil
 
 from cronswarm.common import Keyspace, Settings
-from cronswarm.coord import EtcdStore, KeyValue, wait_deleted
+from cronswarm.coord import CoordUnavailable, EtcdStore, KeyValue, wait_deleted
 from cronswarm.logstore import MongoLogStore
 from cronswarm.master import JobService
 from tests import procs
@@ -25,6 +25,7 @@ from tests.swarm import (
     start_member,
     swarm,
 )
+from tests.workerkit import running_worker
 
 
 def spans(docs: list[dict]) -> list[tuple[float, float]]:
@@ -276,3 +277,43 @@ async def test_edits_pauses_and_deletes_take_effect_at_once(
     # Re-enabling starts from now: the paused interval is not caught up.
     assert not [d for d in docs if d["trigger"] == "catch_up"]
     assert paused_at < deleted_at
+
+
+class NoKillerPuts(EtcdStore):
+    """etcd that takes everything but this worker's kill requests (a member
+    failing for the whole time the replace policy tries to stop a run)."""
+
+    def __init__(self, endpoints: list[str], keys: Keyspace) -> None:
+        super().__init__(endpoints)
+        self.keys = keys
+        self.refused = 0
+
+    async def put(self, key: str, value: bytes, *, lease: int = 0) -> int:
+        if key.startswith(self.keys.killer_dir):
+            self.refused += 1
+            raise CoordUnavailable("test: etcd unreachable")
+        return await super().put(key, value, lease=lease)
+
+
+async def test_replace_that_cannot_ask_the_old_run_to_stop_records_its_tick(
+    settings: Settings, store: EtcdStore, logs: MongoLogStore
+) -> None:
+    keys = Keyspace(settings.key_prefix)
+    faulty = NoKillerPuts(settings.etcd_endpoints, keys)
+    try:
+        async with running_worker(settings, faulty, logs, worker_id="wr"):
+            await create_job(store, logs, settings, name="stubborn", schedule="*/2 * * * * *",
+                             command="sleep 30", overlap="replace", kill_grace=0)
+            await wait_for_count(logs.runs, {"job": "stubborn", "status": "skipped",
+                                             "extra.reason": "replace_unreachable"},
+                                 lambda n: n >= 1, timeout=60)
+            docs = await finish(store, logs, settings, "stubborn", kill=True)
+    finally:
+        await faulty.close()
+    assert faulty.refused >= 1
+    skipped = [d for d in docs if d["status"] == "skipped"]
+    assert skipped and all(d["extra"]["reason"] == "replace_unreachable" for d in skipped)
+    assert all("could not ask stubborn@" in d["error"] for d in skipped)
+    assert_once_per_tick(docs)
+    ticks = sorted(int(d["tick"].timestamp()) for d in docs)
+    assert ticks == list(range(ticks[0], ticks[-1] + 1, 2)), "a claimed tick has no record"
