@@ -24,9 +24,9 @@ from ..common import FieldReader, ValidationError, check_name
 CHANNEL_TYPES = ("email", "webhook", "slack", "feishu")
 EMAIL_SECURITY = ("starttls", "tls", "none")
 _DEFAULT_PORTS = {"starttls": 587, "tls": 465, "none": 25}
-_EMAIL_RE = re.compile(r"^[^@\s<>,;\"]{1,64}@[A-Za-z0-9.-]{1,255}$")
-_HOST_RE = re.compile(r"^[A-Za-z0-9.\-:\[\]]{1,255}$")
-_HEADER_RE = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,128}$")
+_EMAIL_RE = re.compile(r"[^@\s<>,;\"]{1,64}@[A-Za-z0-9.-]{1,255}")
+_HOST_RE = re.compile(r"[A-Za-z0-9.\-:\[\]]{1,255}")
+_HEADER_RE = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,128}")
 _RESERVED_HEADERS = frozenset({"content-type", "content-length", "host"})
 _COMMON = ("name", "type", "enabled", "default", "description")
 # Per type: its settings (shown) and its secrets (never shown).
@@ -58,15 +58,15 @@ def _check_url(url: str) -> str | None:
 
 
 def _check_email(address: str) -> str | None:
-    return None if _EMAIL_RE.match(address) else "is not an email address (user@domain)"
+    return None if _EMAIL_RE.fullmatch(address) else "is not an email address (user@domain)"
 
 
 def _check_host(host: str) -> str | None:
-    return None if _HOST_RE.match(host) else "is not a host name or address"
+    return None if _HOST_RE.fullmatch(host) else "is not a host name or address"
 
 
 def _check_header(name: str) -> str | None:
-    if not _HEADER_RE.match(name):
+    if not _HEADER_RE.fullmatch(name):
         return "is not a valid HTTP header name"
     if name.lower() in _RESERVED_HEADERS:
         return "is set by cronswarm"
