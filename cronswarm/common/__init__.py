@@ -19,7 +19,7 @@ from ._errors import (
     ServiceUnavailable,
     ValidationError,
 )
-from ._fields import FieldReader
+from ._fields import FieldReader, unencodable_text
 from ._job import (
     MISFIRE_POLICIES,
     OVERLAP_POLICIES,
@@ -118,6 +118,7 @@ __all__ = [
     "sse_comment",
     "sse_event",
     "to_ms",
+    "unencodable_text",
     "validate_expression",
     "validate_name",
 ]

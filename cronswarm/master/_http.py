@@ -21,6 +21,7 @@ from ..common import (
     ServiceUnavailable,
     Settings,
     ValidationError,
+    unencodable_text,
     validate_name,
 )
 from ..coord import CoordStore, Election, KeyValue, PrefixMirror
@@ -191,11 +192,14 @@ async def read_json(request: web.Request, *, optional: bool = False) -> Any:
         raise ValidationError.single(
             "Content-Type", f"must be application/json (got {request.content_type!r})")
     try:
-        return await request.json()
+        body = await request.json()
     except (ValueError, UnicodeDecodeError) as exc:
         raise ValidationError.single("body", f"is not valid JSON: {exc}") from exc
     except RecursionError:
         raise ValidationError.single("body", "is nested too deeply") from None
+    if (problem := unencodable_text(body)) is not None:
+        raise ValidationError([problem])  # before anything of it is written anywhere
+    return body
 
 
 async def read_object(request: web.Request, *, optional: bool = False) -> dict[str, Any]:
