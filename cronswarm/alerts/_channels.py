@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from ..common import FieldReader, ValidationError, check_name
+from ..common import FieldReader, ValidationError, check_http_url, check_name
 
 CHANNEL_TYPES = ("email", "webhook", "slack", "feishu")
 EMAIL_SECURITY = ("starttls", "tls", "none")
@@ -43,18 +43,6 @@ SECRETS: dict[str, tuple[str, ...]] = {
     "feishu": ("url", "signing_secret"),
 }
 REQUIRED_SECRETS = {"webhook": ("url",), "slack": ("url",), "feishu": ("url",)}
-
-
-def _check_url(url: str) -> str | None:
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "is not a valid URL"
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        return "must be an absolute http:// or https:// URL"
-    if any(c in url for c in "\r\n\t "):
-        return "must not contain white space"
-    return None
 
 
 def _check_email(address: str) -> str | None:
@@ -215,7 +203,7 @@ def _email(r: FieldReader) -> tuple[dict[str, Any], dict[str, Any]]:
 def _url_secrets(r: FieldReader, *, headers: bool = False, signing: bool = False
                  ) -> dict[str, Any]:
     secrets: dict[str, Any] = {}
-    url = r.string("url", None, max_len=4096, check=_check_url)
+    url = r.string("url", None, max_len=4096, check=check_http_url)
     if url is not None:
         secrets["url"] = url
     if headers:

@@ -52,6 +52,7 @@ from ._sse import (
     sse_comment,
     sse_event,
 )
+from ._urls import check_http_url
 
 __all__ = [
     "ALERT_KINDS",
@@ -94,6 +95,7 @@ __all__ = [
     "Trigger",
     "ValidationError",
     "best_sample",
+    "check_http_url",
     "check_live_auth",
     "check_name",
     "clock_state",

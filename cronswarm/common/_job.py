@@ -14,7 +14,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any, Literal
-from urllib.parse import urlsplit
 
 from ._alerting import AlertRule
 from ._cron import load_timezone, validate_expression
@@ -23,6 +22,7 @@ from ._fields import FieldReader
 from ._names import NAME_RE as NAME_RE
 from ._names import check_name as check_name
 from ._names import validate_name as validate_name
+from ._urls import check_http_url
 
 _ENV_KEY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 _LABEL_KEY_RE = re.compile(r"[A-Za-z0-9_.\-/]{1,63}")
@@ -60,16 +60,6 @@ def _check_user(user: str) -> str | None:
     return "must be a user name: 1-32 of letters, digits, '_', '.', '-' (not starting with '-')"
 
 
-def _check_url(url: str) -> str | None:
-    try:
-        parts = urlsplit(url)
-    except ValueError as exc:
-        return f"is not a valid URL: {exc}"
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        return "must be an absolute http:// or https:// URL"
-    return None
-
-
 def _check_schedule(expr: str) -> str | None:
     try:
         validate_expression(expr)
@@ -102,7 +92,7 @@ class HttpRequest:
     @classmethod
     def from_dict(cls, data: object, path: str = "http") -> HttpRequest:
         r = FieldReader(data, path=path, allowed=cls.FIELDS)
-        url = r.string("url", max_len=8192, check=_check_url)
+        url = r.string("url", max_len=8192, check=check_http_url)
         method = r.data.get("method", "GET")
         if isinstance(method, str):
             method = method.upper()
