@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -33,6 +34,8 @@ from ._trend import TrendCache
 log = logging.getLogger(__name__)
 
 REQUEST_TTL = 60  # seconds a run-now or kill request waits for a worker
+MAX_REVISION = 2**63 - 1  # etcd revisions are int64: a larger one cannot go in a compare
+_ETAG_RE = re.compile(r'(?:W/)?("?)([0-9]{1,19})\1')  # ASCII digits only
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,12 +58,10 @@ def parse_etag(value: str | None) -> int | None:
     text = value.strip()
     if text == "*":
         return None
-    if text.startswith("W/"):
-        text = text[2:]
-    text = text.strip('"')
-    if not (text.isascii() and text.isdigit()) or len(text) > 19:
+    found = _ETAG_RE.fullmatch(text)
+    if found is None or int(found[2]) > MAX_REVISION:
         raise ValidationError.single("If-Match", "must be an ETag returned by this API")
-    return int(text)
+    return int(found[2])
 
 
 class JobService:

@@ -206,3 +206,15 @@ async def test_non_ascii_credentials_are_unauthenticated(
         assert content_type.startswith("application/json")
         assert json.loads(body)["error"]["code"] == "unauthenticated"
     assert await written(store, keys, logs) == before
+
+
+async def test_the_largest_revision_etcd_holds_is_a_stale_etag(
+    api: Api, store: EtcdStore, keys: Keyspace, logs: MongoLogStore,
+) -> None:
+    """2**63 - 1 is a revision etcd can compare (and the job is not at): 412."""
+    before = await written(store, keys, logs)
+    resp = await api.call("PATCH", "/api/jobs/nightly", json={"enabled": False},
+                          headers={"If-Match": f'"{2**63 - 1}"'})
+    assert resp.status == 412, await resp.text()
+    assert (await resp.json())["error"]["code"] == "precondition_failed"
+    assert await written(store, keys, logs) == before
