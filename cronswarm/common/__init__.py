@@ -29,7 +29,16 @@ from ._job import (
     check_name,
     validate_name,
 )
-from ._keys import Keyspace, decode_tick, encode_tick, parse_run_id, run_id
+from ._keys import (
+    MAX_TICK_MS,
+    Keyspace,
+    RecordId,
+    decode_tick,
+    encode_tick,
+    parse_record_id,
+    parse_run_id,
+    run_id,
+)
 from ._offset import (
     ClockReport,
     ClockState,
@@ -59,6 +68,7 @@ __all__ = [
     "DEFAULT_ALERT_RULE",
     "LIVE_AUTH_SCHEME",
     "MAX_OUTPUT_PART_BYTES",
+    "MAX_TICK_MS",
     "MISFIRE_POLICIES",
     "OVERLAP_POLICIES",
     "PROBLEM_KINDS",
@@ -83,6 +93,7 @@ __all__ = [
     "NotFoundError",
     "PermissionDenied",
     "PreconditionFailed",
+    "RecordId",
     "RetryPolicy",
     "RunRecord",
     "RunStatus",
@@ -112,6 +123,7 @@ __all__ = [
     "may_own",
     "ntp_sample",
     "output_event",
+    "parse_record_id",
     "parse_run_id",
     "preview",
     "registered_clock",

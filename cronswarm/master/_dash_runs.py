@@ -10,9 +10,16 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
-from ..common import NotFoundError, RunRecord, RunStatus, ValidationError, run_id
+from ..common import (
+    NotFoundError,
+    RunRecord,
+    RunStatus,
+    ValidationError,
+    parse_record_id,
+    run_id,
+)
 from ..logstore import RunQuery
-from ._api import RUN_STATUSES, parse_record_id, pick_attempt, run_attempts
+from ._api import RUN_STATUSES, pick_attempt, run_attempts
 from ._http import JOBS, LOGS
 from ._jobs import JobService
 from ._params import choice_param, name_param, text_param, time_param

@@ -11,13 +11,13 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import TypeVar
 
-from ..common import ValidationError, check_name, to_ms
+from ..common import MAX_TICK_MS, ValidationError, check_name, to_ms
 
 E = TypeVar("E", bound=str)
 _MAX_TEXT = 200
 _INT_RE = re.compile(r"[+-]?[0-9]{1,18}")  # ASCII only: "¹".isdigit() is true
 _MS_RE = re.compile(r"[0-9]{1,15}")
-MAX_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z, the last instant datetime holds
+MAX_MS = MAX_TICK_MS
 _TRUE = frozenset({"true", "1", "yes"})
 _FALSE = frozenset({"false", "0", "no"})
 

@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from cronswarm.common import Keyspace, Settings
+from cronswarm.common import MAX_TICK_MS, Keyspace, Settings
 from cronswarm.coord import EtcdStore
 from cronswarm.logstore import MongoLogStore
 from tests.apiclient import Api, running_master
@@ -25,6 +25,7 @@ MAIL = {"name": "mail", "type": "email", "host": "127.0.0.1", "sender": "cron@ex
 NEW = {"name": "fresh", "schedule": "0 2 * * *", "command": "true"}
 LONE = "\ud800"  # a lone surrogate: valid in a JSON string, not encodable as UTF-8
 CRLF_URL = "http://127.0.0.1/a\r\nX-Injected: 1"
+LAST = MAX_TICK_MS - 1  # the last tick a run id may name
 TOO_BIG_ETAG = '"9999999999999999999"'  # 19 digits, more than an int64 holds
 
 
@@ -103,6 +104,8 @@ CASES: list[tuple[str, str, dict[str, Any], int, str]] = [
     ("GET", "/api/runs/nightly@1%230/live", {}, 400, "record_id"),
     ("GET", "/api/runs/nightly@1%231001/live", {}, 400, "record_id"),
     ("GET", "/api/runs/nightly@99999999999999999999/live", {}, 400, "record_id"),
+    ("GET", f"/api/runs/nightly@{MAX_TICK_MS}/live", {}, 400, "record_id"),
+    ("GET", f"/api/runs/nightly@{MAX_TICK_MS}", {}, 400, "record_id"),
     ("GET", "/api/runs/nightly%0A@1/live", {}, 400, "record_id"),
     # Cursors are checked whole, their numbers included.
     ("GET", f"/api/runs?cursor={cursor(10**30, 'x')}", {}, 400, "cursor"),
@@ -218,3 +221,14 @@ async def test_the_largest_revision_etcd_holds_is_a_stale_etag(
     assert resp.status == 412, await resp.text()
     assert (await resp.json())["error"]["code"] == "precondition_failed"
     assert await written(store, keys, logs) == before
+
+
+@pytest.mark.parametrize("path", [
+    "/api/runs/nightly@1", "/api/runs/nightly@1/live", "/api/runs/nightly@1%231/live",
+    f"/api/runs/nightly@{LAST}", f"/api/runs/nightly@{LAST}/live",
+    f"/api/runs/nightly@{LAST}%231000/live", f"/api/runs/nightly@{LAST}%231000",
+])
+async def test_run_ids_at_the_edges_of_their_range_are_just_absent(api: Api, path: str) -> None:
+    resp = await api.call("GET", path)
+    assert resp.status == 404, await resp.text()
+    assert (await resp.json())["error"]["code"] == "not_found"
