@@ -31,7 +31,14 @@ from ._http import (
     json_response,
     require,
 )
-from ._params import choice_param, int_param, name_param, text_param, time_param
+from ._params import (
+    choice_param,
+    int_param,
+    name_param,
+    run_cursor_param,
+    text_param,
+    time_param,
+)
 from ._workerlist import worker_views
 
 routes = web.RouteTableDef()
@@ -88,7 +95,7 @@ async def list_runs(request: web.Request) -> web.Response:
         until=time_param(q, "until"),
         text=text_param(q, "q"),
         limit=int_param(q, "limit", 50, 1, 1000),
-        cursor=text_param(q, "cursor", 512),
+        cursor=run_cursor_param(q, "cursor", text_search=bool(q.get("q"))),
     )
     page = await request.app[LOGS].query_runs(query)
     return json_response({"runs": [r.to_dict() for r in page.runs],

@@ -111,7 +111,8 @@ CASES: list[tuple[str, str, dict[str, Any], int, str]] = [
     ("GET", f"/api/runs?cursor={cursor(10**30, 'x')}", {}, 400, "cursor"),
     ("GET", f"/api/runs?cursor={cursor(-1, 'x')}", {}, 400, "cursor"),
     ("GET", f"/api/runs?cursor={cursor(-(10**30), 'x')}", {}, 400, "cursor"),
-    ("GET", f"/api/runs?cursor={cursor(1, 'x', 10**30)}", {}, 400, "cursor"),
+    ("GET", f"/api/runs?q=x&cursor={cursor(1, 'x', 10**30)}", {}, 400, "cursor"),
+    ("GET", f"/api/runs?cursor={cursor(1, '', 10**6)}", {}, 400, "cursor"),  # needs its q
     ("GET", f"/api/runs?cursor={cursor(1, LONE)}", {}, 400, "cursor"),
     ("GET", f"/api/runs?q=x&cursor={cursor(10**30, 'x')}", {}, 400, "cursor"),
 ]
@@ -232,3 +233,17 @@ async def test_run_ids_at_the_edges_of_their_range_are_just_absent(api: Api, pat
     resp = await api.call("GET", path)
     assert resp.status == 404, await resp.text()
     assert (await resp.json())["error"]["code"] == "not_found"
+
+
+EDGE_CURSORS = [cursor(0, ""), cursor(1, "nightly@1#1"), cursor(MAX_TICK_MS, "x")]
+SEARCH_CURSORS = [cursor(1, "", 1), cursor(MAX_TICK_MS, "", MAX_TICK_MS)]
+
+
+@pytest.mark.parametrize("query", [
+    *(f"cursor={c}" for c in EDGE_CURSORS),
+    *(f"q=x&cursor={c}" for c in EDGE_CURSORS + SEARCH_CURSORS)])
+async def test_cursors_at_the_edges_of_their_range_are_pages(api: Api, query: str) -> None:
+    """Ticks from 1970 to year 9999, text-search windows as wide: an empty page."""
+    resp = await api.call("GET", f"/api/runs?{query}")
+    assert resp.status == 200, await resp.text()
+    assert (await resp.json())["runs"] == []
