@@ -53,7 +53,13 @@ from ._offset import (
     registered_clock,
 )
 from ._run import RunRecord, RunStatus, Trigger
-from ._signing import LIVE_AUTH_SCHEME, check_live_auth, live_auth_header, live_signature
+from ._signing import (
+    LIVE_AUTH_SCHEME,
+    check_live_auth,
+    live_auth_header,
+    live_signature,
+    same_signature,
+)
 from ._sse import (
     SSE_HEADERS,
     end_event,
@@ -129,6 +135,7 @@ __all__ = [
     "registered_clock",
     "reraise_cancellation",
     "run_id",
+    "same_signature",
     "sse_comment",
     "sse_event",
     "to_ms",

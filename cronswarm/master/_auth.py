@@ -94,7 +94,7 @@ def _digest(secret: str) -> str:
 
 def split_token(token: str) -> tuple[str, str]:
     """(id, secret) of a token string; raises AuthError if it is not one."""
-    if not token.startswith(TOKEN_PREFIX):
+    if not token.startswith(TOKEN_PREFIX) or not token.isascii():  # ours are ASCII
         raise AuthError("malformed token")
     token_id, sep, secret = token[len(TOKEN_PREFIX):].partition("_")
     if not sep or not token_id or not secret or len(token) > 200:
