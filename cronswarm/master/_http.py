@@ -117,7 +117,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             if isinstance(exc, CsrfRejected):
                 return web.Response(status=403, text=f"403 Forbidden: {exc}")
             if isinstance(exc, AuthError):
-                raise web.HTTPFound("/login?" + urlencode({"next": request.path_qs})) from exc
+                raise web.HTTPFound(
+                    "/login?" + urlencode({"next": request.path_qs}, safe="/")) from exc
             page = request.app.get(ERROR_PAGE)
             if page is not None:
                 response = map_error(exc)
