@@ -19,7 +19,7 @@ from ._errors import (
     ServiceUnavailable,
     ValidationError,
 )
-from ._fields import FieldReader, unencodable_text
+from ._fields import FieldReader, escaped_text, unencodable_text
 from ._job import (
     MISFIRE_POLICIES,
     OVERLAP_POLICIES,
@@ -121,6 +121,7 @@ __all__ = [
     "describe",
     "encode_tick",
     "end_event",
+    "escaped_text",
     "from_ms",
     "live_auth_header",
     "live_signature",

@@ -225,6 +225,19 @@ def unencodable_text(value: object) -> FieldProblem | None:
     return None
 
 
+def escaped_text(value: Any) -> Any:
+    """A copy of a JSON value whose strings (keys too) all encode to UTF-8: lone
+    surrogates become their ``\\udXXX`` escapes. For values stored before
+    ``unencodable_text`` checked them, on their way to a store that needs text."""
+    if isinstance(value, str):
+        return value if _not_text(value) is None else _printable(value)
+    if isinstance(value, Mapping):
+        return {escaped_text(k): escaped_text(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [escaped_text(v) for v in value]
+    return value
+
+
 def _not_text(value: str) -> str | None:
     try:
         value.encode()

@@ -10,7 +10,7 @@ import json
 import logging
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from ..common import (
@@ -23,8 +23,10 @@ from ..common import (
     SystemClock,
     ValidationError,
     encode_tick,
+    escaped_text,
     parse_run_id,
     run_id,
+    unencodable_text,
     validate_name,
 )
 from ..coord import Compare, CoordStore, Delete, KeyValue, Put, Txn
@@ -264,6 +266,12 @@ class JobService:
 
 async def write_audit(logs: LogStore, entry: AuditEntry) -> None:
     """Record ``entry``; if MongoDB is down, the entry goes to the error log whole."""
+    parts = (entry.before, entry.after, entry.details)
+    if any(unencodable_text(part) is not None for part in parts):
+        # A job stored before bodies were checked (see read_json): its entry keeps
+        # the bad strings escaped, so that the job can still be changed or deleted.
+        entry = replace(entry, before=escaped_text(entry.before),
+                        after=escaped_text(entry.after), details=escaped_text(entry.details))
     try:
         await logs.write_audit(entry)
     except LogStoreUnavailable as exc:

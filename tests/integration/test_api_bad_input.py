@@ -229,3 +229,18 @@ async def test_cursors_at_the_edges_of_their_range_are_pages(api: Api, query: st
     resp = await api.call("GET", f"/api/runs?{query}")
     assert resp.status == 200, await resp.text()
     assert (await resp.json())["runs"] == []
+
+
+async def test_a_job_stored_with_a_lone_surrogate_can_still_be_deleted(
+    api: Api, store: EtcdStore, keys: Keyspace, logs: MongoLogStore,
+) -> None:
+    """Written before bodies were checked: deleting it failed on its audit entry
+    (500, after the etcd delete). Its entry now keeps the string escaped."""
+    await store.put(keys.job("legacy"), json.dumps(
+        {"name": "legacy", "schedule": "0 2 * * *", "command": f"echo {LONE}"}).encode())
+    resp = await api.call("DELETE", "/api/jobs/legacy")
+    assert resp.status == 204, await resp.text()
+    assert (await api.call("GET", "/api/jobs/legacy")).status == 404
+    [entry] = await logs.query_audit(target="legacy")
+    assert entry.action == "job.delete" and entry.before is not None
+    assert entry.before["command"] == "echo \\ud800"

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from cronswarm.common import unencodable_text
+from cronswarm.common import escaped_text, unencodable_text
 
 LONE = "\ud800"
 
@@ -38,3 +38,11 @@ def test_a_document_nested_as_deep_as_the_parser_allows_is_walked() -> None:
     deep = json.loads("[" * 900 + json.dumps(LONE) + "]" * 900)
     problem = unencodable_text(deep)
     assert problem is not None and problem.field == "[0]" * 900
+
+
+def test_escaped_text_escapes_only_what_utf8_cannot_hold() -> None:
+    document = {"command": f"echo {LONE} é", f"k{LONE}": [LONE, 1, None], "n": 2}
+    escaped = escaped_text(document)
+    assert escaped == {"command": "echo \\ud800 é", "k\\ud800": ["\\ud800", 1, None], "n": 2}
+    assert unencodable_text(escaped) is None
+    assert escaped_text({"a": "é"}) == {"a": "é"}
