@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
+from urllib.parse import urlsplit
 
 from aiohttp import ClientResponse, ClientSession, web
 from aiohttp.test_utils import TestServer
@@ -46,3 +48,24 @@ async def running_master(settings: Settings, token: str | None) -> AsyncIterator
             yield Api(session, str(server.make_url("")).rstrip("/"), token, server.app)
     finally:
         await server.close()
+
+
+async def raw_request(base: str, head: bytes, body: bytes = b""
+                      ) -> tuple[int, dict[str, str], bytes]:
+    """Send a request line and headers as raw bytes (a client library would refuse
+    them), then ``body``: (status, headers by lower-case name, body)."""
+    url = urlsplit(base)
+    assert url.hostname is not None and url.port is not None
+    reader, writer = await asyncio.open_connection(url.hostname, url.port)
+    try:
+        length = b"Content-Length: %d\r\n" % len(body) if body else b""
+        writer.write(head + length + b"Host: test\r\nConnection: close\r\n\r\n" + body)
+        await writer.drain()
+        reply = await reader.read()
+    finally:
+        writer.close()
+        await writer.wait_closed()
+    header, _, answer = reply.partition(b"\r\n\r\n")
+    lines = header.decode("latin-1").split("\r\n")
+    fields = {name.lower(): value for name, value in (line.split(": ", 1) for line in lines[1:])}
+    return int(lines[0].split()[1]), fields, answer

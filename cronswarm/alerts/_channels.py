@@ -19,14 +19,14 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from ..common import FieldReader, ValidationError, check_name
+from ..common import FieldReader, ValidationError, check_http_url, check_name
 
 CHANNEL_TYPES = ("email", "webhook", "slack", "feishu")
 EMAIL_SECURITY = ("starttls", "tls", "none")
 _DEFAULT_PORTS = {"starttls": 587, "tls": 465, "none": 25}
-_EMAIL_RE = re.compile(r"^[^@\s<>,;\"]{1,64}@[A-Za-z0-9.-]{1,255}$")
-_HOST_RE = re.compile(r"^[A-Za-z0-9.\-:\[\]]{1,255}$")
-_HEADER_RE = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,128}$")
+_EMAIL_RE = re.compile(r"[^@\s<>,;\"]{1,64}@[A-Za-z0-9.-]{1,255}")
+_HOST_RE = re.compile(r"[A-Za-z0-9.\-:\[\]]{1,255}")
+_HEADER_RE = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,128}")
 _RESERVED_HEADERS = frozenset({"content-type", "content-length", "host"})
 _COMMON = ("name", "type", "enabled", "default", "description")
 # Per type: its settings (shown) and its secrets (never shown).
@@ -45,28 +45,16 @@ SECRETS: dict[str, tuple[str, ...]] = {
 REQUIRED_SECRETS = {"webhook": ("url",), "slack": ("url",), "feishu": ("url",)}
 
 
-def _check_url(url: str) -> str | None:
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "is not a valid URL"
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        return "must be an absolute http:// or https:// URL"
-    if any(c in url for c in "\r\n\t "):
-        return "must not contain white space"
-    return None
-
-
 def _check_email(address: str) -> str | None:
-    return None if _EMAIL_RE.match(address) else "is not an email address (user@domain)"
+    return None if _EMAIL_RE.fullmatch(address) else "is not an email address (user@domain)"
 
 
 def _check_host(host: str) -> str | None:
-    return None if _HOST_RE.match(host) else "is not a host name or address"
+    return None if _HOST_RE.fullmatch(host) else "is not a host name or address"
 
 
 def _check_header(name: str) -> str | None:
-    if not _HEADER_RE.match(name):
+    if not _HEADER_RE.fullmatch(name):
         return "is not a valid HTTP header name"
     if name.lower() in _RESERVED_HEADERS:
         return "is set by cronswarm"
@@ -215,7 +203,7 @@ def _email(r: FieldReader) -> tuple[dict[str, Any], dict[str, Any]]:
 def _url_secrets(r: FieldReader, *, headers: bool = False, signing: bool = False
                  ) -> dict[str, Any]:
     secrets: dict[str, Any] = {}
-    url = r.string("url", None, max_len=4096, check=_check_url)
+    url = r.string("url", None, max_len=4096, check=check_http_url)
     if url is not None:
         secrets["url"] = url
     if headers:

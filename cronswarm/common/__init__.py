@@ -19,7 +19,7 @@ from ._errors import (
     ServiceUnavailable,
     ValidationError,
 )
-from ._fields import FieldReader
+from ._fields import FieldReader, escaped_text, unencodable_text
 from ._job import (
     MISFIRE_POLICIES,
     OVERLAP_POLICIES,
@@ -29,7 +29,16 @@ from ._job import (
     check_name,
     validate_name,
 )
-from ._keys import Keyspace, decode_tick, encode_tick, parse_run_id, run_id
+from ._keys import (
+    MAX_TICK_MS,
+    Keyspace,
+    RecordId,
+    decode_tick,
+    encode_tick,
+    parse_record_id,
+    parse_run_id,
+    run_id,
+)
 from ._offset import (
     ClockReport,
     ClockState,
@@ -44,7 +53,13 @@ from ._offset import (
     registered_clock,
 )
 from ._run import RunRecord, RunStatus, Trigger
-from ._signing import LIVE_AUTH_SCHEME, check_live_auth, live_auth_header, live_signature
+from ._signing import (
+    LIVE_AUTH_SCHEME,
+    check_live_auth,
+    live_auth_header,
+    live_signature,
+    same_signature,
+)
 from ._sse import (
     SSE_HEADERS,
     end_event,
@@ -52,12 +67,14 @@ from ._sse import (
     sse_comment,
     sse_event,
 )
+from ._urls import check_http_url
 
 __all__ = [
     "ALERT_KINDS",
     "DEFAULT_ALERT_RULE",
     "LIVE_AUTH_SCHEME",
     "MAX_OUTPUT_PART_BYTES",
+    "MAX_TICK_MS",
     "MISFIRE_POLICIES",
     "OVERLAP_POLICIES",
     "PROBLEM_KINDS",
@@ -82,6 +99,7 @@ __all__ = [
     "NotFoundError",
     "PermissionDenied",
     "PreconditionFailed",
+    "RecordId",
     "RetryPolicy",
     "RunRecord",
     "RunStatus",
@@ -94,6 +112,7 @@ __all__ = [
     "Trigger",
     "ValidationError",
     "best_sample",
+    "check_http_url",
     "check_live_auth",
     "check_name",
     "clock_state",
@@ -102,6 +121,7 @@ __all__ = [
     "describe",
     "encode_tick",
     "end_event",
+    "escaped_text",
     "from_ms",
     "live_auth_header",
     "live_signature",
@@ -110,14 +130,17 @@ __all__ = [
     "may_own",
     "ntp_sample",
     "output_event",
+    "parse_record_id",
     "parse_run_id",
     "preview",
     "registered_clock",
     "reraise_cancellation",
     "run_id",
+    "same_signature",
     "sse_comment",
     "sse_event",
     "to_ms",
+    "unencodable_text",
     "validate_expression",
     "validate_name",
 ]

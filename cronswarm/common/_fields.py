@@ -199,6 +199,58 @@ class FieldReader:
             raise ValidationError(self.problems)
 
 
+def unencodable_text(value: object) -> FieldProblem | None:
+    """The first string of a parsed JSON value, keys included, that is not text.
+
+    JSON may escape a lone surrogate (``"\\ud800"``): Python decodes it into a
+    ``str`` that UTF-8 cannot encode, so etcd, MongoDB and every header or
+    argument it reaches would fail, each at its own moment. A document is
+    checked whole before anything of it is used. Walks with its own stack: a
+    document nested as deeply as the JSON parser allows must not overflow it.
+    """
+    stack: list[tuple[str, object]] = [("", value)]
+    while stack:
+        path, item = stack.pop()
+        if isinstance(item, str):
+            if (reason := _not_text(item)) is not None:
+                return FieldProblem(path or "body", reason)
+        elif isinstance(item, Mapping):
+            for key, child in item.items():
+                name = f"{path}.{key}" if path else str(key)
+                if isinstance(key, str) and (reason := _not_text(key)) is not None:
+                    return FieldProblem(_printable(name), f"has a name that {reason}")
+                stack.append((name, child))
+        elif isinstance(item, list):
+            stack.extend((f"{path}[{i}]", child) for i, child in enumerate(item))
+    return None
+
+
+def escaped_text(value: Any) -> Any:
+    """A copy of a JSON value whose strings (keys too) all encode to UTF-8: lone
+    surrogates become their ``\\udXXX`` escapes. For values stored before
+    ``unencodable_text`` checked them, on their way to a store that needs text."""
+    if isinstance(value, str):
+        return value if _not_text(value) is None else _printable(value)
+    if isinstance(value, Mapping):
+        return {escaped_text(k): escaped_text(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [escaped_text(v) for v in value]
+    return value
+
+
+def _not_text(value: str) -> str | None:
+    try:
+        value.encode()
+    except UnicodeEncodeError as exc:
+        code = ord(value[exc.start])
+        return f"must be Unicode text: it holds a lone surrogate (U+{code:04X})"
+    return None
+
+
+def _printable(name: str) -> str:
+    return name.encode(errors="backslashreplace").decode()
+
+
 def _json_type(value: object) -> str:
     if value is None:
         return "null"

@@ -14,7 +14,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any, Literal
-from urllib.parse import urlsplit
 
 from ._alerting import AlertRule
 from ._cron import load_timezone, validate_expression
@@ -23,11 +22,12 @@ from ._fields import FieldReader
 from ._names import NAME_RE as NAME_RE
 from ._names import check_name as check_name
 from ._names import validate_name as validate_name
+from ._urls import check_http_url
 
-_ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
-_LABEL_KEY_RE = re.compile(r"^[A-Za-z0-9_.\-/]{1,63}$")
-_HEADER_RE = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,128}$")
-_USER_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,31}\$?$")
+_ENV_KEY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
+_LABEL_KEY_RE = re.compile(r"[A-Za-z0-9_.\-/]{1,63}")
+_HEADER_RE = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,128}")
+_USER_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,31}\$?")
 
 Overlap = Literal["allow", "forbid", "replace"]
 Misfire = Literal["skip", "run_latest", "run_all"]
@@ -39,7 +39,7 @@ _NO_STRINGS: Mapping[str, str] = MappingProxyType({})  # shared by every job wit
 
 
 def _check_env_key(key: str) -> str | None:
-    if not _ENV_KEY_RE.match(key):
+    if not _ENV_KEY_RE.fullmatch(key):
         return "is not a valid environment variable name"
     if key.upper().startswith("CRONSWARM_"):
         return "CRONSWARM_* variables are set by the worker and cannot be overridden"
@@ -47,27 +47,17 @@ def _check_env_key(key: str) -> str | None:
 
 
 def _check_label_key(key: str) -> str | None:
-    return None if _LABEL_KEY_RE.match(key) else "label names are 1-63 of [A-Za-z0-9_.-/]"
+    return None if _LABEL_KEY_RE.fullmatch(key) else "label names are 1-63 of [A-Za-z0-9_.-/]"
 
 
 def _check_header(key: str) -> str | None:
-    return None if _HEADER_RE.match(key) else "is not a valid HTTP header name"
+    return None if _HEADER_RE.fullmatch(key) else "is not a valid HTTP header name"
 
 
 def _check_user(user: str) -> str | None:
-    if _USER_RE.match(user):
+    if _USER_RE.fullmatch(user):
         return None
     return "must be a user name: 1-32 of letters, digits, '_', '.', '-' (not starting with '-')"
-
-
-def _check_url(url: str) -> str | None:
-    try:
-        parts = urlsplit(url)
-    except ValueError as exc:
-        return f"is not a valid URL: {exc}"
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        return "must be an absolute http:// or https:// URL"
-    return None
 
 
 def _check_schedule(expr: str) -> str | None:
@@ -102,7 +92,7 @@ class HttpRequest:
     @classmethod
     def from_dict(cls, data: object, path: str = "http") -> HttpRequest:
         r = FieldReader(data, path=path, allowed=cls.FIELDS)
-        url = r.string("url", max_len=8192, check=_check_url)
+        url = r.string("url", max_len=8192, check=check_http_url)
         method = r.data.get("method", "GET")
         if isinstance(method, str):
             method = method.upper()

@@ -6,11 +6,17 @@ collide with another kind of key.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from typing import NamedTuple
 
+from ._errors import ValidationError
 from ._job import validate_name
 
 TICK_DIGITS = 16  # zero-padded epoch ms: byte order equals numeric order
+MAX_TICK_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z, the last instant datetime holds
+MAX_ATTEMPT = 1000
+_ATTEMPT_RE = re.compile(r"[0-9]{1,4}")  # ASCII: "²".isdigit() is true
 
 
 def encode_tick(tick_ms: int, claimant: str | None = None) -> bytes:
@@ -45,6 +51,39 @@ def parse_run_id(value: str) -> tuple[str, int]:
         raise ValueError(f"{value!r} is not a run id (<job>@<tick>)")
     validate_name(name)
     return name, int(tick)
+
+
+class RecordId(NamedTuple):
+    """One attempt of a run (``<job>@<tick>#<attempt>``), or its newest attempt."""
+
+    job: str
+    tick: int
+    attempt: int | None  # None: the newest attempt
+
+    @property
+    def run_id(self) -> str:
+        return run_id(self.job, self.tick)
+
+    def __str__(self) -> str:
+        return self.run_id if self.attempt is None else f"{self.run_id}#{self.attempt}"
+
+
+def parse_record_id(value: str) -> RecordId:
+    """The one parser of record ids given by users (``<job>@<tick>[#<attempt>]``):
+    raises ValidationError naming ``record_id`` when ``value`` is not one."""
+    run, sep, attempt = value.partition("#")
+    try:
+        job, tick = parse_run_id(run)
+    except (ValueError, ValidationError):
+        raise ValidationError.single(
+            "record_id", "must be <job>@<tick> or <job>@<tick>#<attempt>") from None
+    if tick >= MAX_TICK_MS:  # a tick's attempts are looked up in [tick, tick + 1)
+        raise ValidationError.single("record_id", "the tick is out of range (after year 9999)")
+    if not sep:
+        return RecordId(job, tick, None)
+    if not _ATTEMPT_RE.fullmatch(attempt) or not 1 <= int(attempt) <= MAX_ATTEMPT:
+        raise ValidationError.single("record_id", f"the attempt must be from 1 to {MAX_ATTEMPT}")
+    return RecordId(job, tick, int(attempt))
 
 
 @dataclass(frozen=True, slots=True)

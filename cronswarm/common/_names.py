@@ -6,12 +6,13 @@ import re
 
 from ._errors import ValidationError
 
-NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
+# Always fullmatch: "$" would also match before a trailing newline.
+NAME_RE = re.compile(r"[A-Za-z0-9_.-]{1,128}")
 
 
 def check_name(name: str) -> str | None:
     """Why ``name`` is not a valid job name, or None if it is."""
-    if not NAME_RE.match(name):
+    if not NAME_RE.fullmatch(name):
         return "must be 1-128 characters of letters, digits, '-', '_' and '.'"
     if ".." in name or name == ".":
         return "must not be '.' or contain '..'"

@@ -15,6 +15,17 @@ LIVE_AUTH_SCHEME = "Cronswarm"
 _LIVE_PURPOSE = b"live-output\x00"
 
 
+def same_signature(presented: str, expected: str) -> bool:
+    """Whether a signature sent to us (a cookie, a header, a form field) is the
+    one we compute, in constant time.
+
+    Ours are ASCII. What arrives may be any bytes, decoded with surrogate
+    escapes: ``hmac.compare_digest`` raises TypeError on non-ASCII strings and
+    ``str.encode`` on surrogates, so such a value is just a wrong signature.
+    """
+    return presented.isascii() and hmac.compare_digest(presented, expected)
+
+
 def live_signature(key: bytes, record_id: str) -> str:
     """The signature that lets its bearer read the live output of ``record_id``."""
     return hmac.new(key, _LIVE_PURPOSE + record_id.encode(), hashlib.sha256).hexdigest()
@@ -32,4 +43,6 @@ def check_live_auth(key: bytes, record_id: str, header: str | None) -> bool:
     scheme, _, signature = header.partition(" ")
     if scheme != LIVE_AUTH_SCHEME or not signature:
         return False
-    return hmac.compare_digest(signature.strip(), live_signature(key, record_id))
+    if not record_id.isascii():  # never one of ours (names are ASCII slugs)
+        return False
+    return same_signature(signature.strip(), live_signature(key, record_id))

@@ -15,7 +15,7 @@ from ..common import (
     RunRecord,
     RunStatus,
     ValidationError,
-    parse_run_id,
+    parse_record_id,
     preview,
 )
 from ..logstore import LogStore, RunQuery
@@ -31,7 +31,14 @@ from ._http import (
     json_response,
     require,
 )
-from ._params import MAX_MS, choice_param, int_param, name_param, text_param, time_param
+from ._params import (
+    choice_param,
+    int_param,
+    name_param,
+    run_cursor_param,
+    text_param,
+    time_param,
+)
 from ._workerlist import worker_views
 
 routes = web.RouteTableDef()
@@ -88,28 +95,11 @@ async def list_runs(request: web.Request) -> web.Response:
         until=time_param(q, "until"),
         text=text_param(q, "q"),
         limit=int_param(q, "limit", 50, 1, 1000),
-        cursor=text_param(q, "cursor", 512),
+        cursor=run_cursor_param(q, "cursor", text_search=bool(q.get("q"))),
     )
     page = await request.app[LOGS].query_runs(query)
     return json_response({"runs": [r.to_dict() for r in page.runs],
                           "next_cursor": page.next_cursor, "searched_to": page.searched_to})
-
-
-def parse_record_id(value: str) -> tuple[str, int, int | None]:
-    """(job, tick, attempt) of ``<job>@<tick>[#<attempt>]``; attempt None if absent."""
-    run, sep, attempt = value.partition("#")
-    try:
-        job, tick = parse_run_id(run)
-    except (ValueError, ValidationError):
-        raise ValidationError.single(
-            "record_id", "must be <job>@<tick> or <job>@<tick>#<attempt>") from None
-    if tick > MAX_MS:
-        raise ValidationError.single("record_id", "the tick is out of range")
-    if not sep:
-        return job, tick, None
-    if not (attempt.isascii() and attempt.isdigit()) or not 1 <= int(attempt) <= 1000:
-        raise ValidationError.single("record_id", "the attempt must be from 1 to 1000")
-    return job, tick, int(attempt)
 
 
 async def run_attempts(logs: LogStore, job: str, tick: int) -> list[RunRecord]:

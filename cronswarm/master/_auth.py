@@ -23,7 +23,7 @@ from ..common import AuthError, Keyspace, PermissionDenied, ValidationError
 from ..coord import Compare, CoordStore, KeyValue, Put
 
 TOKEN_PREFIX = "cs_"  # noqa: S105 - a format marker, not a secret
-TOKEN_NAME_RE = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
+TOKEN_NAME_RE = re.compile(r"[A-Za-z0-9_.@-]{1,64}")
 
 
 class Role(IntEnum):
@@ -94,7 +94,7 @@ def _digest(secret: str) -> str:
 
 def split_token(token: str) -> tuple[str, str]:
     """(id, secret) of a token string; raises AuthError if it is not one."""
-    if not token.startswith(TOKEN_PREFIX):
+    if not token.startswith(TOKEN_PREFIX) or not token.isascii():  # ours are ASCII
         raise AuthError("malformed token")
     token_id, sep, secret = token[len(TOKEN_PREFIX):].partition("_")
     if not sep or not token_id or not secret or len(token) > 200:
@@ -112,7 +112,7 @@ class TokenStore:
     async def create(self, *, name: str, role: Role, created_by: str, now_ms: int
                      ) -> tuple[str, TokenRecord]:
         """A new token; returns the full token string (shown once) and its record."""
-        if not TOKEN_NAME_RE.match(name):
+        if not TOKEN_NAME_RE.fullmatch(name):
             raise ValidationError.single(
                 "name", "must be 1-64 letters, digits, '-', '_', '.', '@'")
         token_id = secrets.token_hex(6)

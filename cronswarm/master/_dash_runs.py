@@ -10,12 +10,19 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
-from ..common import NotFoundError, RunRecord, RunStatus, ValidationError, run_id
+from ..common import (
+    NotFoundError,
+    RunRecord,
+    RunStatus,
+    ValidationError,
+    parse_record_id,
+    run_id,
+)
 from ..logstore import RunQuery
-from ._api import RUN_STATUSES, parse_record_id, pick_attempt, run_attempts
+from ._api import RUN_STATUSES, pick_attempt, run_attempts
 from ._http import JOBS, LOGS
 from ._jobs import JobService
-from ._params import choice_param, name_param, text_param, time_param
+from ._params import choice_param, name_param, run_cursor_param, text_param, time_param
 from ._web import render, viewer
 
 routes = web.RouteTableDef()
@@ -44,7 +51,7 @@ def run_query(query: Mapping[str, str]) -> RunQuery:
         until=time_param(times, "until"),
         text=text_param(query, "q"),
         limit=PAGE_SIZE,
-        cursor=text_param(query, "cursor", 512),
+        cursor=run_cursor_param(query, "cursor", text_search=bool(query.get("q"))),
     )
 
 

@@ -6,6 +6,7 @@ import json
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import urlencode
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
@@ -21,6 +22,7 @@ from ..common import (
     ServiceUnavailable,
     Settings,
     ValidationError,
+    unencodable_text,
     validate_name,
 )
 from ..coord import CoordStore, Election, KeyValue, PrefixMirror
@@ -115,7 +117,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             if isinstance(exc, CsrfRejected):
                 return web.Response(status=403, text=f"403 Forbidden: {exc}")
             if isinstance(exc, AuthError):
-                raise web.HTTPFound("/login?next=" + request.path_qs) from exc
+                raise web.HTTPFound(
+                    "/login?" + urlencode({"next": request.path_qs}, safe="/")) from exc
             page = request.app.get(ERROR_PAGE)
             if page is not None:
                 response = map_error(exc)
@@ -191,11 +194,14 @@ async def read_json(request: web.Request, *, optional: bool = False) -> Any:
         raise ValidationError.single(
             "Content-Type", f"must be application/json (got {request.content_type!r})")
     try:
-        return await request.json()
+        body = await request.json()
     except (ValueError, UnicodeDecodeError) as exc:
         raise ValidationError.single("body", f"is not valid JSON: {exc}") from exc
     except RecursionError:
         raise ValidationError.single("body", "is nested too deeply") from None
+    if (problem := unencodable_text(body)) is not None:
+        raise ValidationError([problem])  # before anything of it is written anywhere
+    return body
 
 
 async def read_object(request: web.Request, *, optional: bool = False) -> dict[str, Any]:

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from ..common import (
@@ -22,8 +23,10 @@ from ..common import (
     SystemClock,
     ValidationError,
     encode_tick,
+    escaped_text,
     parse_run_id,
     run_id,
+    unencodable_text,
     validate_name,
 )
 from ..coord import Compare, CoordStore, Delete, KeyValue, Put, Txn
@@ -33,6 +36,8 @@ from ._trend import TrendCache
 log = logging.getLogger(__name__)
 
 REQUEST_TTL = 60  # seconds a run-now or kill request waits for a worker
+MAX_REVISION = 2**63 - 1  # etcd revisions are int64: a larger one cannot go in a compare
+_ETAG_RE = re.compile(r'(?:W/)?("?)([0-9]{1,19})\1')  # ASCII digits only
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,12 +60,10 @@ def parse_etag(value: str | None) -> int | None:
     text = value.strip()
     if text == "*":
         return None
-    if text.startswith("W/"):
-        text = text[2:]
-    text = text.strip('"')
-    if not (text.isascii() and text.isdigit()) or len(text) > 19:
+    found = _ETAG_RE.fullmatch(text)
+    if found is None or int(found[2]) > MAX_REVISION:
         raise ValidationError.single("If-Match", "must be an ETag returned by this API")
-    return int(text)
+    return int(found[2])
 
 
 class JobService:
@@ -263,6 +266,12 @@ class JobService:
 
 async def write_audit(logs: LogStore, entry: AuditEntry) -> None:
     """Record ``entry``; if MongoDB is down, the entry goes to the error log whole."""
+    parts = (entry.before, entry.after, entry.details)
+    if any(unencodable_text(part) is not None for part in parts):
+        # A job stored before bodies were checked (see read_json): its entry keeps
+        # the bad strings escaped, so that the job can still be changed or deleted.
+        entry = replace(entry, before=escaped_text(entry.before),
+                        after=escaped_text(entry.after), details=escaped_text(entry.details))
     try:
         await logs.write_audit(entry)
     except LogStoreUnavailable as exc:

@@ -15,7 +15,6 @@ the newest attempt. Role: viewer.
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import json
 import logging
 from typing import Any
@@ -29,13 +28,11 @@ from ..common import (
     Keyspace,
     NotFoundError,
     RunRecord,
-    ValidationError,
     end_event,
     live_auth_header,
     output_event,
-    parse_run_id,
+    parse_record_id,
     sse_event,
-    to_ms,
 )
 from ..coord import CoordStore
 from ..logstore import LogStore, RunQuery
@@ -47,22 +44,6 @@ log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
 
 CONNECT_TIMEOUT_S = 5.0  # to reach the worker; the stream itself has no time limit
-LAST_TICK_MS = to_ms(dt.datetime.max.replace(tzinfo=dt.UTC))  # later ticks cannot be stored
-
-
-def parse_record_id(value: str) -> tuple[str, int, int | None]:
-    """(job, tick, attempt or None) of a record id or run id; ValidationError if neither."""
-    run, sep, attempt = value.partition("#")
-    try:
-        job, tick = parse_run_id(run)
-    except (ValueError, ValidationError):
-        raise ValidationError.single(
-            "record_id", "must be <job>@<tick> or <job>@<tick>#<attempt>") from None
-    if sep and (not attempt.isdigit() or int(attempt) < 1):
-        raise ValidationError.single("record_id", "the attempt after '#' must be 1 or more")
-    return job, tick, int(attempt) if sep else None
-
-
 async def worker_url(store: CoordStore, keys: Keyspace, job: str, run: str) -> str | None:
     """The live output base URL of the worker running ``run`` now, if any."""
     running = await store.get(keys.running(job, run))
@@ -87,8 +68,6 @@ async def stored_record(logs: LogStore, job: str, tick: int, attempt: int | None
     run = f"{job}@{tick}"
     if attempt is not None:
         return await logs.get_run(f"{run}#{attempt}")
-    if tick > LAST_TICK_MS:
-        return None  # no such run can exist (and no date can be built to search for it)
     page = await logs.query_runs(RunQuery(job=job, since=tick, until=tick + 1, limit=1000))
     attempts = [r for r in page.runs if r.run_id == run]
     return max(attempts, key=lambda r: r.attempt) if attempts else None
@@ -146,15 +125,14 @@ async def _relay(request: web.Request, url: str, record_id: str) -> web.StreamRe
 @routes.get("/api/runs/{record_id}/live")
 async def live_output(request: web.Request) -> web.StreamResponse:
     require(request, Role.VIEWER)
-    record_id = request.match_info["record_id"]
-    job, tick, attempt = parse_record_id(record_id)
+    wanted = parse_record_id(request.match_info["record_id"])
     keys = Keyspace(request.app[SETTINGS].key_prefix)
-    url = await worker_url(request.app[COORD], keys, job, f"{job}@{tick}")
-    if url is not None and (relayed := await _relay(request, url, record_id)) is not None:
+    url = await worker_url(request.app[COORD], keys, wanted.job, wanted.run_id)
+    if url is not None and (relayed := await _relay(request, url, str(wanted))) is not None:
         return relayed
-    record = await stored_record(request.app[LOGS], job, tick, attempt)
+    record = await stored_record(request.app[LOGS], *wanted)
     if record is None:
-        raise NotFoundError("run", record_id)
+        raise NotFoundError("run", str(wanted))
     response = web.StreamResponse(headers=SSE_HEADERS)
     await response.prepare(request)
     with contextlib.suppress(ConnectionResetError):  # the viewer may leave early

@@ -60,7 +60,7 @@ def _query(name: str, schema: Schema, description: str) -> dict[str, Any]:
 _JOB_NAME = {**_param("name", "path", {"type": "string", "pattern": NAME_PATTERN},
                       "job name"), "example": "nightly"}
 _IF_MATCH = _param("If-Match", "header",
-                   {"type": "string", "pattern": r'^(\*|(W/)?"?[0-9]{1,19}"?)$'},
+                   {"type": "string", "pattern": r'^(\*|(W/)?("[0-9]{1,19}"|[0-9]{1,19}))$'},
                    'the ETag of the job as last read (e.g. "42"), or *')
 # After a job is created, every operation on it can follow (the stateful phase
 # of a fuzzer, or a client generator, learns the name from the response).

@@ -6,11 +6,10 @@ from __future__ import annotations
 from ..alerts import CHANNEL_TYPES, DELIVERY_STATUSES, EMAIL_SECURITY, SECRETS
 from ..common import ALERT_KINDS
 from ..common._alerting import MAX_SILENCE_S
-from ._openapi_schemas import NAME_PATTERN, Schema, null_is_default, nullable, ref
+from ._openapi_schemas import NAME_PATTERN, URL_PATTERN, Schema, null_is_default, nullable, ref
 
 _TEXT = r"^[^\x00]*$"
 _NON_BLANK = r"^[^\x00]*[^\x00\s][^\x00]*$"
-_URL = r"^[Hh][Tt][Tt][Pp][Ss]?://[^\s\x00]+$"
 _EMAIL = r"^[^@\s<>,;\"\x00]{1,64}@[A-Za-z0-9.-]{1,255}$"
 _HOST = r"^[A-Za-z0-9.\-:\[\]]{1,255}$"
 _HEADER = (r"^(?![Cc][Oo][Nn][Tt][Ee][Nn][Tt]-([Tt][Yy][Pp][Ee]|[Ll][Ee][Nn][Gg][Tt][Hh])$"
@@ -60,7 +59,7 @@ def _common(*, name_required: bool, kind: str) -> tuple[dict[str, Schema], list[
 
 def _variant(kind: str, *, create: bool) -> Schema:
     props, required = _common(name_required=create, kind=kind)
-    url = _secret(_string(4096, _URL, description="absolute http(s) URL"))
+    url = _secret(_string(4096, URL_PATTERN, description="absolute http(s) URL"))
     signing = nullable(_secret(_string(1024)))
     if kind == "email":
         props.update({

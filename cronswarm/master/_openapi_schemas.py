@@ -23,9 +23,12 @@ _NON_BLANK = r"^[^\x00]*[^\x00\s][^\x00]*$"  # no NUL, not only white space
 _ENV_KEY = r"^(?![Cc][Rr][Oo][Nn][Ss][Ww][Aa][Rr][Mm]_)[A-Za-z_][A-Za-z0-9_]{0,127}$"
 _LABEL_KEY = r"^[A-Za-z0-9_.\-/]{1,63}$"
 _HEADER = r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,128}$"
-TOKEN_NAME_PATTERN = TOKEN_NAME_RE.pattern
+# JSON Schema patterns search (ECMA): anchored here; the server fullmatches.
+TOKEN_NAME_PATTERN = f"^{TOKEN_NAME_RE.pattern}$"
 # 5 or 6 fields, or a shortcut; whether each field parses, JSON Schema cannot say.
 CRON_PATTERN = r"^\s*(@[A-Za-z]+|[^\s\x00]+(\s+[^\s\x00]+){4,5})\s*$"
+# What common.check_http_url accepts, as far as a pattern can say (not the port range).
+URL_PATTERN = r"^[Hh][Tt][Tt][Pp][Ss]?://[^\s\x00-\x1f\x7f]+$"
 RECORD_ID_PATTERN = r"^[A-Za-z0-9_.-]{1,128}@[0-9]{1,16}(#[0-9]{1,4})?$"
 
 
@@ -88,7 +91,7 @@ def http_request(*, partial: bool = False) -> Schema:
         "type": "object",
         "additionalProperties": False,
         "properties": {
-            "url": _string(8192, pattern=r"^[Hh][Tt][Tt][Pp][Ss]?://[^\x00]+$",
+            "url": _string(8192, pattern=URL_PATTERN,
                            description="absolute http:// or https:// URL"),
             "method": {"type": "string", "enum": [*HTTP_METHODS], "default": "GET",
                        "description": "case-insensitive on input"},

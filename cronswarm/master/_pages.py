@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
+from urllib.parse import unquote
 
 import aiohttp_jinja2
 from aiohttp import web
@@ -21,24 +21,34 @@ from ._session import (
     login_csrf_token,
     login_nonce,
     make_session,
+    read_login_nonce,
 )
 from ._web import page_context
 
 routes = web.RouteTableDef()
 
 
-def _safe_next(value: str | None) -> str:
-    """Only same-site relative paths: no open redirects."""
-    if not value or not value.startswith("/") or value.startswith("//"):
+def safe_next(value: str | None) -> str:
+    r"""Where the login sends the user: ``value`` if it is a path on this site, else "/".
+
+    Browsers read "\" as "/" and drop tabs and line breaks from URLs, so
+    "/\evil.com" and "/<TAB>/evil.com" lead to //evil.com, another site. Only
+    a path starting with one "/" followed by neither "/" nor "\", without white
+    space or control characters, stays here; so must it once percent-decoded.
+    """
+    if not value:
         return "/"
-    parts = urlsplit(value)
-    return "/" if parts.scheme or parts.netloc else value
+    for text in (value, unquote(value)):
+        if not text.startswith("/") or text[1:2] in ("/", "\\") or not all(
+                c.isprintable() and not c.isspace() for c in text):
+            return "/"
+    return value
 
 
 def _render_login(request: web.Request, *, error: str | None, target: str,
                   status: int = 200) -> web.Response:
     """The login form, with a CSRF nonce cookie (kept if the browser has one)."""
-    nonce = request.cookies.get(LOGIN_COOKIE) or login_nonce()
+    nonce = read_login_nonce(request.cookies.get(LOGIN_COOKIE)) or login_nonce()
     context = {**page_context(request), "error": error, "next": target,
                "login_csrf": login_csrf_token(request.app[SESSION_KEY], nonce)}
     response = aiohttp_jinja2.render_template("login.html", request, context, status=status)
@@ -49,17 +59,17 @@ def _render_login(request: web.Request, *, error: str | None, target: str,
 
 @routes.get("/login", name="login")
 async def login_page(request: web.Request) -> web.Response:
-    return _render_login(request, error=None, target=_safe_next(request.query.get("next")))
+    return _render_login(request, error=None, target=safe_next(request.query.get("next")))
 
 
 @routes.post("/login")
 async def login(request: web.Request) -> web.StreamResponse:
     form = await request.post()
-    nonce = request.cookies.get(LOGIN_COOKIE, "")
+    nonce = read_login_nonce(request.cookies.get(LOGIN_COOKIE))
     check_csrf(request.app[SESSION_KEY], "login:" + nonce if nonce else "",
                str(form.get(CSRF_FIELD, "")))
     token = str(form.get("token", "")).strip()
-    target = _safe_next(str(form.get("next", "/")))
+    target = safe_next(str(form.get("next", "/")))
     try:
         who = await authenticate_token(request, token)
     except AuthError:

@@ -11,13 +11,14 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import TypeVar
 
-from ..common import ValidationError, check_name, to_ms
+from ..common import MAX_TICK_MS, ValidationError, check_name, to_ms, unencodable_text
+from ..logstore import decode_cursor
 
 E = TypeVar("E", bound=str)
 _MAX_TEXT = 200
 _INT_RE = re.compile(r"[+-]?[0-9]{1,18}")  # ASCII only: "¹".isdigit() is true
 _MS_RE = re.compile(r"[0-9]{1,15}")
-MAX_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z, the last instant datetime holds
+MAX_MS = MAX_TICK_MS
 _TRUE = frozenset({"true", "1", "yes"})
 _FALSE = frozenset({"false", "0", "no"})
 
@@ -89,6 +90,26 @@ def name_param(query: Mapping[str, str], name: str) -> str | None:
         return None
     if (reason := check_name(raw)) is not None:
         raise ValidationError.single(name, reason)
+    return raw
+
+
+def run_cursor_param(query: Mapping[str, str], name: str, *, text_search: bool) -> str | None:
+    """A cursor of the run history (``RunPage.next_cursor``), checked whole.
+
+    Its tick must be an instant a datetime holds and its record id text that
+    MongoDB can take. A window width comes only in the cursors of a text search
+    (``q``), which stops widening at tick 0; without ``q`` the history widens
+    the window by up to 16 times a round, past year 1 from a large width.
+    """
+    raw = text_param(query, name, 512)
+    if raw is None:
+        return None
+    tick, record_id, width = decode_cursor(raw)
+    if not 0 <= tick <= MAX_MS or unencodable_text(record_id) is not None:
+        raise ValidationError.single(name, "is not a cursor returned by this API")
+    if width is not None and (width > MAX_MS or not text_search):
+        raise ValidationError.single(
+            name, "is the cursor of a text search: send it with the same q")
     return raw
 
 

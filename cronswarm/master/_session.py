@@ -19,9 +19,10 @@ import base64
 import hashlib
 import hmac
 import json
+import re
 import secrets
 
-from ..common import AuthError, CronswarmError
+from ..common import AuthError, CronswarmError, same_signature
 from ..coord import load_cluster_key
 
 COOKIE = "cronswarm_session"
@@ -30,6 +31,7 @@ SESSION_TTL_MS = 12 * 3600 * 1000
 LOGIN_TTL_S = 3600
 CSRF_FIELD = "csrf"
 CSRF_HEADER = "X-CSRF-Token"
+_NONCE_RE = re.compile(r"[A-Za-z0-9_-]{32}")  # secrets.token_urlsafe(24)
 
 
 class CsrfRejected(CronswarmError):
@@ -51,7 +53,8 @@ def make_session(key: bytes, token_id: str, now_ms: int) -> str:
 def read_session(key: bytes, value: str, now_ms: int) -> str:
     """The token id in a valid, unexpired session cookie; raises AuthError otherwise."""
     payload, _, signature = value.partition(".")
-    if not signature or not hmac.compare_digest(signature, _sign(key, payload.encode())):
+    if not (payload.isascii() and signature
+            and same_signature(signature, _sign(key, payload.encode()))):
         raise AuthError("invalid session")
     try:
         data = json.loads(base64.urlsafe_b64decode(payload))
@@ -72,12 +75,17 @@ def login_nonce() -> str:
     return secrets.token_urlsafe(24)
 
 
+def read_login_nonce(value: str | None) -> str | None:
+    """The login cookie's nonce if it is one ``login_nonce`` could have made."""
+    return value if value is not None and _NONCE_RE.fullmatch(value) else None
+
+
 def login_csrf_token(key: bytes, nonce: str) -> str:
     return csrf_token(key, "login:" + nonce)
 
 
 def check_csrf(key: bytes, session: str, presented: str | None) -> None:
     """Raise CsrfRejected unless ``presented`` is the token of ``session``."""
-    if not session or not presented or not hmac.compare_digest(
-            presented.encode(), csrf_token(key, session).encode()):
+    if not (session and session.isascii() and presented
+            and same_signature(presented, csrf_token(key, session))):
         raise CsrfRejected("missing or invalid CSRF token; reload the page and retry")

@@ -2,9 +2,12 @@
 every state-changing request a session authenticates; a failed CSRF check is a
 403, never a login redirect."""
 
+import json
 import re
 from collections.abc import AsyncIterator
+from html import unescape
 from http.cookies import SimpleCookie
+from urllib.parse import parse_qs, urlencode
 
 import pytest
 from aiohttp import ClientResponse, ClientSession, CookieJar
@@ -13,6 +16,7 @@ from aiohttp.test_utils import TestServer
 from cronswarm.common import Settings
 from cronswarm.logstore import MongoLogStore
 from cronswarm.master import create_app
+from tests.apiclient import raw_request
 
 CSRF_RE = re.compile(r'name="csrf" value="([^"]+)"')
 
@@ -140,3 +144,84 @@ async def test_a_tampered_session_is_no_session(browser: Browser, admin_token: s
     resp = await browser.http.get(browser.base + "/", allow_redirects=False,
                                   headers={"Cookie": f"cronswarm_session={cookie.value}"})
     assert resp.status == 200  # the untouched cookie still works
+
+
+NEXT_RE = re.compile(r'name="next" value="([^"]*)"')
+# (the ``next`` the login receives, after the query or form is decoded; where it goes)
+NEXT_TARGETS = [
+    ("/jobs?status=failed", "/jobs?status=failed"),
+    ("/runs/nightly@1%231", "/runs/nightly@1%231"),
+    ("/", "/"),
+    ("/\\evil.com", "/"),  # browsers read '\' as '/': //evil.com
+    ("/\\\\evil.com", "/"),
+    ("/\\/evil.com", "/"),
+    ("//evil.com", "/"),
+    ("///evil.com", "/"),
+    ("/\t/evil.com", "/"),  # browsers drop tabs and line breaks in URLs
+    ("/\r\n/evil.com", "/"),
+    ("/%2F/evil.com", "/"),  # '//' once decoded
+    ("/%5Cevil.com", "/"),
+    ("https://evil.com/", "/"),
+    ("evil.com", "/"),
+    ("", "/"),
+]
+
+
+@pytest.mark.parametrize(("wanted", "target"), NEXT_TARGETS,
+                         ids=[repr(w) for w, _ in NEXT_TARGETS])
+async def test_the_login_sends_the_user_only_to_a_path_on_this_site(
+    browser: Browser, admin_token: str, wanted: str, target: str,
+) -> None:
+    resp, html = await browser.get("/login?" + urlencode({"next": wanted}))
+    assert resp.status == 200
+    found = NEXT_RE.search(html)
+    assert found is not None and unescape(found.group(1)) == target
+    csrf = await browser.csrf_of("/login")
+    resp = await browser.post("/login", data={"token": admin_token, "csrf": csrf,
+                                              "next": wanted})
+    assert resp.status == 303 and resp.headers["Location"] == target
+
+
+async def test_a_page_sends_to_the_login_and_back(browser: Browser, admin_token: str) -> None:
+    resp, _ = await browser.get("/runs?status=failed&job=nightly")
+    assert resp.status == 302
+    location = resp.headers["Location"]
+    assert location.startswith("/login?")
+    assert parse_qs(location.split("?", 1)[1])["next"] == ["/runs?status=failed&job=nightly"]
+
+
+async def raw_page(browser: Browser, head: bytes, body: bytes = b""
+                   ) -> tuple[int, dict[str, str], str]:
+    status, headers, answer = await raw_request(browser.base, head, body)
+    return status, headers, answer.decode()
+
+
+@pytest.mark.parametrize("cookie", [
+    b"cronswarm_login=\xc3\xa9", b"cronswarm_login=\xff", b"cronswarm_session=\xc3\xa9.\xff",
+])
+async def test_non_ascii_cookies_on_the_login_page_are_ignored(browser: Browser,
+                                                               cookie: bytes) -> None:
+    status, headers, html = await raw_page(
+        browser, b"GET /login HTTP/1.1\r\nCookie: " + cookie + b"\r\n")
+    assert status == 200, html
+    assert CSRF_RE.search(html) is not None
+    assert "cronswarm_login=" in headers["set-cookie"]  # a fresh nonce of our own
+
+
+async def test_a_non_ascii_login_nonce_or_csrf_token_is_a_403(browser: Browser,
+                                                               admin_token: str) -> None:
+    form = urlencode({"token": admin_token, "csrf": "x", "next": "/"}).encode()
+    for cookie in (b"cronswarm_login=\xff", b"cronswarm_login=\xc3\xa9" * 16):
+        status, _, html = await raw_page(browser, (
+            b"POST /login HTTP/1.1\r\nCookie: " + cookie + b"\r\n"
+            b"Content-Type: application/x-www-form-urlencoded\r\n"), form)
+        assert status == 403, html
+    await browser.log_in(admin_token)
+    session = next(c for c in browser.http.cookie_jar if c.key == "cronswarm_session")
+    for token in (b"\xff", b"\xc3\xa9"):
+        status, _, body = await raw_page(browser, (
+            b"POST /api/jobs/nightly/pause HTTP/1.1\r\n"
+            b"Cookie: cronswarm_session=" + session.value.encode() + b"\r\n"
+            b"X-CSRF-Token: " + token + b"\r\n"))
+        assert status == 403, body
+        assert json.loads(body)["error"]["code"] == "csrf"

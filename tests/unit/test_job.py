@@ -31,6 +31,10 @@ def test_six_field_expression_is_accepted() -> None:
         ({"name": "a..b"}, "name", "'..'"),
         ({"name": "x" * 129}, "name", "at most 128"),
         ({"name": ""}, "name", "must not be empty"),
+        ({"name": "job\n"}, "name", "letters, digits"),  # '$' matches before a newline
+        ({"user": "root\n"}, "user", "must be a user name"),
+        ({"env": {"HOME\n": "/"}}, "env.HOME\n", "not a valid environment variable"),
+        ({"targets": {"zone\n": "a"}}, "targets.zone\n", "label names"),
         ({"schedule": "61 * * * *"}, "schedule", "out of range"),
         ({"schedule": "* * *"}, "schedule", "has 3"),
         ({"schedule": "* * * * * * *"}, "schedule", "has 7"),
@@ -83,6 +87,8 @@ def test_not_an_object() -> None:
         ({"url": "http://x", "headers": {"bad header": "v"}}, "http.headers.bad header",
          "not a valid HTTP header"),
         ({"method": "GET"}, "http.url", "is required"),
+        ({"url": "http://x", "headers": {"X-A\n": "v"}}, "http.headers.X-A\n",
+         "not a valid HTTP header"),
     ],
 )
 def test_bad_http_jobs(http: dict[str, object], field: str, reason_part: str) -> None:

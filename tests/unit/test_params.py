@@ -3,6 +3,7 @@
 import pytest
 
 from cronswarm.common import ValidationError
+from cronswarm.logstore import encode_cursor
 from cronswarm.master._params import (
     MAX_MS,
     bool_param,
@@ -10,6 +11,7 @@ from cronswarm.master._params import (
     int_param,
     label_param,
     name_param,
+    run_cursor_param,
     text_param,
     time_param,
 )
@@ -71,3 +73,26 @@ def test_text_name_choice_and_label_params() -> None:
     assert label_param({"t": "zone=eu=1"}, "t") == ("zone", "eu=1")
     with pytest.raises(ValidationError):
         label_param({"t": "zone"}, "t")
+
+
+@pytest.mark.parametrize(("cursor", "text_search"), [
+    (encode_cursor(0, ""), False), (encode_cursor(MAX_MS, "nightly@1#1"), False),
+    (encode_cursor(1_700_000_000_000, "", 60_000), True),
+    (encode_cursor(MAX_MS, "", MAX_MS), True),
+])
+def test_run_cursor_param_takes_the_cursors_the_api_writes(cursor: str, text_search: bool
+                                                            ) -> None:
+    assert run_cursor_param({"cursor": cursor}, "cursor", text_search=text_search) == cursor
+
+
+@pytest.mark.parametrize(("cursor", "text_search"), [
+    (encode_cursor(-1, ""), False), (encode_cursor(-(10**30), ""), False),
+    (encode_cursor(MAX_MS + 1, ""), False), (encode_cursor(10**30, ""), True),
+    (encode_cursor(1, "\ud800"), False), (encode_cursor(1, "", 10**30), True),
+    (encode_cursor(1, "", 60_000), False), ("garbage", False),
+])
+def test_run_cursor_param_refuses_what_the_api_never_wrote(cursor: str, text_search: bool
+                                                           ) -> None:
+    with pytest.raises(ValidationError) as exc:
+        run_cursor_param({"cursor": cursor}, "cursor", text_search=text_search)
+    assert [p.field for p in exc.value.problems] == ["cursor"]
