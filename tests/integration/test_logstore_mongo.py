@@ -1,6 +1,5 @@
 """Contract of the log store, on a real MongoDB-protocol server."""
 
-import asyncio
 import random
 import time
 from dataclasses import replace
@@ -25,6 +24,7 @@ from cronswarm.logstore import (
 )
 from cronswarm.logstore._mongo import doc_to_record
 from cronswarm.logstore._rollups import RECENT_KEPT
+from tests.helpers import wait_for_count
 
 
 class FixedClock:
@@ -541,9 +541,9 @@ async def test_a_frequent_jobs_rollups_are_written_once_per_interval_and_changes
     try:
         await timed.write_runs([record("often", 6000, RunStatus.FAILED)])
         await timed.write_runs([record("often", 7000, RunStatus.FAILED)])
-        async with asyncio.timeout(30):
-            while await last_seen() != shown(RunStatus.FAILED, 7000):
-                await asyncio.sleep(0.05)  # polling a collection, not a synchronisation
+        await wait_for_count(logs.db["run_last"], {"_id": "often", "run.tick": from_ms(7000)},
+                             lambda n: n == 1, timeout=30)
+        assert await last_seen() == shown(RunStatus.FAILED, 7000)
     finally:
         await timed.close()
 
