@@ -149,8 +149,8 @@ class HistoryPager:
             return await self._search(since, top, upper, width, need, self.text_budget_ms / 1000)
         for _ in range(WINDOW_ROUNDS):
             lower = top - width
-            if since is not None and lower <= since:
-                break
+            if lower <= 0 or (since is not None and lower <= since):
+                break  # the rest of the range is the last window (no tick is below 0)
             docs = await self._matching(self._window(lower, upper), need)
             if len(docs) >= need:
                 return docs

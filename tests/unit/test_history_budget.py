@@ -111,3 +111,18 @@ def test_the_cursor_of_a_stopped_search_carries_its_next_window() -> None:
         raw = base64.urlsafe_b64encode(json.dumps(fields).encode()).decode()
         with pytest.raises(ValidationError):
             decode_cursor(raw)
+
+
+async def test_windows_that_widen_past_the_epoch_end_at_the_first_tick() -> None:
+    # An unbudgeted text search with a cursor's wide first window (or any
+    # search of an empty history) widens until it has read everything; it
+    # must stop at tick 0, not compute a date before year 1.
+    runs = Runs(answered=1000)
+    cursor = encode_cursor(NOW, "job@1#1", NOW // 2)
+    pager = HistoryPager(runs, RunQuery(text="disk", cursor=cursor),  # type: ignore[arg-type]
+                         now_ms=NOW, max_time_ms=10_000, text_budget_ms=None)
+    assert await pager.page(50) == []
+    windows = [flt["tick"] for flt, _ in runs.calls if isinstance(flt.get("tick"), dict)]
+    lowest = [w.get("$gte") for w in windows]
+    assert all(t is None or t >= from_ms(0) for t in lowest)
+    assert lowest[-1] is None  # the last window is the rest of the range
