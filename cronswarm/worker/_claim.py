@@ -20,6 +20,7 @@ import asyncio
 import hashlib
 import json
 import logging
+from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import Enum
@@ -345,11 +346,16 @@ def plan_ticks(
         if count >= cap:
             skip_until = recent_from  # a fence past every old tick, counted or not
             break
-    recent: list[int] = []
+    recent: deque[int] = deque()
     for tick in schedule.fires_between(recent_from, now):
         recent.append(tick)
         if len(recent) > cap:
-            del recent[0]
+            # Beyond the cap: skipped on record like the older ones, not dropped.
+            old = recent.popleft()
+            if skip_first is None:
+                skip_first = old
+            skip_until = old
+            count += 1
     newest = recent[-1] if recent else None
     if newest is None:
         to_run: list[int] = []

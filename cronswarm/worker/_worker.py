@@ -727,7 +727,9 @@ class Worker:
                     # Not taken within the misfire window (plus the hand-off): run here.
                     give_up_at = due + int((job.misfire_window + self.settings.handoff_delay)
                                            * 1000)
-                    outcome = await self.retries.offer(job, request, live.info,
+                    # The running key as it is now (a kept attempt rewrote it).
+                    outcome = await self.retries.offer(job, request,
+                                                       live.running_info or live.info,
                                                        live.kill.requested,
                                                        give_up_at=give_up_at)
                     if outcome is not HandOff.KEPT:

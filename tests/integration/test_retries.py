@@ -246,3 +246,30 @@ async def test_a_retry_offer_whose_reply_is_lost_runs_once(
     assert (first["status"], second["status"]) == ("failed", "succeeded")
     assert second["worker"] != first["worker"]  # the committed offer was taken
     assert await store.get(keys.lock("offered")) is None
+
+
+async def test_every_attempt_runs_where_it_failed_when_nobody_takes_the_offers(
+    settings: Settings, store: EtcdStore, logs: MongoLogStore, keys: Keyspace, tmp_path: Path
+) -> None:
+    jobs = job_service(store, logs, keys)
+    gate = Gate(tmp_path)
+    command = (f'[ "$CRONSWARM_ATTEMPT" -ge 2 ] || {{ echo waiting; {gate.wait_command}; }}; '
+               'exit 3')
+    await create_job(jobs, name="forsaken", command=command, misfire_window=0.3,
+                     retry={"attempts": 3, "delay": 0.1, "jitter": 0, "any_worker": True})
+    try:
+        async with running_worker(settings, store, logs) as worker:
+            rid = await jobs.run_now("forsaken", actor="tests")
+            await wait_output(worker, f"{rid}#1", b"waiting")
+            await jobs.delete("forsaken", actor="tests")  # no worker can take a retry now
+            async with asyncio.timeout(30):
+                await worker.jobs.wait_for(lambda: "forsaken" not in worker.jobs.items)
+            gate.release()
+            # Each offer is withdrawn after the misfire window and kept here.
+            docs = [await wait_final(logs, f"{rid}#{n}") for n in (1, 2, 3)]
+            async with asyncio.timeout(30):
+                await wait_deleted(store, keys.running("forsaken", rid))
+    finally:
+        gate.close()
+    assert [d["status"] for d in docs] == ["failed"] * 3
+    assert len({d["worker"] for d in docs}) == 1

@@ -146,3 +146,12 @@ def test_a_claim_back_late_runs_only_inside_its_limit(misfire: str, late_ms: int
                                                        runs: bool) -> None:
     the_job = job(misfire=misfire, misfire_window=7)
     assert in_time(the_job, 100 * S, now=100 * S + late_ms, on_time_ms=2000) is runs
+
+
+def test_run_all_beyond_the_cap_runs_the_newest_and_skips_the_rest_on_record() -> None:
+    # 1,500 ticks inside the misfire window, at most 1,000 run: the 500 older
+    # ones are skipped with a record, not dropped without one.
+    plan = plan_ticks(EVERY_SECOND, job(misfire="run_all", misfire_window=3600), last=0,
+                      now=1500 * S, on_time_ms=2000, cap=1000)
+    assert plan.run == tuple(range(501 * S, 1501 * S, S))
+    assert (plan.skip_first, plan.skip_until, plan.skip_count) == (1 * S, 500 * S, 500)
