@@ -39,6 +39,7 @@ class PrefixMirror:
         self.ready = asyncio.Event()
         self._on_change = on_change
         self._changed = asyncio.Event()
+        self._key_waiters: dict[str, list[asyncio.Future[None]]] = {}  # wait_for_key
 
     def _apply(self, name: str, kv: KeyValue | None) -> None:
         if kv is None:
@@ -52,6 +53,9 @@ class PrefixMirror:
             self.items[name] = kv if self.keep_values else replace(kv, key="", value=b"")
         if self._on_change is not None:
             self._on_change(name, kv, old)
+        for waiter in self._key_waiters.pop(name, ()):
+            if not waiter.done():
+                waiter.set_result(None)
 
     def _notify(self) -> None:
         self._changed.set()
@@ -96,3 +100,18 @@ class PrefixMirror:
         """Return once ``predicate()`` holds (checked after every change)."""
         while not predicate():
             await self._changed.wait()
+
+    async def wait_for_key(self, name: str, predicate: Callable[[], bool]) -> None:
+        """``wait_for`` a predicate on the key ``name`` alone: checked after each
+        change of that key, not of every key (many waiters, many keys)."""
+        while not predicate():
+            waiter = asyncio.get_running_loop().create_future()
+            waiters = self._key_waiters.setdefault(name, [])
+            waiters.append(waiter)
+            try:
+                await waiter
+            finally:
+                if waiter in waiters:
+                    waiters.remove(waiter)
+                    if not waiters and self._key_waiters.get(name) is waiters:
+                        del self._key_waiters[name]

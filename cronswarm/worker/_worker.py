@@ -437,7 +437,7 @@ class Worker:
             return True
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(self.settings.handoff_delay):
-                await mirror.wait_for(claimed)
+                await mirror.wait_for_key(job.name, claimed)  # the job's own key
         return not claimed()
 
     async def _plan(self, job: Job, tick: int) -> None:
