@@ -386,14 +386,17 @@ class Worker:
         job (``encode_start``): the ticks before are not missed ones. Not the
         master's clock but this one says when that was, as it says when every
         tick is due: a worker watching sees the marker milliseconds after it
-        was committed, and reads the earliest the cluster's time can be, so
-        no tick after the write is taken as before it. Workers that saw it at
-        different times (one that started later, a watch that lagged) may
-        disagree: the first plan that claims writes its own start over the
-        marker (one compare on the marker's bytes) and the others plan from
-        that token; a worker that saw the marker earlier and finds a tick of
-        its own unclaimed claims it after the hand-off as usual. If no worker
-        is up when the job is written, it starts when the first one comes up.
+        was committed and reads the earliest the cluster's time can be (a
+        tick within a watch's latency of the write may count as before it: a
+        worker whose watch lags finds the marker when its claim of that tick
+        fails, and starts from then). Workers that
+        saw it at different times (one that started later, a watch that
+        lagged) may disagree: the first plan that claims writes its own start
+        over the marker (one compare on the marker's bytes) and the others
+        plan from that token; a worker that saw the marker earlier and finds a
+        tick of its own unclaimed claims it after the hand-off as usual. If no
+        worker is up when the job is written, it starts when the first one
+        comes up.
 
         The time of first sight is kept as loop time, so a start seen before
         this worker's clock was measured is still right once it is.
