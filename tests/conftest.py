@@ -82,6 +82,16 @@ async def own_etcd(tmp_path: Path) -> AsyncIterator[EtcdServer]:
 
 
 @pytest.fixture
+def own_mongo(tmp_path: Path) -> Iterator[MongoServer]:
+    """A MongoDB-protocol server of the test's own, for tests that stop and
+    restart it (on disk: it keeps its data through a restart)."""
+    server = MongoServer(tmp_path / "mongodb")
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
 def settings(etcd_endpoints: list[str], mongo_uri: str, tmp_path: Path) -> Settings:
     """Settings isolated to this test: own key prefix, own database, own spool."""
     tag = uuid.uuid4().hex[:10]

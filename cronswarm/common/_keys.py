@@ -39,6 +39,51 @@ def decode_tick(raw: bytes) -> int:
     return int(raw[:TICK_DIGITS].decode())
 
 
+# A start marker in ``/last/<name>``: what a master writes there when it
+# creates, reschedules or resumes a job (see ``encode_start``).
+START_MARKER = b"9" * TICK_DIGITS + b"!start:"
+
+
+def encode_start(floor_ms: int, nonce: str) -> bytes:
+    """The start marker a master writes to ``/last/<name>``: "this job starts
+    from when a worker learns of it", with no time in it.
+
+    A master has no clock the cluster trusts (workers measure theirs against
+    each other, masters do not): if the master wrote its own "now" there, a
+    master N s ahead would make the workers skip the next N s of ticks, and one
+    N s behind would make them catch up N s of ticks from before the job
+    existed. So the master writes this marker in the same transaction as the
+    job, and the first worker to plan the job replaces it with the cluster
+    time at which it saw the marker (``worker._start``).
+
+    Its first 16 digits are the largest tick, so no claim (a value compare
+    ``/last < tick``) can pass it: a claim planned from the token before the
+    edit fails, and its worker plans again. ``floor_ms`` is the tick the token
+    held before (a start is never set below it: the token never moves back,
+    so a tick already claimed can never be claimed again). ``nonce`` makes
+    each marker unique, so a worker can tell a new one from one it has seen.
+    """
+    if not 0 <= floor_ms < 10**TICK_DIGITS:
+        raise ValueError(f"tick {floor_ms} out of range")
+    return START_MARKER + f"{floor_ms:0{TICK_DIGITS}d}:{nonce}".encode()
+
+
+def start_floor(token: bytes) -> int | None:
+    """The floor of a start marker (see ``encode_start``); None if ``token`` is a tick."""
+    if not token.startswith(START_MARKER):
+        return None
+    return int(token[len(START_MARKER):len(START_MARKER) + TICK_DIGITS].decode())
+
+
+def restart_token(current: bytes | None, nonce: str) -> bytes:
+    """The start marker to replace the token ``current`` (None: absent) with:
+    its floor is the tick ``current`` holds, or the floor it carries."""
+    if current is None:
+        return encode_start(0, nonce)
+    floor = start_floor(current)
+    return encode_start(decode_tick(current) if floor is None else floor, nonce)
+
+
 def run_id(job: str, tick_ms: int) -> str:
     """The run id of a tick, ``<name>@<tick>`` (the same for all attempts)."""
     return f"{job}@{tick_ms}"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
@@ -22,14 +23,14 @@ from ..common import (
     PreconditionFailed,
     SystemClock,
     ValidationError,
-    encode_tick,
     escaped_text,
     parse_run_id,
+    restart_token,
     run_id,
     unencodable_text,
     validate_name,
 )
-from ..coord import Compare, CoordStore, Delete, KeyValue, Put, Txn
+from ..coord import Compare, CoordStore, Delete, Get, KeyValue, Put, TxnOp, TxnResult
 from ..logstore import AuditEntry, LogStore, LogStoreUnavailable
 from ._trend import TrendCache
 
@@ -38,6 +39,7 @@ log = logging.getLogger(__name__)
 REQUEST_TTL = 60  # seconds a run-now or kill request waits for a worker
 MAX_REVISION = 2**63 - 1  # etcd revisions are int64: a larger one cannot go in a compare
 _ETAG_RE = re.compile(r'(?:W/)?("?)([0-9]{1,19})\1')  # ASCII digits only
+RESTART_TRIES = 20  # reads of a fencing token that claims keep moving (one per tick)
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,27 +135,44 @@ class JobService:
 
     # -- writes ---------------------------------------------------------------
 
-    def _bump_last(self, name: str, now: int) -> Txn:
-        """Move the fencing token forward to ``now``, never backward.
+    async def _commit(self, name: str, guard: Compare, ops: list[TxnOp], *,
+                      restart: bool) -> TxnResult | None:
+        """Commit ``ops`` if ``guard`` (a compare on the job's key) holds; None if not.
 
-        A new or re-enabled or rescheduled job starts from now: ticks before it
-        are not "missed". The token only ever grows, so a tick already claimed
-        can never be claimed again.
+        With ``restart`` (a job created, rescheduled or resumed) the job starts
+        from when a worker learns of it, not from this master's clock: the
+        same transaction replaces the fencing token with a start marker
+        (``encode_start``; the workers turn it into the cluster's time when
+        they first saw it). The marker's floor is the token as read just
+        before, and the write holds only if the token is still at that
+        revision, so the token never moves back and a tick already claimed can
+        never be claimed again. A claim that commits in between means reading
+        the token again, not a conflict.
         """
-        last = self.keys.last(name)
-        token = encode_tick(now)
-        return Txn((Compare.value(last, "<", token),), (Put(last, token),),
-                   (Txn((Compare.absent(last),), (Put(last, token),)),))
+        if not restart:
+            result = await self.store.txn([guard], ops, [])
+            return result if result.succeeded else None
+        key, last = self.keys.job(name), self.keys.last(name)
+        token = await self.store.get(last)
+        for _ in range(RESTART_TRIES):
+            seen = (Compare.absent(last) if token is None
+                    else Compare.mod_revision(last, "==", token.mod_revision))
+            marker = restart_token(None if token is None else token.value, uuid.uuid4().hex[:12])
+            result = await self.store.txn([guard, seen], [*ops, Put(last, marker)],
+                                          [Get(key), Get(last)])
+            if result.succeeded:
+                return result
+            found_job, found_token = result.gets
+            if not guard.holds_for(found_job[0] if found_job else None):
+                return None
+            token = found_token[0] if found_token else None
+        raise ConflictError(f"the fencing token of job {name!r} kept moving; retry")
 
     async def create(self, job: Job, *, actor: str) -> StoredJob:
         key = self.keys.job(job.name)
-        now = self.clock.now_ms()
-        result = await self.store.txn(
-            [Compare.absent(key)],
-            [Put(key, job.to_json()), self._bump_last(job.name, now)],
-            [],
-        )
-        if not result.succeeded:
+        result = await self._commit(job.name, Compare.absent(key), [Put(key, job.to_json())],
+                                    restart=True)
+        if result is None:
             raise ConflictError(f"job {job.name!r} already exists")
         await self._audit(actor, "job.create", job.name, None, job.to_dict())
         return StoredJob(job, result.revision)
@@ -173,13 +192,14 @@ class JobService:
                      if_match: int | None, action: str) -> StoredJob:
         key = self.keys.job(job.name)
         expected = current.revision if if_match is None else if_match
-        ops: list[Any] = [Put(key, job.to_json())]
         old = current.job
-        if (job.schedule, job.timezone) != (old.schedule, old.timezone) or (
-                job.enabled and not old.enabled):
-            ops.append(self._bump_last(job.name, self.clock.now_ms()))
-        result = await self.store.txn([Compare.mod_revision(key, "==", expected)], ops, [])
-        if not result.succeeded:
+        # A new schedule or a resumed job starts afresh: the ticks before are
+        # not missed ones.
+        restart = (job.schedule, job.timezone) != (old.schedule, old.timezone) or (
+            job.enabled and not old.enabled)
+        result = await self._commit(job.name, Compare.mod_revision(key, "==", expected),
+                                    [Put(key, job.to_json())], restart=restart)
+        if result is None:
             if if_match is not None:
                 raise PreconditionFailed(
                     f"job {job.name!r} changed since revision {if_match}; reload and retry")

@@ -82,6 +82,11 @@ class MasterCollector(Collector):
                         len(monitor.jobs))
             yield gauge(f"{PREFIX}cluster_jobs_enabled", "jobs not paused (the leader's count)",
                         sum(1 for w in monitor.jobs.values() if w.enabled))
+        reaper = d.reaper if e.is_leader else None
+        if reaper is not None:
+            yield gauge(f"{PREFIX}lost_verdicts_waiting", "runs whose lost-run verdict is "
+                        "not settled yet: due after its margin, or waiting for etcd or MongoDB",
+                        reaper.unsettled)
         if self.cluster.ok:
             yield gauge(f"{PREFIX}cluster_workers", "workers registered in etcd (alive)",
                         self.cluster.workers)

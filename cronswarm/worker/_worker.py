@@ -43,6 +43,7 @@ from ..common import (
     loop_deadline,
     may_own,
     run_id,
+    start_floor,
 )
 from ..coord import (
     Compare,
@@ -198,7 +199,9 @@ class Worker:
         self._fenced_runs: set[str] = set()
         self.jobs = PrefixMirror(store, self.keys.jobs, on_change=self._on_job,
                                  keep_values=False)
-        self.last = PrefixMirror(store, self.keys.last_dir)
+        self.last = PrefixMirror(store, self.keys.last_dir, on_change=self._on_token)
+        # Start markers (see _start) by job: the marker, and the loop time it was first seen.
+        self._starts: dict[str, tuple[bytes, float]] = {}
         self.workers = PrefixMirror(store, self.keys.workers)
         self._members: dict[str, tuple[int, dict[str, str], bool]] = {}  # _owner's parse cache
         self.killers = PrefixMirror(store, self.keys.killer_dir, on_change=self._on_killer)
@@ -361,8 +364,61 @@ class Worker:
         return kv.value if kv is not None else None
 
     def _last_of(self, name: str) -> int | None:
+        """The job's last claimed tick as this worker last saw it; for a start
+        marker, the start (every tick up to it counts as claimed)."""
         token = self._token_of(name)
-        return decode_tick(token) if token is not None else None
+        if token is None:
+            return None
+        return decode_tick(token) if start_floor(token) is None else self._start(name, token)
+
+    def _on_token(self, name: str, kv: KeyValue | None, _old: KeyValue | None) -> None:
+        if kv is not None and start_floor(kv.value) is not None:
+            self._start(name, kv.value)  # note when it was seen
+        else:
+            self._starts.pop(name, None)
+
+    def _start(self, name: str, marker: bytes) -> int:
+        """Where a job whose token is the start marker ``marker`` starts: the
+        cluster's time when this worker first saw the marker (and never below
+        the marker's floor).
+
+        A master writes the marker when it creates, reschedules or resumes the
+        job (``encode_start``): the ticks before are not missed ones. Not the
+        master's clock but this one says when that was, as it says when every
+        tick is due: a worker watching sees the marker milliseconds after it
+        was committed and reads the earliest the cluster's time can be (a
+        tick within a watch's latency of the write may count as before it: a
+        worker whose watch lags finds the marker when its claim of that tick
+        fails, and starts from then). Workers that
+        saw it at different times (one that started later, a watch that
+        lagged) may disagree: the first plan that claims writes its own start
+        over the marker (one compare on the marker's bytes) and the others
+        plan from that token; a worker that saw the marker earlier and finds a
+        tick of its own unclaimed claims it after the hand-off as usual. If no
+        worker is up when the job is written, it starts when the first one
+        comes up.
+
+        The time of first sight is kept as loop time, so a start seen before
+        this worker's clock was measured is still right once it is.
+        """
+        loop_now = asyncio.get_running_loop().time()
+        seen = self._starts.get(name)
+        if seen is None or seen[0] != marker:
+            seen = self._starts[name] = (marker, loop_now)
+        elapsed_ms = int((loop_now - seen[1]) * 1000)
+        return max(start_floor(marker) or 0, self.clock.now_ms() - elapsed_ms)
+
+    async def _claim_start(self, job: Job, marker: bytes) -> bytes | None:
+        """Replace the start marker with this worker's start (``_start``);
+        returns the token now in ``/last`` (ours, or one written meanwhile)."""
+        if not self._may_claim():
+            raise Fenced
+        start = self._start(job.name, marker)
+        claimant = self._claimant()
+        result = await claim_skip(self.store, self.keys, job, fence=marker, until=start,
+                                  claimant=claimant, since=self.last.revision)
+        # Nothing to record: the ticks before the start were never due.
+        return encode_tick(start, claimant) if result.outcome is Outcome.WON else result.last
 
     def _claimant(self) -> str:
         self._nonce += 1
@@ -507,6 +563,12 @@ class Worker:
             return now
         token = self._token_of(job.name)
         for _ in range(5):  # re-plan when the token moved or a tick became a misfire
+            if token is not None and start_floor(token) is not None:
+                token = await self._claim_start(job, token)
+                if token is None:
+                    return now  # the job was deleted meanwhile
+                if start_floor(token) is not None:
+                    return None  # rewritten meanwhile (another edit): plan again soon
             now = self._horizon(job)
             if token is None:
                 # No token (a job written without one): only the newest due tick.
@@ -592,6 +654,9 @@ class Worker:
                 self._doubts[job.name] = _Doubt(tick, encode_tick(tick, claimant), since,
                                                 rid, info)
                 raise
+            if result.outcome is Outcome.TAKEN and result.last is not None and start_floor(
+                    result.last) is not None:
+                return False  # the job was written since the plan: it starts afresh
             trigger = Trigger.CATCH_UP if len(ticks) > 1 or tick < self.clock.now_ms() - (
                 ON_TIME_MS) else Trigger.SCHEDULE
             if result.outcome is Outcome.WON and not self._in_time(job, tick):

@@ -1,6 +1,6 @@
 """Run records through a MongoDB outage and through kill -9 of a worker (real processes).
 
-The outage test starts its own MongoDB-protocol server with on-disk storage so
+The outage test uses a MongoDB-protocol server of its own (``own_mongo``) so
 it can stop it and start it again on the same port with the same data.
 """
 
@@ -10,7 +10,6 @@ import signal
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,14 +25,6 @@ from tests.helpers import wait_for_count
 
 OUTAGE_SECONDS = 30
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def own_mongo(tmp_path: Path) -> Iterator[MongoServer]:
-    server = MongoServer(tmp_path / "mongodb")  # on disk: survives a restart
-    server.start()
-    yield server
-    server.stop()
 
 
 async def create_every_second_job(store: EtcdStore, logs: MongoLogStore, keys: Keyspace,

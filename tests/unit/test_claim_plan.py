@@ -1,6 +1,14 @@
 import pytest
 
-from cronswarm.common import CronSchedule, Job, Keyspace, encode_tick
+from cronswarm.common import (
+    CronSchedule,
+    Job,
+    Keyspace,
+    encode_start,
+    encode_tick,
+    restart_token,
+    start_floor,
+)
 from cronswarm.coord import Compare, Get, KeyValue, Put, Txn, TxnResult
 from cronswarm.worker import (
     Outcome,
@@ -105,6 +113,20 @@ def test_claimant_suffix_keeps_token_order() -> None:
     assert claimed > encode_tick(5 * S)  # the same tick cannot be claimed again
     assert claimed < encode_tick(5 * S + 1)  # the next one can
     assert claimed < encode_tick(6 * S, "a")
+
+
+def test_a_start_marker_stops_every_claim_and_keeps_the_token_s_floor() -> None:
+    marker = restart_token(encode_tick(5 * S, "w1/3"), "n1")
+    assert start_floor(marker) == 5 * S
+    assert start_floor(encode_tick(5 * S, "w1/3")) is None
+    # No claim passes it, however late its tick: a plan made before the write fails.
+    assert marker > encode_tick(10**16 - 2)
+    # Written over a marker, the floor stays; over nothing, it is 0.
+    assert start_floor(restart_token(marker, "n2")) == 5 * S
+    assert start_floor(restart_token(None, "n3")) == 0
+    assert restart_token(marker, "n2") != restart_token(marker, "n4")  # each one new
+    with pytest.raises(ValueError, match="out of range"):
+        encode_start(-1, "n")
 
 
 def test_rendezvous_owner_is_stable_and_moves_only_lost_keys() -> None:

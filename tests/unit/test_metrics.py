@@ -139,7 +139,8 @@ def master_objects() -> tuple[Any, Any, ClusterView]:
                                     "b": SimpleNamespace(enabled=False)})
     leader = SimpleNamespace(duty_runs=Counter({"alerts": 9}), duty_errors=Counter(),
                              runs_lost=2, orphans_removed=0, retries_requested=1,
-                             alert_stats=stats, monitor=monitor)
+                             alert_stats=stats, monitor=monitor,
+                             reaper=SimpleNamespace(unsettled=4))
     cluster = ClusterView(None, None)  # type: ignore[arg-type]
     cluster.workers, cluster.running, cluster.ok = 3, 1, True
     return election, leader, cluster
@@ -158,6 +159,7 @@ def test_master_metrics_show_leadership_duties_and_alerts() -> None:
     assert got[("cronswarm_alerts_failed_total", (("channel_type", "slack"),))] == 1
     assert got[("cronswarm_alerts_suppressed_total", ())] == 17
     assert got[("cronswarm_cluster_jobs_enabled", ())] == 1
+    assert got[("cronswarm_lost_verdicts_waiting", ())] == 4
     assert got[("cronswarm_cluster_workers", ())] == 3
 
 
