@@ -40,8 +40,13 @@ class _Extended(Exception):
     pass
 
 
+@functools.lru_cache(maxsize=4096)
 def _field(text: str, index: int) -> tuple[int, ...] | None:
-    """Sorted allowed values, or None for an unrestricted ``*``/``?``."""
+    """Sorted allowed values, or None for an unrestricted ``*``/``?``.
+
+    Cached: a worker compiles the expression of every job it holds, and the
+    same field text yields the same tuple, shared by every expression using it.
+    """
     low, high, names = _BOUNDS[index]
     if text in ("*", "?"):
         return None
