@@ -161,6 +161,13 @@ class CoordStore(Protocol):
         """Every key under ``prefix`` and the store revision they were read at."""
         ...
 
+    def scan_prefix(
+        self, prefix: str, *, page_size: int = 1000,
+    ) -> AsyncIterator[tuple[list[KeyValue], int]]:
+        """Every key under ``prefix``, in pages of at most ``page_size`` read at
+        one revision (given with each page): the whole prefix is never held at once."""
+        ...
+
     async def put(self, key: str, value: bytes, *, lease: int = 0) -> int:
         """Write; returns the new revision."""
         ...

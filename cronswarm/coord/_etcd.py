@@ -180,6 +180,26 @@ class EtcdStore:
         )
         return [_kv(kv) for kv in resp.kvs], resp.header.revision
 
+    async def scan_prefix(
+        self, prefix: str, *, page_size: int = 1000,
+    ) -> AsyncIterator[tuple[list[KeyValue], int]]:
+        raw = prefix.encode()
+        end = prefix_end(raw)
+        start, revision = raw, 0
+        while True:
+            # Every page after the first reads at the first one's revision: one snapshot.
+            resp = await self._unary("range", "Range", "_kv", rpc.RangeRequest(
+                key=start, range_end=end, limit=page_size, revision=revision))
+            revision = revision or int(resp.header.revision)
+            kvs = [_kv(kv) for kv in resp.kvs]
+            more = bool(resp.more) and bool(resp.kvs)
+            if more:
+                start = bytes(resp.kvs[-1].key) + b"\x00"
+            del resp  # the reply's buffers go before the caller works on the page
+            yield kvs, revision
+            if not more:
+                return
+
     async def put(self, key: str, value: bytes, *, lease: int = 0) -> int:
         resp = await self._unary(
             "put", "Put", "_kv", rpc.PutRequest(key=key.encode(), value=value, lease=lease)

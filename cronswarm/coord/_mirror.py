@@ -5,15 +5,15 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from dataclasses import replace
 
 from ._abc import CoordStore, CoordUnavailable, KeyValue, WatchCompacted
 
 log = logging.getLogger(__name__)
 
 # on_change(name, new, old): new is None for a delete; old is what the mirror
-# held before (None for a new key; without values when keep_values is False).
+# held before (None for a new key; only its mod_revision when keep_values is False).
 _YIELD_EVERY = 500
+_PAGE = 1000  # keys per range read while loading
 
 ChangeCallback = Callable[[str, KeyValue | None, KeyValue | None], None]
 
@@ -33,7 +33,7 @@ class PrefixMirror:
     ) -> None:
         self.store = store
         self.prefix = prefix
-        self.keep_values = keep_values  # False: items keep revisions only (less memory)
+        self.keep_values = keep_values  # False: items keep mod revisions only (less memory)
         self.items: dict[str, KeyValue] = {}
         self.revision = 0
         self.ready = asyncio.Event()
@@ -49,7 +49,9 @@ class PrefixMirror:
             old = self.items.get(name)
             if old is not None and old.mod_revision >= kv.mod_revision:
                 return
-            self.items[name] = kv if self.keep_values else replace(kv, key="", value=b"")
+            # Without values only the revision is needed (mod_revision above).
+            self.items[name] = kv if self.keep_values else KeyValue(
+                "", b"", 0, kv.mod_revision, 0)
         if self._on_change is not None:
             self._on_change(name, kv, old)
 
@@ -58,16 +60,24 @@ class PrefixMirror:
         self._changed = asyncio.Event()
 
     async def _load(self) -> None:
-        kvs, revision = await self.store.get_prefix(self.prefix)
-        fresh = {kv.key[len(self.prefix):]: kv for kv in kvs}
-        for name in [n for n in self.items if n not in fresh]:
+        # Page by page: a big prefix (100,000 jobs) is never held twice (raw
+        # reply and parsed values) next to what the callbacks build from it.
+        gone = set(self.items)  # held before: deleted unless the snapshot has them
+        revision = self.revision
+        skip = len(self.prefix)
+        count = 0
+        async for kvs, read_at in self.store.scan_prefix(self.prefix, page_size=_PAGE):
+            revision = read_at
+            for kv in kvs:
+                name = kv.key[skip:]
+                gone.discard(name)
+                self._apply(name, kv)
+                count += 1
+                if count % _YIELD_EVERY == 0:
+                    # Must not starve the event loop: the lease keep-alive runs on it too.
+                    await asyncio.sleep(0)
+        for name in gone:
             self._apply(name, None)
-        for i, (name, kv) in enumerate(fresh.items()):
-            self._apply(name, kv)
-            if i % _YIELD_EVERY == _YIELD_EVERY - 1:
-                # A big snapshot (100,000 jobs) must not starve the event loop:
-                # the lease keep-alive runs on it too.
-                await asyncio.sleep(0)
         self.revision = revision
         self._notify()
 
