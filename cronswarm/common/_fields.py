@@ -22,12 +22,13 @@ class FieldReader:
     def __init__(self, data: object, *, path: str = "", allowed: Iterable[str] = ()) -> None:
         self.path = path
         self.problems: list[FieldProblem] = []
-        if not isinstance(data, Mapping):
+        if type(data) is not dict and not isinstance(data, Mapping):
             self.problems.append(FieldProblem(path or "body", "must be a JSON object"))
             data = {}
         self.data: Mapping[str, Any] = data
-        allowed_set = frozenset(allowed)
-        if allowed_set:
+        # Decoders called for every stored job pass a frozenset: nothing to build.
+        allowed_set = allowed if isinstance(allowed, frozenset) else frozenset(allowed)
+        if allowed_set and not allowed_set.issuperset(data):
             for key in data:
                 if key not in allowed_set:
                     self.fail(str(key), "unknown field")

@@ -101,7 +101,7 @@ class HttpRequest:
 
     @classmethod
     def from_dict(cls, data: object, path: str = "http") -> HttpRequest:
-        r = FieldReader(data, path=path, allowed=cls.FIELDS)
+        r = FieldReader(data, path=path, allowed=_HTTP_FIELDS)
         url = r.string("url", max_len=8192, check=_check_url)
         method = r.data.get("method", "GET")
         if isinstance(method, str):
@@ -155,7 +155,7 @@ class RetryPolicy:
 
     @classmethod
     def from_dict(cls, data: object, path: str = "retry") -> RetryPolicy:
-        r = FieldReader(data, path=path, allowed=cls.FIELDS)
+        r = FieldReader(data, path=path, allowed=_RETRY_FIELDS)
         attempts = r.integer("attempts", minimum=1, maximum=100)
         delay = r.number("delay", 1.0, minimum=0, maximum=86400)
         multiplier = r.number("multiplier", 2.0, minimum=1, maximum=100)
@@ -187,6 +187,8 @@ class RetryPolicy:
         return out
 
 
+_HTTP_FIELDS = frozenset(HttpRequest.FIELDS)
+_RETRY_FIELDS = frozenset(RetryPolicy.FIELDS)
 _DEFAULT_RETRY = RetryPolicy()
 
 
@@ -239,7 +241,7 @@ class Job:
         """Validate an untrusted JSON object; ``name`` overrides/provides the name."""
         if name is not None and isinstance(data, Mapping):
             data = {**data, "name": name}
-        r = FieldReader(data, allowed=cls.FIELDS)
+        r = FieldReader(data, allowed=_JOB_FIELDS)
         job_name = r.string("name", max_len=128, check=check_name)
         schedule = r.string("schedule", max_len=256, check=_check_schedule)
         timezone = r.string("timezone", "UTC", max_len=64, check=_check_timezone)
@@ -348,6 +350,9 @@ class Job:
     def matches(self, labels: Mapping[str, str]) -> bool:
         """Whether a worker advertising ``labels`` may run this job."""
         return all(labels.get(k) == v for k, v in self.targets.items())
+
+
+_JOB_FIELDS = frozenset(Job.FIELDS)
 
 
 def _merge_patch(target: dict[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
