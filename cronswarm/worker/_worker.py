@@ -361,7 +361,7 @@ class Worker:
         job: Job | None = None
         if kv is not None:
             try:
-                job = Job.from_json(kv.value)
+                job = Job.from_json(kv.value, stored_as=name)
                 if job.name != name:
                     raise ValidationError.single("name", f"does not match its key {name!r}")
             except ValidationError as exc:
