@@ -65,8 +65,10 @@ class FieldReader:
         non_empty: bool = True,
         check: Callable[[str], str | None] | None = None,
     ) -> Any:
-        value = self._get(key, default)
-        if value is _MISSING:
+        value = self.data.get(key)
+        if value is None:  # as _get (inline: read for every field of every stored job)
+            if default is _MISSING:
+                self.fail(key, "is required")
             return default
         if not isinstance(value, str):
             self.fail(key, f"must be a string, not {_json_type(value)}")

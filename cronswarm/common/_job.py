@@ -192,6 +192,7 @@ _HTTP_FIELDS = frozenset(HttpRequest.FIELDS)
 _RETRY_FIELDS = frozenset(RetryPolicy.FIELDS)
 _DEFAULT_RETRY = RetryPolicy()
 _DEFAULT_RETRY_JSON = _DEFAULT_RETRY.to_dict()
+_RETRY_TYPES = [type(v) for v in _DEFAULT_RETRY_JSON.values()]
 _KILL_GRACE = 5.0
 _MISFIRE_WINDOW = 60.0
 
@@ -199,8 +200,8 @@ _MISFIRE_WINDOW = 60.0
 def _is_default_retry(value: object) -> bool:
     """Whether ``value`` is the default policy's own encoding, JSON types included
     (``1.0`` is not ``1``, ``false`` is not ``0``): it decodes to ``_DEFAULT_RETRY``."""
-    return type(value) is dict and value == _DEFAULT_RETRY_JSON and all(
-        type(value[k]) is type(v) for k, v in _DEFAULT_RETRY_JSON.items())
+    return (type(value) is dict and value == _DEFAULT_RETRY_JSON
+            and list(map(type, map(value.__getitem__, _DEFAULT_RETRY_JSON))) == _RETRY_TYPES)
 
 
 @functools.lru_cache(maxsize=4096)
