@@ -47,6 +47,16 @@ class FieldReader:
                 field = self.name(key) if field in ("", key) else f"{self.name(key)}.{field}"
             self.problems.append(FieldProblem(field, p.reason))
 
+    def _absent(self, key: str, default: Any) -> Any:
+        """What a missing or null field reads as (noting a problem if it is required).
+
+        The readers test ``data.get(key) is None`` inline rather than calling
+        ``_get``: a worker reads every field of every stored job.
+        """
+        if default is _MISSING:
+            self.fail(key, "is required")
+        return default
+
     def _get(self, key: str, default: Any) -> Any:
         """The raw value, or _MISSING (after noting a problem if it is required)."""
         value = self.data.get(key, _MISSING)
@@ -66,10 +76,8 @@ class FieldReader:
         check: Callable[[str], str | None] | None = None,
     ) -> Any:
         value = self.data.get(key)
-        if value is None:  # as _get (inline: read for every field of every stored job)
-            if default is _MISSING:
-                self.fail(key, "is required")
-            return default
+        if value is None:
+            return self._absent(key, default)
         if not isinstance(value, str):
             self.fail(key, f"must be a string, not {_json_type(value)}")
             return default if default is not _MISSING else ""
@@ -84,9 +92,9 @@ class FieldReader:
         return value
 
     def boolean(self, key: str, default: Any = _MISSING) -> Any:
-        value = self._get(key, default)
-        if value is _MISSING:
-            return default
+        value = self.data.get(key)
+        if value is None:
+            return self._absent(key, default)
         if not isinstance(value, bool):
             self.fail(key, f"must be true or false, not {_json_type(value)}")
             return default if default is not _MISSING else False
@@ -96,9 +104,9 @@ class FieldReader:
         self, key: str, default: Any = _MISSING, *, minimum: int | None = None,
         maximum: int | None = None,
     ) -> Any:
-        value = self._get(key, default)
-        if value is _MISSING:
-            return default
+        value = self.data.get(key)
+        if value is None:
+            return self._absent(key, default)
         if isinstance(value, bool) or not isinstance(value, int):
             self.fail(key, f"must be an integer, not {_json_type(value)}")
             return default if default is not _MISSING else 0
@@ -108,9 +116,9 @@ class FieldReader:
         self, key: str, default: Any = _MISSING, *, minimum: float | None = None,
         maximum: float | None = None, exclusive_minimum: bool = False,
     ) -> Any:
-        value = self._get(key, default)
-        if value is _MISSING:
-            return default
+        value = self.data.get(key)
+        if value is None:
+            return self._absent(key, default)
         if isinstance(value, bool) or not isinstance(value, int | float):
             self.fail(key, f"must be a number, not {_json_type(value)}")
             return default if default is not _MISSING else 0.0

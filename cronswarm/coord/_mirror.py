@@ -11,7 +11,8 @@ from ._abc import CoordStore, CoordUnavailable, KeyValue, WatchCompacted
 log = logging.getLogger(__name__)
 
 # on_change(name, new, old): new is None for a delete; old is what the mirror
-# held before (None for a new key; only its mod_revision when keep_values is False).
+# held before (None for a new key; when keep_values is False, only a mod_revision:
+# the key's own, or that of the snapshot it was read in).
 _YIELD_EVERY = 500
 _PAGE = 1000  # keys per range read while loading
 
@@ -33,14 +34,15 @@ class PrefixMirror:
     ) -> None:
         self.store = store
         self.prefix = prefix
-        self.keep_values = keep_values  # False: items keep mod revisions only (less memory)
+        self.keep_values = keep_values  # False: items keep revisions only (less memory)
         self.items: dict[str, KeyValue] = {}
         self.revision = 0
         self.ready = asyncio.Event()
         self._on_change = on_change
         self._changed = asyncio.Event()
 
-    def _apply(self, name: str, kv: KeyValue | None) -> None:
+    def _apply(self, name: str, kv: KeyValue | None, read: KeyValue | None = None) -> None:
+        """``read``: without values, what to keep for a key of the snapshot it names."""
         if kv is None:
             old = self.items.pop(name, None)
             if old is None:
@@ -49,9 +51,12 @@ class PrefixMirror:
             old = self.items.get(name)
             if old is not None and old.mod_revision >= kv.mod_revision:
                 return
-            # Without values only the revision is needed (mod_revision above).
-            self.items[name] = kv if self.keep_values else KeyValue(
-                "", b"", 0, kv.mod_revision, 0)
+            if self.keep_values:
+                self.items[name] = kv
+            else:
+                # Only a revision at which the key held what we saw is needed
+                # (the test above); every key of one snapshot shares it.
+                self.items[name] = read or KeyValue("", b"", 0, kv.mod_revision, 0)
         if self._on_change is not None:
             self._on_change(name, kv, old)
 
@@ -68,10 +73,11 @@ class PrefixMirror:
         count = 0
         async for kvs, read_at in self.store.scan_prefix(self.prefix, page_size=_PAGE):
             revision = read_at
+            read = KeyValue("", b"", 0, read_at, 0)
             for kv in kvs:
                 name = kv.key[skip:]
                 gone.discard(name)
-                self._apply(name, kv)
+                self._apply(name, kv, read)
                 count += 1
                 if count % _YIELD_EVERY == 0:
                     # Must not starve the event loop: the lease keep-alive runs on it too.

@@ -141,6 +141,32 @@ async def test_mirror_reload_reports_keys_gone_meanwhile(store: EtcdStore,
     assert mirror.revision == (await store.get_prefix(p))[1]
 
 
+async def test_mirror_without_values_reports_only_what_changed(
+        store: EtcdStore, settings: Settings) -> None:
+    p = settings.key_prefix + "/novalues/"
+    for name in "abc":
+        await store.put(p + name, b"1")
+    seen: list[tuple[str, bytes | None]] = []
+    mirror = PrefixMirror(store, p, keep_values=False, on_change=lambda n, kv, _old: seen.append(
+        (n, None if kv is None else kv.value)))
+    await mirror._load()
+    await store.put(p + "b", b"2")
+    await store.delete(p + "c")
+    await mirror._load()  # a reload: "a" did not change and is not reported again
+    assert seen == [("a", b"1"), ("b", b"1"), ("c", b"1"), ("b", b"2"), ("c", None)]
+    assert sorted(mirror.items) == ["a", "b"]
+    assert all(kv.value == b"" for kv in mirror.items.values())
+    task = asyncio.create_task(mirror.run())
+    try:
+        async with asyncio.timeout(5):
+            await mirror.ready.wait()
+            await store.put(p + "a", b"3")
+            await mirror.wait_for(lambda: len(seen) == 6)
+    finally:
+        task.cancel()
+    assert seen[5:] == [("a", b"3")]
+
+
 async def test_mirror_follows_changes(store: EtcdStore, settings: Settings) -> None:
     p = settings.key_prefix + "/m/"
     await store.put(p + "a", b"1")
