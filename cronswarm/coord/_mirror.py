@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 
@@ -71,17 +72,19 @@ class PrefixMirror:
         revision = self.revision
         skip = len(self.prefix)
         count = 0
-        async for kvs, read_at in self.store.scan_prefix(self.prefix, page_size=_PAGE):
-            revision = read_at
-            read = KeyValue("", b"", 0, read_at, 0)
-            for kv in kvs:
-                name = kv.key[skip:]
-                gone.discard(name)
-                self._apply(name, kv, read)
-                count += 1
-                if count % _YIELD_EVERY == 0:
-                    # Must not starve the event loop: the lease keep-alive runs on it too.
-                    await asyncio.sleep(0)
+        pages = self.store.scan_prefix(self.prefix, page_size=_PAGE)
+        async with contextlib.aclosing(pages):  # no read left in flight on an error
+            async for kvs, read_at in pages:
+                revision = read_at
+                read = KeyValue("", b"", 0, read_at, 0)
+                for kv in kvs:
+                    name = kv.key[skip:]
+                    gone.discard(name)
+                    self._apply(name, kv, read)
+                    count += 1
+                    if count % _YIELD_EVERY == 0:
+                        # Must not starve the event loop: the lease keep-alive runs on it too.
+                        await asyncio.sleep(0)
         for name in gone:
             self._apply(name, None)
         self.revision = revision

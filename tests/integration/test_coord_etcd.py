@@ -1,6 +1,7 @@
 """Contract of the coordination store, on a real etcd."""
 
 import asyncio
+import contextlib
 
 import pytest
 
@@ -118,6 +119,15 @@ async def test_scan_prefix_reads_pages_of_one_snapshot(store: EtcdStore,
     assert [kv.value for kv in (await store.get_prefix(p))[0]][5:] == [b"changed", b"new"]
     pages = [[kv.key for kv in kvs] async for kvs, _ in store.scan_prefix(p + "none/")]
     assert pages == [[]]
+    # Left after one page: the read of the next one (already asked for) is dropped.
+    async with contextlib.aclosing(store.scan_prefix(p, page_size=2)) as scan:
+        async for kvs, _ in scan:
+            assert [kv.key.removeprefix(p) for kv in kvs] == ["0", "1"]
+            assert any(t.get_coro().__qualname__ == "EtcdStore._unary"  # type: ignore[union-attr]
+                       for t in asyncio.all_tasks())
+            break
+    assert not any(t.get_coro().__qualname__ == "EtcdStore._unary"  # type: ignore[union-attr]
+                   for t in asyncio.all_tasks())
 
 
 async def test_mirror_reload_reports_keys_gone_meanwhile(store: EtcdStore,
