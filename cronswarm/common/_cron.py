@@ -83,7 +83,7 @@ def _fields(expression: str) -> tuple[str, bool]:
     return expr, count == 6
 
 
-@functools.lru_cache(maxsize=65536)
+@functools.lru_cache(maxsize=8192)
 def validate_expression(expression: str) -> str:
     """The normalised expression; raises ValidationError naming what is wrong."""
     expr, seconds_first = _fields(expression)
@@ -115,6 +115,16 @@ class CronSchedule:
         expr = validate_expression(expression)
         load_timezone(timezone)
         return cls(expr, timezone)
+
+    @staticmethod
+    @functools.lru_cache(maxsize=4096)
+    def shared(expression: str, timezone: str = "UTC") -> CronSchedule:
+        """``CronSchedule(expression, timezone)``, one object per pair in use.
+
+        For a validated job's schedule: a worker holding many jobs keeps their
+        schedules here, not one copy per job.
+        """
+        return CronSchedule(expression, timezone)
 
     @property
     def seconds_first(self) -> bool:

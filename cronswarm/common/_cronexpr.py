@@ -40,8 +40,13 @@ class _Extended(Exception):
     pass
 
 
+@functools.lru_cache(maxsize=4096)
 def _field(text: str, index: int) -> tuple[int, ...] | None:
-    """Sorted allowed values, or None for an unrestricted ``*``/``?``."""
+    """Sorted allowed values, or None for an unrestricted ``*``/``?``.
+
+    Cached: a worker compiles the expression of every job it holds, and the
+    same field text yields the same tuple, shared by every expression using it.
+    """
     low, high, names = _BOUNDS[index]
     if text in ("*", "?"):
         return None
@@ -107,7 +112,7 @@ class CronExpr:
                 month, year = _next_in(self.months, month, 12, year)
                 day, hour, minute, second = 1, 0, 0, 0
                 continue
-            if day > calendar.monthrange(year, month)[1]:
+            if day > 28 and day > _days_in(year, month):
                 month += 1
                 if month > 12:
                     month, year = 1, year + 1
@@ -162,6 +167,15 @@ def _next_in(values: tuple[int, ...], current: int, _top: int, year: int) -> tup
     if nxt is None:
         return values[0], year + 1
     return nxt, year
+
+
+_MONTH_DAYS = (0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+
+
+def _days_in(year: int, month: int) -> int:
+    if month == 2 and calendar.isleap(year):
+        return 29
+    return _MONTH_DAYS[month]
 
 
 def _weekday(year: int, month: int, day: int) -> int:

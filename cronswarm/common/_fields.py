@@ -22,12 +22,13 @@ class FieldReader:
     def __init__(self, data: object, *, path: str = "", allowed: Iterable[str] = ()) -> None:
         self.path = path
         self.problems: list[FieldProblem] = []
-        if not isinstance(data, Mapping):
+        if type(data) is not dict and not isinstance(data, Mapping):
             self.problems.append(FieldProblem(path or "body", "must be a JSON object"))
             data = {}
         self.data: Mapping[str, Any] = data
-        allowed_set = frozenset(allowed)
-        if allowed_set:
+        # Decoders called for every stored job pass a frozenset: nothing to build.
+        allowed_set = allowed if isinstance(allowed, frozenset) else frozenset(allowed)
+        if allowed_set and not allowed_set.issuperset(data):
             for key in data:
                 if key not in allowed_set:
                     self.fail(str(key), "unknown field")
@@ -45,6 +46,16 @@ class FieldReader:
             if key is not None and not field.startswith(self.name(key)):
                 field = self.name(key) if field in ("", key) else f"{self.name(key)}.{field}"
             self.problems.append(FieldProblem(field, p.reason))
+
+    def _absent(self, key: str, default: Any) -> Any:
+        """What a missing or null field reads as (noting a problem if it is required).
+
+        The readers test ``data.get(key) is None`` inline rather than calling
+        ``_get``: a worker reads every field of every stored job.
+        """
+        if default is _MISSING:
+            self.fail(key, "is required")
+        return default
 
     def _get(self, key: str, default: Any) -> Any:
         """The raw value, or _MISSING (after noting a problem if it is required)."""
@@ -64,9 +75,9 @@ class FieldReader:
         non_empty: bool = True,
         check: Callable[[str], str | None] | None = None,
     ) -> Any:
-        value = self._get(key, default)
-        if value is _MISSING:
-            return default
+        value = self.data.get(key)
+        if value is None:
+            return self._absent(key, default)
         if not isinstance(value, str):
             self.fail(key, f"must be a string, not {_json_type(value)}")
             return default if default is not _MISSING else ""
@@ -81,9 +92,9 @@ class FieldReader:
         return value
 
     def boolean(self, key: str, default: Any = _MISSING) -> Any:
-        value = self._get(key, default)
-        if value is _MISSING:
-            return default
+        value = self.data.get(key)
+        if value is None:
+            return self._absent(key, default)
         if not isinstance(value, bool):
             self.fail(key, f"must be true or false, not {_json_type(value)}")
             return default if default is not _MISSING else False
@@ -93,9 +104,9 @@ class FieldReader:
         self, key: str, default: Any = _MISSING, *, minimum: int | None = None,
         maximum: int | None = None,
     ) -> Any:
-        value = self._get(key, default)
-        if value is _MISSING:
-            return default
+        value = self.data.get(key)
+        if value is None:
+            return self._absent(key, default)
         if isinstance(value, bool) or not isinstance(value, int):
             self.fail(key, f"must be an integer, not {_json_type(value)}")
             return default if default is not _MISSING else 0
@@ -105,9 +116,9 @@ class FieldReader:
         self, key: str, default: Any = _MISSING, *, minimum: float | None = None,
         maximum: float | None = None, exclusive_minimum: bool = False,
     ) -> Any:
-        value = self._get(key, default)
-        if value is _MISSING:
-            return default
+        value = self.data.get(key)
+        if value is None:
+            return self._absent(key, default)
         if isinstance(value, bool) or not isinstance(value, int | float):
             self.fail(key, f"must be a number, not {_json_type(value)}")
             return default if default is not _MISSING else 0.0

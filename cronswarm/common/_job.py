@@ -7,6 +7,7 @@ place the etcd encoding lives.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import sys
@@ -91,7 +92,7 @@ class HttpRequest:
 
     @classmethod
     def from_dict(cls, data: object, path: str = "http") -> HttpRequest:
-        r = FieldReader(data, path=path, allowed=cls.FIELDS)
+        r = FieldReader(data, path=path, allowed=_HTTP_FIELDS)
         url = r.string("url", max_len=8192, check=check_http_url)
         method = r.data.get("method", "GET")
         if isinstance(method, str):
@@ -145,7 +146,7 @@ class RetryPolicy:
 
     @classmethod
     def from_dict(cls, data: object, path: str = "retry") -> RetryPolicy:
-        r = FieldReader(data, path=path, allowed=cls.FIELDS)
+        r = FieldReader(data, path=path, allowed=_RETRY_FIELDS)
         attempts = r.integer("attempts", minimum=1, maximum=100)
         delay = r.number("delay", 1.0, minimum=0, maximum=86400)
         multiplier = r.number("multiplier", 2.0, minimum=1, maximum=100)
@@ -177,7 +178,27 @@ class RetryPolicy:
         return out
 
 
+_HTTP_FIELDS = frozenset(HttpRequest.FIELDS)
+_RETRY_FIELDS = frozenset(RetryPolicy.FIELDS)
 _DEFAULT_RETRY = RetryPolicy()
+_DEFAULT_RETRY_JSON = _DEFAULT_RETRY.to_dict()
+_RETRY_TYPES = [type(v) for v in _DEFAULT_RETRY_JSON.values()]
+_KILL_GRACE = 5.0
+_MISFIRE_WINDOW = 60.0
+
+
+def _is_default_retry(value: object) -> bool:
+    """Whether ``value`` is the default policy's own encoding, JSON types included
+    (``1.0`` is not ``1``, ``false`` is not ``0``): it decodes to ``_DEFAULT_RETRY``."""
+    return (type(value) is dict and value == _DEFAULT_RETRY_JSON
+            and list(map(type, map(value.__getitem__, _DEFAULT_RETRY_JSON))) == _RETRY_TYPES)
+
+
+@functools.lru_cache(maxsize=4096)
+def _one_copy(text: str) -> str:
+    """``text``, or an equal string returned recently: jobs with the same schedule
+    share one copy, and a distinct one costs no entry in the interned strings."""
+    return text
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,10 +217,10 @@ class Job:
     env: Mapping[str, str] = field(default_factory=lambda: _NO_STRINGS)
     user: str | None = None  # run as this user (worker must be root)
     timeout: float | None = None  # seconds; None: no limit
-    kill_grace: float = 5.0  # seconds between SIGTERM and SIGKILL
+    kill_grace: float = _KILL_GRACE  # seconds between SIGTERM and SIGKILL
     overlap: Overlap = "forbid"
     misfire: Misfire = "run_latest"
-    misfire_window: float = 60.0  # seconds a late tick may still start
+    misfire_window: float = _MISFIRE_WINDOW  # seconds a late tick may still start
     retry: RetryPolicy = _DEFAULT_RETRY
     priority: int = 0  # higher starts first when a worker is saturated
     targets: Mapping[str, str] = field(default_factory=lambda: _NO_STRINGS)  # worker labels
@@ -229,7 +250,7 @@ class Job:
         """Validate an untrusted JSON object; ``name`` overrides/provides the name."""
         if name is not None and isinstance(data, Mapping):
             data = {**data, "name": name}
-        r = FieldReader(data, allowed=cls.FIELDS)
+        r = FieldReader(data, allowed=_JOB_FIELDS)
         job_name = r.string("name", max_len=128, check=check_name)
         schedule = r.string("schedule", max_len=256, check=_check_schedule)
         timezone = r.string("timezone", "UTC", max_len=64, check=_check_timezone)
@@ -250,11 +271,15 @@ class Job:
         user = r.string("user", None, max_len=64, check=_check_user)
         timeout = r.number("timeout", None, minimum=0, maximum=MAX_TIMEOUT_S,
                            exclusive_minimum=True)
-        kill_grace = r.number("kill_grace", 5.0, minimum=0, maximum=3600)
+        kill_grace = r.number("kill_grace", _KILL_GRACE, minimum=0, maximum=3600)
         overlap = r.choice("overlap", OVERLAP_POLICIES, "forbid")
         misfire = r.choice("misfire", MISFIRE_POLICIES, "run_latest")
-        misfire_window = r.number("misfire_window", 60.0, minimum=0, maximum=MAX_TIMEOUT_S)
-        retry = r.nested("retry", RetryPolicy.from_dict, _DEFAULT_RETRY)
+        misfire_window = r.number("misfire_window", _MISFIRE_WINDOW, minimum=0,
+                                  maximum=MAX_TIMEOUT_S)
+        if _is_default_retry(r.data.get("retry")):
+            retry = _DEFAULT_RETRY  # what most stored jobs hold: nothing to read
+        else:
+            retry = r.nested("retry", RetryPolicy.from_dict, _DEFAULT_RETRY)
         priority = r.integer("priority", 0, minimum=-1000, maximum=1000)
         targets = r.string_map("targets", max_items=32, key_check=_check_label_key,
                                max_value_len=256) or _NO_STRINGS
@@ -275,8 +300,12 @@ class Job:
         # Workers hold every job: share the copies of values many jobs repeat.
         if retry == _DEFAULT_RETRY:
             retry = _DEFAULT_RETRY
+        if kill_grace == _KILL_GRACE:
+            kill_grace = _KILL_GRACE
+        if misfire_window == _MISFIRE_WINDOW:
+            misfire_window = _MISFIRE_WINDOW
         return cls(
-            name=job_name, schedule=sys.intern(" ".join(schedule.split())), command=command,
+            name=job_name, schedule=_one_copy(" ".join(schedule.split())), command=command,
             http=http, timezone=sys.intern(timezone), enabled=enabled,
             description=description or "", shell=shell, cwd=cwd,
             env=env, user=user, timeout=timeout, kill_grace=kill_grace, overlap=overlap,
@@ -312,11 +341,18 @@ class Job:
         return json.dumps(self.to_dict(), separators=(",", ":"), sort_keys=True).encode()
 
     @classmethod
-    def from_json(cls, raw: bytes | str) -> Job:
+    def from_json(cls, raw: bytes | str, *, stored_as: str | None = None) -> Job:
+        """Decode and validate; ``stored_as``: the name of the key it was read from.
+
+        A job naming ``stored_as`` takes that very string as its name, so a
+        worker holding 100,000 jobs keeps each name once.
+        """
         try:
             data = json.loads(raw)
         except (ValueError, UnicodeDecodeError) as exc:
             raise ValidationError.single("body", f"is not valid JSON: {exc}") from exc
+        if stored_as is not None and type(data) is dict and data.get("name") == stored_as:
+            data["name"] = stored_as
         return cls.from_dict(data)
 
     def patched(self, changes: Mapping[str, Any]) -> Job:
@@ -338,6 +374,9 @@ class Job:
     def matches(self, labels: Mapping[str, str]) -> bool:
         """Whether a worker advertising ``labels`` may run this job."""
         return all(labels.get(k) == v for k, v in self.targets.items())
+
+
+_JOB_FIELDS = frozenset(Job.FIELDS)
 
 
 def _merge_patch(target: dict[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:

@@ -6,7 +6,7 @@ and operation objects, so callers never see the etcd client's types.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
@@ -159,6 +159,13 @@ class CoordStore(Protocol):
 
     async def get_prefix(self, prefix: str) -> tuple[list[KeyValue], int]:
         """Every key under ``prefix`` and the store revision they were read at."""
+        ...
+
+    def scan_prefix(
+        self, prefix: str, *, page_size: int = 1000,
+    ) -> AsyncGenerator[tuple[list[KeyValue], int], None]:
+        """Every key under ``prefix``, in pages of at most ``page_size`` read at
+        one revision (given with each page): the whole prefix is never held at once."""
         ...
 
     async def put(self, key: str, value: bytes, *, lease: int = 0) -> int:

@@ -19,7 +19,7 @@ import ipaddress
 import logging
 import socket
 from collections import Counter
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Sequence
 from typing import Any
 
 import grpc
@@ -179,6 +179,40 @@ class EtcdStore:
             "range", "Range", "_kv", rpc.RangeRequest(key=raw, range_end=prefix_end(raw))
         )
         return [_kv(kv) for kv in resp.kvs], resp.header.revision
+
+    async def scan_prefix(
+        self, prefix: str, *, page_size: int = 1000,
+    ) -> AsyncGenerator[tuple[list[KeyValue], int], None]:
+        raw = prefix.encode()
+        end = prefix_end(raw)
+
+        def page(start: bytes, revision: int) -> Any:
+            return self._unary("range", "Range", "_kv", rpc.RangeRequest(
+                key=start, range_end=end, limit=page_size, revision=revision))
+
+        resp = await page(raw, 0)
+        # Every later page reads at the first one's revision: one snapshot.
+        revision = int(resp.header.revision)
+        following: asyncio.Future[Any] | None = None
+        try:
+            while True:
+                if resp.more and resp.kvs:
+                    # Asked for before this page is handed over: etcd counts the
+                    # rest of the range for every page, which takes about as long
+                    # as the caller's work on one page.
+                    following = asyncio.ensure_future(
+                        page(bytes(resp.kvs[-1].key) + b"\x00", revision))
+                kvs = [_kv(kv) for kv in resp.kvs]
+                del resp  # the reply's buffers go before the caller works on the page
+                yield kvs, revision
+                if following is None:
+                    return
+                resp, following = await following, None
+        finally:
+            if following is not None:
+                following.cancel()
+                with contextlib.suppress(asyncio.CancelledError, CoordUnavailable):
+                    await following
 
     async def put(self, key: str, value: bytes, *, lease: int = 0) -> int:
         resp = await self._unary(

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
-from dataclasses import replace
 
 from ._abc import CoordStore, CoordUnavailable, KeyValue, WatchCompacted
 
 log = logging.getLogger(__name__)
 
 # on_change(name, new, old): new is None for a delete; old is what the mirror
-# held before (None for a new key; without values when keep_values is False).
+# held before (None for a new key; when keep_values is False, only a mod_revision:
+# the key's own, or that of the snapshot it was read in).
 _YIELD_EVERY = 500
+_PAGE = 1000  # keys per range read while loading
 
 ChangeCallback = Callable[[str, KeyValue | None, KeyValue | None], None]
 
@@ -41,7 +43,8 @@ class PrefixMirror:
         self._changed = asyncio.Event()
         self._key_waiters: dict[str, list[asyncio.Future[None]]] = {}  # wait_for_key
 
-    def _apply(self, name: str, kv: KeyValue | None) -> None:
+    def _apply(self, name: str, kv: KeyValue | None, read: KeyValue | None = None) -> None:
+        """``read``: without values, what to keep for a key of the snapshot it names."""
         if kv is None:
             old = self.items.pop(name, None)
             if old is None:
@@ -50,7 +53,12 @@ class PrefixMirror:
             old = self.items.get(name)
             if old is not None and old.mod_revision >= kv.mod_revision:
                 return
-            self.items[name] = kv if self.keep_values else replace(kv, key="", value=b"")
+            if self.keep_values:
+                self.items[name] = kv
+            else:
+                # Only a revision at which the key held what we saw is needed
+                # (the test above); every key of one snapshot shares it.
+                self.items[name] = read or KeyValue("", b"", 0, kv.mod_revision, 0)
         if self._on_change is not None:
             self._on_change(name, kv, old)
         for waiter in self._key_waiters.pop(name, ()):
@@ -62,16 +70,27 @@ class PrefixMirror:
         self._changed = asyncio.Event()
 
     async def _load(self) -> None:
-        kvs, revision = await self.store.get_prefix(self.prefix)
-        fresh = {kv.key[len(self.prefix):]: kv for kv in kvs}
-        for name in [n for n in self.items if n not in fresh]:
+        # Page by page: a big prefix (100,000 jobs) is never held twice (raw
+        # reply and parsed values) next to what the callbacks build from it.
+        gone = set(self.items)  # held before: deleted unless the snapshot has them
+        revision = self.revision
+        skip = len(self.prefix)
+        count = 0
+        pages = self.store.scan_prefix(self.prefix, page_size=_PAGE)
+        async with contextlib.aclosing(pages):  # no read left in flight on an error
+            async for kvs, read_at in pages:
+                revision = read_at
+                read = KeyValue("", b"", 0, read_at, 0)
+                for kv in kvs:
+                    name = kv.key[skip:]
+                    gone.discard(name)
+                    self._apply(name, kv, read)
+                    count += 1
+                    if count % _YIELD_EVERY == 0:
+                        # Must not starve the event loop: the lease keep-alive runs on it too.
+                        await asyncio.sleep(0)
+        for name in gone:
             self._apply(name, None)
-        for i, (name, kv) in enumerate(fresh.items()):
-            self._apply(name, kv)
-            if i % _YIELD_EVERY == _YIELD_EVERY - 1:
-                # A big snapshot (100,000 jobs) must not starve the event loop:
-                # the lease keep-alive runs on it too.
-                await asyncio.sleep(0)
         self.revision = revision
         self._notify()
 

@@ -17,9 +17,14 @@ from ..common import CronSchedule, Job
 @dataclass(slots=True)
 class Entry:
     job: Job
-    schedule: CronSchedule
     next_tick: int | None  # None: the expression never fires again
     generation: int
+
+    @property
+    def schedule(self) -> CronSchedule:
+        # Not kept per entry: a worker may hold 100,000 jobs, and most share
+        # a few schedules (the cache holds those in use).
+        return CronSchedule.shared(self.job.schedule, self.job.timezone)
 
 
 class Timetable:
@@ -43,8 +48,8 @@ class Timetable:
     def set(self, job: Job, after_ms: int) -> Entry:
         """Add or replace ``job``; its next tick is the first after ``after_ms``."""
         self._generation += 1
-        schedule = CronSchedule(job.schedule, job.timezone)
-        entry = Entry(job, schedule, schedule.next_after(after_ms), self._generation)
+        schedule = CronSchedule.shared(job.schedule, job.timezone)
+        entry = Entry(job, schedule.next_after(after_ms), self._generation)
         self._entries[job.name] = entry
         if entry.next_tick is not None:
             heapq.heappush(self._heap, (entry.next_tick, entry.generation, job.name))

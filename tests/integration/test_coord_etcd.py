@@ -1,6 +1,7 @@
 """Contract of the coordination store, on a real etcd."""
 
 import asyncio
+import contextlib
 
 import pytest
 
@@ -95,6 +96,85 @@ async def test_lease_keeper_keeps_keys_alive(store: EtcdStore, settings: Setting
         task.cancel()
         await keeper.revoke()
     assert await store.get(key) is None
+
+
+async def test_scan_prefix_reads_pages_of_one_snapshot(store: EtcdStore,
+                                                       settings: Settings) -> None:
+    p = settings.key_prefix + "/scan/"
+    for i in range(7):
+        await store.put(f"{p}{i}", str(i).encode())
+    await store.put(settings.key_prefix + "/scan0", b"outside the prefix")
+    pages: list[list[str]] = []
+    revisions: set[int] = set()
+    async for kvs, revision in store.scan_prefix(p, page_size=3):
+        pages.append([kv.key.removeprefix(p) for kv in kvs])
+        revisions.add(revision)
+        if len(pages) == 1:
+            # Written after the first page: not in the snapshot the pages come from.
+            await store.put(p + "5", b"changed")
+            await store.put(p + "9", b"new")
+            await store.delete(p + "6")
+    assert pages == [["0", "1", "2"], ["3", "4", "5"], ["6"]]
+    assert len(revisions) == 1
+    assert [kv.value for kv in (await store.get_prefix(p))[0]][5:] == [b"changed", b"new"]
+    pages = [[kv.key for kv in kvs] async for kvs, _ in store.scan_prefix(p + "none/")]
+    assert pages == [[]]
+    # Left after one page: the read of the next one (already asked for) is dropped.
+    async with contextlib.aclosing(store.scan_prefix(p, page_size=2)) as scan:
+        async for kvs, _ in scan:
+            assert [kv.key.removeprefix(p) for kv in kvs] == ["0", "1"]
+            assert any(t.get_coro().__qualname__ == "EtcdStore._unary"  # type: ignore[union-attr]
+                       for t in asyncio.all_tasks())
+            break
+    assert not any(t.get_coro().__qualname__ == "EtcdStore._unary"  # type: ignore[union-attr]
+                   for t in asyncio.all_tasks())
+
+
+async def test_mirror_reload_reports_keys_gone_meanwhile(store: EtcdStore,
+                                                         settings: Settings) -> None:
+    # What a reload after the watch history was compacted does.
+    p = settings.key_prefix + "/reload/"
+    await store.put(p + "a", b"1")
+    await store.put(p + "b", b"2")
+    seen: list[tuple[str, bytes | None, bytes | None]] = []
+    mirror = PrefixMirror(store, p, on_change=lambda n, kv, old: seen.append(
+        (n, None if kv is None else kv.value, None if old is None else old.value)))
+    await mirror._load()
+    await store.delete(p + "a")
+    await store.put(p + "b", b"3")
+    await store.put(p + "c", b"4")
+    await mirror._load()
+    assert seen[:2] == [("a", b"1", None), ("b", b"2", None)]
+    assert sorted(seen[2:], key=repr) == [("a", None, b"1"), ("b", b"3", b"2"),
+                                          ("c", b"4", None)]
+    assert {n: kv.value for n, kv in mirror.items.items()} == {"b": b"3", "c": b"4"}
+    assert mirror.revision == (await store.get_prefix(p))[1]
+
+
+async def test_mirror_without_values_reports_only_what_changed(
+        store: EtcdStore, settings: Settings) -> None:
+    p = settings.key_prefix + "/novalues/"
+    for name in "abc":
+        await store.put(p + name, b"1")
+    seen: list[tuple[str, bytes | None]] = []
+    mirror = PrefixMirror(store, p, keep_values=False, on_change=lambda n, kv, _old: seen.append(
+        (n, None if kv is None else kv.value)))
+    await mirror._load()
+    await store.put(p + "b", b"2")
+    await store.delete(p + "c")
+    await mirror._load()  # a reload: "a" did not change and is not reported again
+    assert seen == [("a", b"1"), ("b", b"1"), ("c", b"1"), ("b", b"2"), ("c", None)]
+    assert sorted(mirror.items) == ["a", "b"]
+    assert all(kv.value == b"" for kv in mirror.items.values())
+    task = asyncio.create_task(mirror.run())
+    try:
+        async with asyncio.timeout(5):
+            await mirror.ready.wait()
+            await store.put(p + "a", b"3")
+            await mirror.wait_for(lambda: len(seen) == 6)
+    finally:
+        task.cancel()
+    assert seen[5:] == [("a", b"3")]
 
 
 async def test_mirror_follows_changes(store: EtcdStore, settings: Settings) -> None:

@@ -144,3 +144,41 @@ def test_targets_match_worker_labels() -> None:
     assert job.matches({"zone": "eu", "gpu": "yes", "extra": "1"})
     assert not job.matches({"zone": "eu"})
     assert not job.matches({"zone": "us", "gpu": "yes"})
+
+
+BASE = {"name": "j", "schedule": "* * * * *", "command": "true"}
+DEFAULT_RETRY = Job.from_dict(BASE).to_dict()["retry"]
+
+
+@pytest.mark.parametrize(("changes", "field"), [
+    ({"attempts": True}, "retry.attempts"),
+    ({"any_worker": 0}, "retry.any_worker"),
+    ({"delay": "1.0"}, "retry.delay"),
+    ({"extra": 1}, "retry.extra"),
+])
+def test_a_retry_equal_to_the_default_only_in_value_is_still_validated(
+        changes: dict[str, object], field: str) -> None:
+    # True == 1 and 0 == False in Python: the shortcut for the default policy
+    # must not let these through.
+    with pytest.raises(ValidationError) as exc:
+        Job.from_dict({**BASE, "retry": {**DEFAULT_RETRY, **changes}})
+    assert field in fields_of(exc)
+
+
+def test_the_default_retry_policy_decodes_to_one_shared_object() -> None:
+    stored = [Job.from_json(Job.from_dict({**BASE, "name": f"j{i}"}).to_json())
+              for i in range(2)]
+    assert stored[0].retry is stored[1].retry
+    assert stored[0].kill_grace is stored[1].kill_grace
+    assert stored[0].misfire_window is stored[1].misfire_window
+    # An int where the encoding has a float reads through the validator, to the same policy.
+    as_ints = Job.from_dict({**BASE, "retry": {**DEFAULT_RETRY, "delay": 1}})
+    assert as_ints.retry == stored[0].retry
+
+
+def test_a_stored_job_takes_the_name_of_its_key() -> None:
+    raw = Job.from_dict({**BASE, "name": "nightly"}).to_json()
+    key = "".join(["night", "ly"])  # an equal string, not the same object
+    assert Job.from_json(raw, stored_as=key).name is key
+    other = Job.from_json(raw, stored_as="daily")
+    assert other.name == "nightly"  # the caller sees the mismatch and rejects it

@@ -34,3 +34,11 @@ def test_heap_stays_bounded_under_constant_edits() -> None:
         table.set(job("a", f"{i % 60} * * * * *"), 0)
     assert len(table) == 1
     assert len(table._heap) <= 2 + 1024
+
+
+def test_jobs_with_one_schedule_share_its_compiled_form() -> None:
+    table = Timetable()
+    first = table.set(job("a", "0 */5 * * * *"), 0)
+    second = table.set(job("b", "0  */5 * * * *"), 0)
+    assert first.schedule is second.schedule
+    assert (first.next_tick, second.next_tick) == (300_000, 300_000)
