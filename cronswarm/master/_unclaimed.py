@@ -21,12 +21,15 @@ import contextlib
 import json
 import logging
 
+from ..alerts import retry_delay
 from ..common import Clock, Job, Keyspace, RunRecord, RunStatus, Trigger, ValidationError, run_id
 from ..coord import CoordStore, KeyValue, PrefixMirror
 from ..logstore import LogStore
-from ._reaper import Duty, log_failures
+from ._reaper import RETRY_BASE_S, Duty, log_failures
 
 log = logging.getLogger(__name__)
+
+MAX_TRIES = 100  # a record kept waiting for etcd and MongoDB (backoff up to a minute)
 
 
 class UnclaimedRequests:
@@ -39,11 +42,12 @@ class UnclaimedRequests:
         self.duty = duty
         self.recorded = 0
         self.requests = PrefixMirror(store, keys.once_dir, on_change=self._on_change)
-        self._pending: asyncio.Queue[tuple[str, KeyValue]] = asyncio.Queue()
+        # (job, deleted request, tries so far)
+        self._pending: asyncio.Queue[tuple[str, KeyValue, int]] = asyncio.Queue()
 
     def _on_change(self, name: str, kv: KeyValue | None, old: KeyValue | None) -> None:
         if kv is None and old is not None and old.lease:
-            self._pending.put_nowait((name, old))
+            self._pending.put_nowait((name, old, 0))
 
     async def run(self) -> None:
         async with asyncio.TaskGroup() as tg:
@@ -52,11 +56,22 @@ class UnclaimedRequests:
 
     async def _check_deleted(self) -> None:
         while True:
-            name, request = await self._pending.get()
+            name, request, tries = await self._pending.get()
+            settled = False
             async with self.duty("unclaimed-requests"):
-                if await self.store.lease_ttl(request.lease) >= 0:
-                    continue  # taken by a worker, or withdrawn with its job
-                await self._record(name, request)
+                if await self.store.lease_ttl(request.lease) < 0:
+                    await self._record(name, request)
+                # else taken by a worker, or withdrawn with its job
+                settled = True
+            if not settled and tries < MAX_TRIES:
+                # etcd or MongoDB failed (logged by the duty): asked again later,
+                # so the request gets its record once they answer.
+                asyncio.get_running_loop().call_later(
+                    retry_delay(RETRY_BASE_S, tries + 1), self._pending.put_nowait,
+                    (name, request, tries + 1))
+            elif not settled:
+                log.error("giving up on recording the expired run-now request of %s after "
+                          "%d tries", name, tries + 1)
 
     async def _record(self, name: str, request: KeyValue) -> None:
         try:

@@ -2,12 +2,16 @@
 elected master; one a worker takes is recorded by that worker alone."""
 
 import asyncio
+import contextlib
+import json
+from collections.abc import Sequence
 
-from cronswarm.common import Keyspace, Settings
+from cronswarm.common import Keyspace, RunRecord, Settings, SystemClock
 from cronswarm.coord import EtcdStore, wait_deleted
-from cronswarm.logstore import MongoLogStore
+from cronswarm.logstore import LogStoreUnavailable, MongoLogStore
 from cronswarm.master._http import LEADER
 from cronswarm.master._leader import LeaderDuties
+from cronswarm.master._unclaimed import UnclaimedRequests
 from tests.apiclient import running_master
 from tests.helpers import wait_for_count
 from tests.swarm import create_job, runs_of, swarm
@@ -75,3 +79,43 @@ async def test_housekeeping_removes_the_fencing_tokens_of_deleted_jobs_only(
         assert leader.orphans_removed == 1
     still = await store.get(keys.last("kept"))
     assert still is not None and still.mod_revision == kept.mod_revision
+
+
+class FailingWrites:
+    """The log store, failing its first ``failures`` run writes (MongoDB away)."""
+
+    def __init__(self, logs: MongoLogStore, failures: int) -> None:
+        self.logs = logs
+        self.failures = failures
+
+    async def get_run(self, record_id: str) -> RunRecord | None:
+        return await self.logs.get_run(record_id)
+
+    async def write_runs(self, records: Sequence[RunRecord]) -> None:
+        if self.failures > 0:
+            self.failures -= 1
+            raise LogStoreUnavailable("test: MongoDB unreachable")
+        await self.logs.write_runs(records)
+
+
+async def test_an_expired_request_is_recorded_once_mongodb_answers_again(
+    settings: Settings, store: EtcdStore, logs: MongoLogStore, keys: Keyspace,
+) -> None:
+    failing = FailingWrites(logs, failures=2)
+    unclaimed = UnclaimedRequests(store, failing, keys, SystemClock())  # type: ignore[arg-type]
+    task = asyncio.create_task(unclaimed.run())
+    try:
+        async with asyncio.timeout(30):
+            await unclaimed.requests.ready.wait()
+        lease = await store.grant_lease(30)
+        at = SystemClock().now_ms()
+        await store.put(keys.once("faraway"), json.dumps({"at": at}).encode(), lease=lease)
+        await store.revoke_lease(lease)  # expired: nobody took it
+        await wait_for_count(logs.runs, {"job": "faraway"}, lambda n: n >= 1, timeout=60)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    assert failing.failures == 0  # both failed writes were tried again
+    [skipped] = await runs_of(logs, "faraway")
+    assert (skipped["status"], skipped["trigger"]) == ("skipped", "run_now")
