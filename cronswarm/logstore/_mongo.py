@@ -1,7 +1,8 @@
 """The log store on MongoDB (any server speaking its wire protocol, >= 6.0).
 
 Run documents are keyed by ``<job>@<tick>#<attempt>`` and carry a ``seq``
-(0 running, 1 lost, 2 finished by its worker): an update applies only to a
+(0 running, 1 a master's verdict: lost, or a run-now request nobody took;
+2 finished by its worker): an update applies only to a
 document with a lower ``seq``, so replays in any order never duplicate a run
 and never turn a finished run back into a running one.
 
@@ -79,8 +80,13 @@ _AUDIT_INDEXES: list[tuple[str, list[tuple[str, int]]]] = [
 Doc = dict[str, Any]
 
 
-def _seq(status: RunStatus) -> int:
-    return _SEQ.get(status, _FINAL_SEQ)
+def _seq(record: RunRecord) -> int:
+    """A record's rank: running, a master's verdict (``lost``, or any record
+    without a worker: a run-now request nobody took), then the worker's own
+    final record, which nothing overrides."""
+    if not record.worker and record.status is not RunStatus.RUNNING:
+        return _SEQ[RunStatus.LOST]
+    return _SEQ.get(record.status, _FINAL_SEQ)
 
 
 def _dt(ms: int | None) -> dt.datetime | None:
@@ -129,7 +135,7 @@ def record_to_doc(record: RunRecord, *, default_retention_days: int) -> Doc:
         "output_bytes": record.output_bytes,
         "truncated": record.truncated,
         "killed_by": record.killed_by,
-        "seq": _seq(record.status),
+        "seq": _seq(record),
     }
     if record.extra:
         doc["extra"] = record.extra
@@ -149,7 +155,7 @@ def coalesce_records(records: Sequence[RunRecord]) -> list[RunRecord]:
     chosen: dict[str, RunRecord] = {}
     for record in records:
         held = chosen.get(record.record_id)
-        if held is None or _seq(record.status) >= _seq(held.status):
+        if held is None or _seq(record) >= _seq(held):
             chosen[record.record_id] = record
     return list(chosen.values())
 

@@ -577,3 +577,19 @@ async def test_runs_of_hours_still_open_to_writers_are_counted_without_bumps(
         assert counts[RunStatus.FAILED] == 4
     finally:
         await store.close()
+
+
+async def test_a_workers_result_wins_over_a_masters_skipped_record_of_the_same_run(
+        logs: MongoLogStore) -> None:
+    # The master saw a run-now request expire while a worker took it at the
+    # last instant: its "nobody took it" record must not discard the result.
+    guess = replace(record("late", 1000, RunStatus.SKIPPED), worker="")
+    result = record("late", 1000, RunStatus.SUCCEEDED, output="done", worker="w7")
+    await logs.write_runs([guess])
+    await logs.write_runs([result])
+    got = await logs.get_run("late@1000#1")
+    assert got is not None and (got.status, got.worker, got.output) == (
+        RunStatus.SUCCEEDED, "w7", "done")
+    await logs.write_runs([guess])  # replayed late: still the worker's
+    got = await logs.get_run("late@1000#1")
+    assert got is not None and got.status is RunStatus.SUCCEEDED
