@@ -180,6 +180,14 @@ class RetryBoard:
         self._draining = draining
         self.mirror = PrefixMirror(store, keys.retry_dir, on_change=self._on_change)
         self._tasks: dict[tuple[str, int], asyncio.Task[None]] = {}
+        self._claiming = 0  # claims sent and not yet answered
+        self._claims_settled = asyncio.Event()
+        self._claims_settled.set()
+
+    async def claims_settled(self) -> None:
+        """Return once no claim is in flight (a draining worker waits for the
+        claims it sent before it stopped claiming: a claim won must run)."""
+        await self._claims_settled.wait()
 
     async def run(self) -> None:
         """Follow the requests until cancelled."""
@@ -315,22 +323,30 @@ class RetryBoard:
                     await self.mirror.wait_for(gone)
         if gone() or self._draining():
             return
+        self._claiming += 1
+        self._claims_settled.clear()
         try:
-            job = await self._current_job(request.job)
-            if job is None:
+            try:
+                job = await self._current_job(request.job)
+                if job is None:
+                    return
+                info = run_info(run_id=request.run_id, worker=self.worker_id,
+                                lease=self.lease.lease_id, tick=request.tick,
+                                started=self.clock.now_ms(), attempt=request.attempt)
+                result = await self.store.txn(*build_retry_claim(
+                    self.keys, job, request, kv.mod_revision, info, self.lease.lease_id))
+            except CoordUnavailable as exc:
+                log.warning("cannot claim retry %s#%d: %s", request.run_id, request.attempt,
+                            exc)
                 return
-            info = run_info(run_id=request.run_id, worker=self.worker_id,
-                            lease=self.lease.lease_id, tick=request.tick,
-                            started=self.clock.now_ms(), attempt=request.attempt)
-            result = await self.store.txn(*build_retry_claim(
-                self.keys, job, request, kv.mod_revision, info, self.lease.lease_id))
-        except CoordUnavailable as exc:
-            log.warning("cannot claim retry %s#%d: %s", request.run_id, request.attempt, exc)
-            return
-        if result.succeeded:
-            log.info("took over %s at attempt %d from %s", request.run_id, request.attempt,
-                     request.origin)
-            self._start(job, request, kv.mod_revision, info)
+            if result.succeeded:
+                log.info("took over %s at attempt %d from %s", request.run_id, request.attempt,
+                         request.origin)
+                self._start(job, request, kv.mod_revision, info)
+        finally:
+            self._claiming -= 1
+            if not self._claiming:
+                self._claims_settled.set()
 
     async def _current_job(self, name: str) -> Job | None:
         """The job as it is now, if it still exists and this worker may run it.

@@ -286,6 +286,7 @@ class Worker:
         # plan cancelled between its claim and its record would leave a gap.
         await asyncio.gather(*[t for t in self._tasks if t.get_name().startswith("plan:")],
                              return_exceptions=True)
+        await self.retries.claims_settled()  # a retry claimed before the drain runs here
         grace = self.settings.shutdown_grace
         try:
             async with asyncio.timeout(grace):

@@ -2,6 +2,7 @@
 listed exit codes retry, and ``any_worker`` hands the next attempt to another worker."""
 
 import asyncio
+import contextlib
 from collections.abc import Sequence
 from itertools import pairwise
 from pathlib import Path
@@ -10,6 +11,7 @@ from cronswarm.common import Keyspace, Settings
 from cronswarm.coord import (
     Compare,
     CoordUnavailable,
+    Delete,
     EtcdStore,
     Put,
     TxnOp,
@@ -17,6 +19,7 @@ from cronswarm.coord import (
     wait_deleted,
 )
 from cronswarm.logstore import MongoLogStore
+from cronswarm.worker import LogWriter, Worker
 from tests.workerkit import (
     Gate,
     create_job,
@@ -273,3 +276,78 @@ async def test_every_attempt_runs_where_it_failed_when_nobody_takes_the_offers(
         gate.close()
     assert [d["status"] for d in docs] == ["failed"] * 3
     assert len({d["worker"] for d in docs}) == 1
+
+
+class DrainingOnRetryClaims(EtcdStore):
+    """etcd of a worker that is asked to stop just as it claims a retry, and
+    whose claim's reply comes back late: after its log writer closed, unless
+    the worker waits for that reply (at most ``LATE_REPLY_S``)."""
+
+    LATE_REPLY_S = 3.0
+
+    def __init__(self, endpoints: Sequence[str], keys: Keyspace) -> None:
+        super().__init__(endpoints)
+        self.keys = keys
+        self.stop = asyncio.Event()
+        self.writer_closed = asyncio.Event()
+        self.claimed = 0
+
+    def watch_close(self, writer: LogWriter) -> None:
+        close = writer.close
+
+        async def closing() -> None:
+            await close()
+            self.writer_closed.set()
+
+        writer.close = closing  # type: ignore[method-assign]
+
+    async def txn(self, compare: Sequence[Compare], success: Sequence[TxnOp],
+                  failure: Sequence[TxnOp] = ()) -> TxnResult:
+        claim = any(isinstance(op, Delete) and op.key.startswith(self.keys.retry_dir)
+                    for op in success) and compare and compare[0].target == "mod"
+        if not claim:
+            return await super().txn(compare, success, failure)
+        self.stop.set()  # the worker starts draining
+        result = await super().txn(compare, success, failure)
+        self.claimed += 1
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self.LATE_REPLY_S):
+                await self.writer_closed.wait()
+        return result
+
+
+async def test_a_retry_claimed_as_the_worker_drains_runs_and_is_recorded(
+    settings: Settings, store: EtcdStore, logs: MongoLogStore, keys: Keyspace,
+) -> None:
+    jobs = job_service(store, logs, keys)
+    await create_job(jobs, name="handed", command='[ "$CRONSWARM_ATTEMPT" -ge 2 ] || exit 3',
+                     retry={"attempts": 2, "delay": 0.3, "jitter": 0, "any_worker": True})
+    faulty = [DrainingOnRetryClaims(settings.etcd_endpoints, keys) for _ in range(2)]
+    workers: list[Worker] = []
+    tasks: list[asyncio.Task[None]] = []
+    try:
+        for i, etcd in enumerate(faulty):
+            own = settings.with_overrides(spool_dir=f"{settings.spool_dir}/d{i}")
+            writer = LogWriter.open(logs, own)
+            etcd.watch_close(writer)
+            worker = Worker(own, etcd, writer, worker_id=f"d{i}")
+            workers.append(worker)
+            tasks.append(asyncio.create_task(worker.run(etcd.stop)))
+        async with asyncio.timeout(30):
+            for worker in workers:
+                await worker.ready.wait()
+                await worker.workers.wait_for(lambda w=worker: len(w.workers.items) == 2)
+        await synced(*workers)
+        rid = await jobs.run_now("handed", actor="tests")
+        first = await wait_final(logs, f"{rid}#1")
+        second = await wait_final(logs, f"{rid}#2")
+    finally:
+        for etcd in faulty:
+            etcd.stop.set()
+        async with asyncio.timeout(60):
+            await asyncio.gather(*tasks)
+        for etcd in faulty:
+            await etcd.close()
+    assert sum(etcd.claimed for etcd in faulty) == 1
+    assert (first["status"], second["status"]) == ("failed", "succeeded")
+    assert second["worker"] != first["worker"]
