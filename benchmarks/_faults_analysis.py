@@ -77,6 +77,7 @@ class JobPlan:
     name: str
     period_s: int  # every second (1) or every N seconds, aligned on the minute
     forbid: bool
+    attempts: int = 1  # retry.attempts (any_worker: lost runs are retried too)
 
 
 @dataclass
@@ -89,6 +90,7 @@ class Verdict:
     overlaps: list[str] = field(default_factory=list)
     overlaps_frozen: list[str] = field(default_factory=list)
     records_lost: list[str] = field(default_factory=list)
+    retry_misses: list[str] = field(default_factory=list)
     statuses: Counter[str] = field(default_factory=Counter)
 
     def row(self) -> dict[str, Any]:
@@ -97,12 +99,13 @@ class Verdict:
                 "silent_misses": len(self.misses), "overlaps": len(self.overlaps),
                 "overlaps_frozen_worker": len(self.overlaps_frozen),
                 "records_lost": len(self.records_lost),
+                "silent_retry_misses": len(self.retry_misses),
                 **{f"recorded_{s}": n for s, n in sorted(self.statuses.items())}}
 
     def examples(self, limit: int = 5) -> dict[str, list[str]]:
         named = {"duplicates": self.duplicates, "silent_misses": self.misses,
                  "overlaps": self.overlaps, "overlaps_frozen_worker": self.overlaps_frozen,
-                 "records_lost": self.records_lost}
+                 "records_lost": self.records_lost, "silent_retry_misses": self.retry_misses}
         return {k: v[:limit] for k, v in named.items() if v}
 
 
@@ -156,12 +159,28 @@ def _frozen_overlap(first: Execution, second: Execution, freezes: Sequence[Freez
                for f in freezes)
 
 
+def _retried(doc: Mapping[str, Any]) -> bool:
+    """Does this attempt's end call for the next attempt (when one is left)?
+    Failures and timeouts do; so do lost runs and runs stopped because their
+    worker's lease was lost (``retry.any_worker``), README "Self-fencing"."""
+    status = doc["status"]
+    return status in ("failed", "timeout", "lost") or (
+        status == "killed" and "lease lost" in str(doc.get("error") or ""))
+
+
+def _ended_ns(doc: Mapping[str, Any]) -> int | None:
+    ended: dt.datetime | None = doc.get("ended")
+    return None if ended is None else round(
+        ended.replace(tzinfo=dt.UTC).timestamp() * 1_000_000_000)
+
+
 def analyse(window: Window, jobs: Sequence[JobPlan], runs: Sequence[Execution],
             docs: Sequence[Mapping[str, Any]], freezes: Sequence[Freeze],
-            open_end_ns: int) -> Verdict:
+            open_end_ns: int, retry_cutoff_ns: int | None = None) -> Verdict:
     """The verdict on the ticks due in ``window`` (an execution or a record
     belongs to the window of its tick). ``open_end_ns``: the end assumed for
-    an execution whose end was never seen."""
+    an execution whose end was never seen; attempts that ended after
+    ``retry_cutoff_ns`` are not asked for their next attempt."""
     v = Verdict()
     mine = [r for r in runs if window.holds(r.tick_ms)]
     v.executions = len(mine)
@@ -174,6 +193,15 @@ def analyse(window: Window, jobs: Sequence[JobPlan], runs: Sequence[Execution],
     v.records_lost = [f"{r.run_id}#{r.attempt} on {r.worker}" for r in mine
                       if f"{r.run_id}#{r.attempt}" not in record_ids]
     executed = {r.run_id for r in runs}
+    attempts = {j.name: j.attempts for j in jobs}
+    later = record_ids | {f"{r.run_id}#{r.attempt}" for r in runs}
+    for d in my_docs:
+        ended = _ended_ns(d)
+        if (d["attempt"] < attempts.get(d["job"], 1) and _retried(d)
+                and (retry_cutoff_ns is None or (ended is not None and ended < retry_cutoff_ns))
+                and f"{d['job']}@{tick_ms_of(d)}#{d['attempt'] + 1}" not in later):
+            v.retry_misses.append(f"{d['_id']} {d['status']} on {d.get('worker')}: "
+                                  f"no attempt {d['attempt'] + 1}, no record of one")
     covered = _covered(docs)
     for job in jobs:
         for tick in _ticks(job, window):
@@ -217,5 +245,6 @@ def total(verdicts: Sequence[Verdict]) -> Verdict:
         out.overlaps += v.overlaps
         out.overlaps_frozen += v.overlaps_frozen
         out.records_lost += v.records_lost
+        out.retry_misses += v.retry_misses
         out.statuses.update(v.statuses)
     return out

@@ -39,6 +39,7 @@ import signal
 import sys
 import tempfile
 import time
+import urllib.request
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -64,9 +65,10 @@ from benchmarks._faults_proxy import Link, Proxy, start_proxies  # noqa: E402
 from benchmarks._fire_measure import Child  # noqa: E402
 from cronswarm.common import ClockReport, ClockState, Job, Keyspace, Settings  # noqa: E402
 from cronswarm.coord import EtcdStore  # noqa: E402
-from cronswarm.devservices import EtcdCluster, MongoServer, free_port  # noqa: E402
+from cronswarm.devservices import EtcdCluster, EtcdServer, MongoServer, free_port  # noqa: E402
 from cronswarm.logstore import MongoLogStore  # noqa: E402
 from cronswarm.master import JobService  # noqa: E402
+from cronswarm.worker import rendezvous_owner  # noqa: E402
 
 LIBFAKETIME = os.environ.get("CRONSWARM_FAKETIME_LIB",
                              "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1")
@@ -98,7 +100,6 @@ class Plan:
     member_down: float
     restart_after: float
     baseline: float
-    every_second_jobs: int = 3
     forbid_jobs: int = 2
 
     @property
@@ -137,7 +138,8 @@ class Tracker:
 
     path: Path
     offset: int = 0
-    live: dict[Key, tuple[str, int]] = field(default_factory=dict)  # key -> (worker, pid)
+    # key -> (worker, pid, started ns)
+    live: dict[Key, tuple[str, int, int]] = field(default_factory=dict)
     exits: dict[Key, int] = field(default_factory=dict)
     outlived: list[str] = field(default_factory=list)
 
@@ -159,7 +161,7 @@ class Tracker:
         if len(parts) < 6 or parts[0] != "S":
             return
         key, worker, pid = (parts[2], int(parts[3])), parts[4], int(parts[5])
-        self.live[key] = (worker, pid)
+        self.live[key] = (worker, pid, int(parts[1]))
         try:
             fd = os.pidfd_open(pid)
         except ProcessLookupError:  # ended before we looked: at the latest now
@@ -177,13 +179,15 @@ class Tracker:
         self.exits.setdefault(key, time.time_ns())
         self.live.pop(key, None)
 
-    def running_forbid(self, forbid: Sequence[str]) -> list[str]:
-        return [w for (run_id, _), (w, _) in self.live.items()
-                if run_id.rpartition("@")[0] in forbid]
+    def fresh(self, jobs: Sequence[str], within_ns: int) -> list[str]:
+        """Workers of live executions of ``jobs`` that started in the last ``within_ns``."""
+        now = time.time_ns()
+        return [w for (run_id, _), (w, _, started) in self.live.items()
+                if run_id.rpartition("@")[0] in jobs and now - started < within_ns]
 
     def check_outlived(self, worker: str) -> None:
         """Executions of a worker that died earlier and whose processes still live."""
-        for (run_id, attempt), (w, pid) in list(self.live.items()):
+        for (run_id, attempt), (w, pid, _) in list(self.live.items()):
             if w == worker and psutil.pid_exists(pid):
                 self.outlived.append(f"{run_id}#{attempt} (pid {pid}) outlived {worker}")
 
@@ -201,9 +205,10 @@ class Harness:
         self.windows: list[Window] = []
         self.freezes: list[Freeze] = []
         self.tracker = Tracker(self.witness)
-        self.jobs = ([JobPlan(f"sec-{i}", 1, forbid=False)
-                      for i in range(plan.every_second_jobs)]
-                     + [JobPlan(f"long-{i}", 5, forbid=True) for i in range(plan.forbid_jobs)])
+        workers = [f"fw{i}" for i in range(len(OFFSETS))]
+        self.jobs = ([JobPlan(n, 1, forbid=False) for n in owned_names("sec", workers)]
+                     + [JobPlan(n, 5, forbid=True, attempts=2)
+                        for n in owned_names("long", workers[:plan.forbid_jobs])])
         self.notes: list[str] = []
 
     # -- processes ---------------------------------------------------------
@@ -264,21 +269,44 @@ class Harness:
 
     # -- faults ------------------------------------------------------------
 
-    def victim(self, n: int) -> Slot:
-        """A worker running a long job if there is one (the interesting case),
-        else the next one in turn."""
-        busy = self.tracker.running_forbid([j.name for j in self.jobs if j.forbid])
-        alive = [s for s in self.slots if s.child and s.child.proc.returncode is None]
-        for slot in alive:
-            if slot.worker_id in busy:
-                return slot
-        return alive[n % len(alive)]
+    async def victim(self, n: int) -> Slot:
+        """A worker that has just started a long run (waiting up to one period
+        of the long jobs for one): the run outlives the fault. Else the next
+        live worker in turn."""
+        alive = {s.worker_id: s for s in self.slots
+                 if s.child and s.child.proc.returncode is None}
+        forbid = [j.name for j in self.jobs if j.forbid]
+        deadline = time.monotonic() + 6
+        while time.monotonic() < deadline:
+            for worker in self.tracker.fresh(forbid, within_ns=1_500_000_000):
+                if worker in alive:
+                    return alive[worker]
+            await asyncio.sleep(0.1)  # the tracker's own poll interval
+        slots = list(alive.values())
+        return slots[n % len(slots)]
+
+    def member_to_stop(self, round_: int) -> EtcdServer:
+        """In turn: the member every worker talks to (its first endpoint; gRPC
+        picks the first that answers), then the raft leader (or, if that is
+        the same one, the next member)."""
+        first = self.etcd.members[0]
+        if round_ % 2 == 0:
+            return first
+        for member in self.etcd.members:
+            url = f"http://{member.endpoint}/v3/maintenance/status"
+            with contextlib.suppress(OSError, ValueError):
+                request = urllib.request.Request(url, data=b"{}", method="POST")
+                with urllib.request.urlopen(request, timeout=2) as resp:
+                    status = json.loads(resp.read())
+                if status["header"]["member_id"] == status["leader"] and member is not first:
+                    return member
+        return self.etcd.members[1]
 
     async def inject(self, n: int, fault: str) -> str:
         """Inject fault number ``n`` and heal it; returns its target."""
         plan = self.plan
         if fault == "kill9":
-            slot = self.victim(n)
+            slot = await self.victim(n)
             assert slot.child is not None
             os.kill(slot.child.pid, signal.SIGKILL)  # the worker only: its guardian lives on
             await slot.child.stop()
@@ -289,7 +317,7 @@ class Harness:
             await slot.child.wait_for("ready with", timeout=120)
             return slot.worker_id
         if fault == "sigstop":
-            slot = self.victim(n)
+            slot = await self.victim(n)
             assert slot.child is not None
             start = time.time_ns()
             os.kill(slot.child.pid, signal.SIGSTOP)
@@ -300,7 +328,7 @@ class Harness:
                 self.freezes.append(Freeze(slot.worker_id, start, time.time_ns()))
             return slot.worker_id
         if fault == "etcd_member":
-            member = self.etcd.members[n % len(self.etcd.members)]
+            member = await asyncio.to_thread(self.member_to_stop, n // len(FAULTS))
             await asyncio.to_thread(member.stop)
             await asyncio.sleep(plan.member_down)
             await asyncio.to_thread(member.start)
@@ -364,6 +392,21 @@ class Harness:
         return found
 
 
+def owned_names(prefix: str, workers: Sequence[str]) -> list[str]:
+    """One job name per worker, owned by it (rendezvous hash over all the
+    workers): every worker is some job's first claimant, so a fault on any
+    worker meets ticks it was about to claim."""
+    names: dict[str, str] = {}
+    i = 0
+    while len(names) < len(workers):
+        name = f"{prefix}-{i}"
+        owner = rendezvous_owner(name, [f"fw{k}" for k in range(len(OFFSETS))])
+        if owner is not None and owner in workers and owner not in names:
+            names[owner] = name
+        i += 1
+    return [names[w] for w in workers]
+
+
 def job_document(job: JobPlan, witness: Path, tag: str) -> dict[str, Any]:
     command = (LONG_FORBID if job.forbid else EVERY_SECOND).format(
         witness=shlex.quote(str(witness)))
@@ -425,7 +468,8 @@ async def run(plan: Plan, tmp: Path) -> dict[str, Any]:
 
 def report(h: Harness, runs: list[Execution], docs: list[dict[str, Any]], left: list[str],
            codes: list[int], paused: int) -> dict[str, Any]:
-    verdicts = [analyse(w, h.jobs, runs, docs, h.freezes, open_end_ns=paused) for w in h.windows]
+    verdicts = [analyse(w, h.jobs, runs, docs, h.freezes, open_end_ns=paused,
+                        retry_cutoff_ns=paused - 3_000_000_000) for w in h.windows]
     rows = [{"window": w.name, "fault": w.fault, "target": w.target,
              "start": dt.datetime.fromtimestamp(w.start_ns / 1e9, dt.UTC).strftime("%H:%M:%S"),
              **v.row()} for w, v in zip(h.windows, verdicts, strict=True)]
@@ -433,8 +477,9 @@ def report(h: Harness, runs: list[Execution], docs: list[dict[str, Any]], left: 
     orphans = len(left) + len(h.tracker.outlived)
     summary = {**all_.row(), "processes_left_behind": orphans,
                "stuck_running": sum(1 for d in docs if d["status"] == "running")}
-    failed = {k: summary[k] for k in ("duplicates", "silent_misses", "overlaps",
-                                       "processes_left_behind", "records_lost") if summary[k]}
+    failed = {k: summary[k] for k in ("duplicates", "silent_misses", "silent_retry_misses",
+                                       "overlaps", "processes_left_behind", "records_lost")
+              if summary[k]}
     evidence = {f"{w.name} {w.fault} {w.target}": v.examples()
                 for w, v in zip(h.windows, verdicts, strict=True) if v.examples()}
     if left or h.tracker.outlived:
@@ -451,6 +496,7 @@ COLUMNS = [("#", "window", 3), ("fault", "fault", 12), ("target", "target", 6),
            ("start", "start", 8), ("ticks", "ticks", 5), ("execs", "executions", 5),
            ("dup", "duplicates", 3), ("miss", "silent_misses", 4), ("ovl", "overlaps", 3),
            ("ovl-frz", "overlaps_frozen_worker", 7), ("no-rec", "records_lost", 6),
+           ("retry-miss", "silent_retry_misses", 10),
            ("skip", "recorded_skipped", 4), ("lost", "recorded_lost", 4),
            ("killed", "recorded_killed", 6), ("failed", "recorded_failed", 6)]
 
