@@ -91,6 +91,7 @@ class Verdict:
     overlaps_frozen: list[str] = field(default_factory=list)
     records_lost: list[str] = field(default_factory=list)
     retry_misses: list[str] = field(default_factory=list)
+    needless_attempts: list[str] = field(default_factory=list)
     statuses: Counter[str] = field(default_factory=Counter)
 
     def row(self) -> dict[str, Any]:
@@ -100,12 +101,14 @@ class Verdict:
                 "overlaps_frozen_worker": len(self.overlaps_frozen),
                 "records_lost": len(self.records_lost),
                 "silent_retry_misses": len(self.retry_misses),
+                "needless_attempts": len(self.needless_attempts),
                 **{f"recorded_{s}": n for s, n in sorted(self.statuses.items())}}
 
     def examples(self, limit: int = 5) -> dict[str, list[str]]:
         named = {"duplicates": self.duplicates, "silent_misses": self.misses,
                  "overlaps": self.overlaps, "overlaps_frozen_worker": self.overlaps_frozen,
-                 "records_lost": self.records_lost, "silent_retry_misses": self.retry_misses}
+                 "records_lost": self.records_lost, "silent_retry_misses": self.retry_misses,
+                 "needless_attempts": self.needless_attempts}
         return {k: v[:limit] for k, v in named.items() if v}
 
 
@@ -193,6 +196,12 @@ def analyse(window: Window, jobs: Sequence[JobPlan], runs: Sequence[Execution],
     v.records_lost = [f"{r.run_id}#{r.attempt} on {r.worker}" for r in mine
                       if f"{r.run_id}#{r.attempt}" not in record_ids]
     executed = {r.run_id for r in runs}
+    status_of = {d["_id"]: d["status"] for d in docs}
+    for r in mine:
+        before = f"{r.run_id}#{r.attempt - 1}"
+        if r.attempt > 1 and status_of.get(before) == "succeeded":
+            v.needless_attempts.append(f"{r.run_id}#{r.attempt} on {r.worker} ran after "
+                                       f"{before} succeeded")
     attempts = {j.name: j.attempts for j in jobs}
     later = record_ids | {f"{r.run_id}#{r.attempt}" for r in runs}
     for d in my_docs:
@@ -246,5 +255,6 @@ def total(verdicts: Sequence[Verdict]) -> Verdict:
         out.overlaps_frozen += v.overlaps_frozen
         out.records_lost += v.records_lost
         out.retry_misses += v.retry_misses
+        out.needless_attempts += v.needless_attempts
         out.statuses.update(v.statuses)
     return out

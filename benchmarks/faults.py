@@ -179,11 +179,14 @@ class Tracker:
         self.exits.setdefault(key, time.time_ns())
         self.live.pop(key, None)
 
-    def fresh(self, jobs: Sequence[str], within_ns: int) -> list[str]:
-        """Workers of live executions of ``jobs`` that started in the last ``within_ns``."""
+    def fresh(self, jobs: Sequence[str], within_ns: int, lasting: float = 0.0) -> list[str]:
+        """Workers of live executions of ``jobs`` that started in the last
+        ``within_ns`` and run at least ``lasting`` seconds (LONG_FORBID's
+        length, from the tick)."""
         now = time.time_ns()
         return [w for (run_id, _), (w, _, started) in self.live.items()
-                if run_id.rpartition("@")[0] in jobs and now - started < within_ns]
+                if run_id.rpartition("@")[0] in jobs and now - started < within_ns
+                and 3 + int(run_id.rpartition("@")[2]) // 1000 % 6 >= lasting]
 
     def check_outlived(self, worker: str) -> None:
         """Executions of a worker that died earlier and whose processes still live."""
@@ -269,16 +272,16 @@ class Harness:
 
     # -- faults ------------------------------------------------------------
 
-    async def victim(self, n: int) -> Slot:
-        """A worker that has just started a long run (waiting up to one period
-        of the long jobs for one): the run outlives the fault. Else the next
-        live worker in turn."""
+    async def victim(self, n: int, lasting: float = 0.0) -> Slot:
+        """A worker that has just started a long run of at least ``lasting``
+        seconds (waiting up to two periods of the long jobs for one). Else the
+        next live worker in turn."""
         alive = {s.worker_id: s for s in self.slots
                  if s.child and s.child.proc.returncode is None}
         forbid = [j.name for j in self.jobs if j.forbid]
-        deadline = time.monotonic() + 6
+        deadline = time.monotonic() + 11
         while time.monotonic() < deadline:
-            for worker in self.tracker.fresh(forbid, within_ns=1_500_000_000):
+            for worker in self.tracker.fresh(forbid, 1_500_000_000, lasting):
                 if worker in alive:
                     return alive[worker]
             await asyncio.sleep(0.1)  # the tracker's own poll interval
@@ -317,7 +320,8 @@ class Harness:
             await slot.child.wait_for("ready with", timeout=120)
             return slot.worker_id
         if fault == "sigstop":
-            slot = await self.victim(n)
+            # A run that outlives the freeze: the case the fence is for.
+            slot = await self.victim(n, lasting=plan.held)
             assert slot.child is not None
             start = time.time_ns()
             os.kill(slot.child.pid, signal.SIGSTOP)
@@ -477,8 +481,9 @@ def report(h: Harness, runs: list[Execution], docs: list[dict[str, Any]], left: 
     orphans = len(left) + len(h.tracker.outlived)
     summary = {**all_.row(), "processes_left_behind": orphans,
                "stuck_running": sum(1 for d in docs if d["status"] == "running")}
-    failed = {k: summary[k] for k in ("duplicates", "silent_misses", "silent_retry_misses",
-                                       "overlaps", "processes_left_behind", "records_lost")
+    failed = {k: summary[k] for k in ("duplicates", "needless_attempts", "silent_misses",
+                                       "silent_retry_misses", "overlaps",
+                                       "processes_left_behind", "records_lost")
               if summary[k]}
     evidence = {f"{w.name} {w.fault} {w.target}": v.examples()
                 for w, v in zip(h.windows, verdicts, strict=True) if v.examples()}
@@ -496,7 +501,7 @@ COLUMNS = [("#", "window", 3), ("fault", "fault", 12), ("target", "target", 6),
            ("start", "start", 8), ("ticks", "ticks", 5), ("execs", "executions", 5),
            ("dup", "duplicates", 3), ("miss", "silent_misses", 4), ("ovl", "overlaps", 3),
            ("ovl-frz", "overlaps_frozen_worker", 7), ("no-rec", "records_lost", 6),
-           ("retry-miss", "silent_retry_misses", 10),
+           ("retry-miss", "silent_retry_misses", 10), ("needless", "needless_attempts", 8),
            ("skip", "recorded_skipped", 4), ("lost", "recorded_lost", 4),
            ("killed", "recorded_killed", 6), ("failed", "recorded_failed", 6)]
 

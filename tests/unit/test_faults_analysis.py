@@ -64,7 +64,7 @@ def test_a_clean_window_counts_ticks_and_executions_only() -> None:
     assert v.row() == {
         "ticks": 10, "forbid_ticks": 2, "executions": 12, "duplicates": 0, "silent_misses": 0,
         "overlaps": 0, "overlaps_frozen_worker": 0, "records_lost": 0, "silent_retry_misses": 0,
-        "recorded_succeeded": 12}
+        "needless_attempts": 0, "recorded_succeeded": 12}
 
 
 def test_a_tick_without_execution_is_a_miss_unless_a_record_says_why() -> None:
@@ -82,6 +82,8 @@ def test_duplicates_and_executions_without_a_record_are_counted() -> None:
     v = analyse(WINDOW, [SEC], parse_witness(lines, {}), docs, [], open_end_ns=0)
     assert v.duplicates == [f"sec@{tick(2)}#1 started 2 times"]
     assert v.records_lost == [f"sec@{tick(2)}#2 on w4"]
+    # A next attempt of a run whose attempt succeeded: the tick ran twice.
+    assert v.needless_attempts == [f"sec@{tick(2)}#2 on w4 ran after sec@{tick(2)}#1 succeeded"]
 
 
 def test_overlaps_of_forbid_runs_use_the_seen_exit_when_there_is_no_end_line() -> None:
