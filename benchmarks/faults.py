@@ -180,13 +180,14 @@ class Tracker:
         self.live.pop(key, None)
 
     def fresh(self, jobs: Sequence[str], within_ns: int, lasting: float = 0.0) -> list[str]:
-        """Workers of live executions of ``jobs`` that started in the last
+        """Workers of live first attempts of ``jobs`` that started in the last
         ``within_ns`` and run at least ``lasting`` seconds (LONG_FORBID's
         length, from the tick)."""
         now = time.time_ns()
-        return [w for (run_id, _), (w, _, started) in self.live.items()
+        return [w for (run_id, attempt), (w, _, started) in self.live.items()
                 if run_id.rpartition("@")[0] in jobs and now - started < within_ns
-                and 3 + int(run_id.rpartition("@")[2]) // 1000 % 6 >= lasting]
+                and 3 + int(run_id.rpartition("@")[2]) // 1000 % 6 >= lasting
+                and attempt == 1]  # an attempt is left: what a lost run's retry is for
 
     def check_outlived(self, worker: str) -> None:
         """Executions of a worker that died earlier and whose processes still live."""
@@ -281,7 +282,7 @@ class Harness:
         forbid = [j.name for j in self.jobs if j.forbid]
         deadline = time.monotonic() + 11
         while time.monotonic() < deadline:
-            for worker in self.tracker.fresh(forbid, 1_500_000_000, lasting):
+            for worker in self.tracker.fresh(forbid, 800_000_000, lasting):
                 if worker in alive:
                     return alive[worker]
             await asyncio.sleep(0.1)  # the tracker's own poll interval
