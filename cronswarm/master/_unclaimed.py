@@ -1,4 +1,5 @@
-"""Run-now requests that no worker took are recorded, never dropped silently.
+"""Run-now requests (and retries of lost runs) that no worker took are
+recorded, never dropped silently.
 
 A run-now request is the key ``/once/<job>`` on a lease of its own
 (``CRONSWARM_REQUEST_TTL`` seconds). A worker takes it by deleting it in its
@@ -25,6 +26,7 @@ from ..alerts import retry_delay
 from ..common import Clock, Job, Keyspace, RunRecord, RunStatus, Trigger, ValidationError, run_id
 from ..coord import CoordStore, KeyValue, PrefixMirror
 from ..logstore import LogStore
+from ..worker import RetryRequest
 from ._reaper import RETRY_BASE_S, Duty, log_failures
 
 log = logging.getLogger(__name__)
@@ -42,25 +44,34 @@ class UnclaimedRequests:
         self.duty = duty
         self.recorded = 0
         self.requests = PrefixMirror(store, keys.once_dir, on_change=self._on_change)
-        # (job, deleted request, tries so far)
-        self._pending: asyncio.Queue[tuple[str, KeyValue, int]] = asyncio.Queue()
+        self.retries = PrefixMirror(store, keys.retry_dir, on_change=self._on_retry_change)
+        # (run-now or retry, job or run key, deleted request, tries so far)
+        self._pending: asyncio.Queue[tuple[str, str, KeyValue, int]] = asyncio.Queue()
 
     def _on_change(self, name: str, kv: KeyValue | None, old: KeyValue | None) -> None:
         if kv is None and old is not None and old.lease:
-            self._pending.put_nowait((name, old, 0))
+            self._pending.put_nowait(("once", name, old, 0))
+
+    def _on_retry_change(self, name: str, kv: KeyValue | None, old: KeyValue | None) -> None:
+        if kv is None and old is not None and old.lease:
+            self._pending.put_nowait(("retry", name, old, 0))
 
     async def run(self) -> None:
         async with asyncio.TaskGroup() as tg:
             tg.create_task(self.requests.run())
+            tg.create_task(self.retries.run())
             tg.create_task(self._check_deleted())
 
     async def _check_deleted(self) -> None:
         while True:
-            name, request, tries = await self._pending.get()
+            kind, name, request, tries = await self._pending.get()
             settled = False
             async with self.duty("unclaimed-requests"):
                 if await self.store.lease_ttl(request.lease) < 0:
-                    await self._record(name, request)
+                    if kind == "once":
+                        await self._record(name, request)
+                    else:
+                        await self._record_retry(request)
                 # else taken by a worker, or withdrawn with its job
                 settled = True
             if not settled and tries < MAX_TRIES:
@@ -68,10 +79,46 @@ class UnclaimedRequests:
                 # so the request gets its record once they answer.
                 asyncio.get_running_loop().call_later(
                     retry_delay(RETRY_BASE_S, tries + 1), self._pending.put_nowait,
-                    (name, request, tries + 1))
+                    (kind, name, request, tries + 1))
             elif not settled:
-                log.error("giving up on recording the expired run-now request of %s after "
-                          "%d tries", name, tries + 1)
+                log.error("giving up on recording the expired %s request %s after %d tries",
+                          kind, name, tries + 1)
+
+    async def _record_retry(self, kv: KeyValue) -> None:
+        """The next attempt of a lost run, asked for by a leader, that no worker
+        took before its request expired (a newer run held the job's lock all
+        along, or no live worker matched): recorded, not silently dropped.
+        A worker's own request goes with its lease when the worker dies; its
+        run is then lost, and that verdict is recorded instead."""
+        try:
+            request = RetryRequest.decode(kv.value)
+        except (ValueError, KeyError, TypeError):
+            log.warning("retry request %s expired, unreadable: %r", kv.key, kv.value)
+            return
+        if not request.lost:
+            return
+        record_id = f"{request.run_id}#{request.attempt}"
+        if await self.logs.get_run(record_id) is not None:
+            return  # a worker took it after all
+        now = self.clock.now_ms()
+        record = RunRecord(
+            run_id=request.run_id, job=request.job, tick=request.tick,
+            attempt=request.attempt, worker="", summary=await self._summary(request.job),
+            status=RunStatus.SKIPPED, trigger=Trigger.RETRY, ended=now,
+            error=("not retried: no worker could take this attempt before its request "
+                   "expired (a newer run held the job's lock, or no live worker matched "
+                   "its targets)"),
+            extra={"reason": "retry_unclaimed"})
+        await self.logs.write_runs([record])
+        self.recorded += 1
+        log.warning("retry %s of a lost run expired without a worker", record_id)
+
+    async def _summary(self, name: str) -> str:
+        job_kv = await self.store.get(self.keys.job(name))
+        if job_kv is not None:
+            with contextlib.suppress(ValidationError):
+                return Job.from_json(job_kv.value).summary
+        return ""
 
     async def _record(self, name: str, request: KeyValue) -> None:
         try:
@@ -82,11 +129,7 @@ class UnclaimedRequests:
         rid = run_id(name, at)
         if await self.logs.get_run(f"{rid}#1") is not None:
             return  # a worker took it after all
-        summary = ""
-        job_kv = await self.store.get(self.keys.job(name))
-        if job_kv is not None:
-            with contextlib.suppress(ValidationError):
-                summary = Job.from_json(job_kv.value).summary
+        summary = await self._summary(name)
         now = self.clock.now_ms()
         waited = max(0, round((now - at) / 1000))
         record = RunRecord(

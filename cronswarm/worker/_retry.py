@@ -67,6 +67,7 @@ from ..coord import (
     PrefixMirror,
     Put,
     TxnOp,
+    wait_deleted,
 )
 from ._claim import rendezvous_owner, run_info
 from ._registry import registered_labels
@@ -321,32 +322,56 @@ class RetryBoard:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.handoff_delay):
                     await self.mirror.wait_for(gone)
-        if gone() or self._draining():
-            return
-        self._claiming += 1
-        self._claims_settled.clear()
-        try:
+        while not gone() and not self._draining():
             try:
                 job = await self._current_job(request.job)
                 if job is None:
                     return
-                info = run_info(run_id=request.run_id, worker=self.worker_id,
-                                lease=self.lease.lease_id, tick=request.tick,
-                                started=self.clock.now_ms(), attempt=request.attempt)
-                result = await self.store.txn(*build_retry_claim(
-                    self.keys, job, request, kv.mod_revision, info, self.lease.lease_id))
+                if await self._claim(job, request, kv.mod_revision):
+                    return
+                if not request.lost or job.overlap == "allow":
+                    return  # taken by another worker
+                # A newer run holds the lock: the retry of the lost run waits
+                # for it (the request lives on its own lease; gone unclaimed,
+                # the master records why).
+                await self._until_free(job, gone)
             except CoordUnavailable as exc:
                 log.warning("cannot claim retry %s#%d: %s", request.run_id, request.attempt,
                             exc)
                 return
+
+    async def _claim(self, job: Job, request: RetryRequest, revision: int) -> bool:
+        """One claim of ``request``; True if it won (the attempt is started)."""
+        self._claiming += 1
+        self._claims_settled.clear()
+        try:
+            info = run_info(run_id=request.run_id, worker=self.worker_id,
+                            lease=self.lease.lease_id, tick=request.tick,
+                            started=self.clock.now_ms(), attempt=request.attempt)
+            result = await self.store.txn(*build_retry_claim(
+                self.keys, job, request, revision, info, self.lease.lease_id))
             if result.succeeded:
                 log.info("took over %s at attempt %d from %s", request.run_id, request.attempt,
                          request.origin)
-                self._start(job, request, kv.mod_revision, info)
+                self._start(job, request, revision, info)
+            return result.succeeded
         finally:
             self._claiming -= 1
             if not self._claiming:
                 self._claims_settled.set()
+
+    async def _until_free(self, job: Job, gone: Callable[[], bool]) -> None:
+        """Until the job's lock is free or the request is gone."""
+        lock = asyncio.ensure_future(wait_deleted(self.store, self.keys.lock(job.name)))
+        request = asyncio.ensure_future(self.mirror.wait_for(gone))
+        try:
+            await asyncio.wait({lock, request}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (lock, request):
+                task.cancel()
+            await asyncio.gather(lock, request, return_exceptions=True)
+        if lock.done() and not lock.cancelled() and lock.exception() is not None:
+            raise lock.exception()  # type: ignore[misc]
 
     async def _current_job(self, name: str) -> Job | None:
         """The job as it is now, if it still exists and this worker may run it.

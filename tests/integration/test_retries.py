@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from itertools import pairwise
 from pathlib import Path
 
-from cronswarm.common import Keyspace, Settings
+from cronswarm.common import Keyspace, Settings, SystemClock
 from cronswarm.coord import (
     Compare,
     CoordUnavailable,
@@ -19,7 +19,9 @@ from cronswarm.coord import (
     wait_deleted,
 )
 from cronswarm.logstore import MongoLogStore
-from cronswarm.worker import LogWriter, Worker
+from cronswarm.master._unclaimed import UnclaimedRequests
+from cronswarm.worker import LogWriter, RetryRequest, Worker
+from tests.helpers import wait_for_count
 from tests.workerkit import (
     Gate,
     create_job,
@@ -351,3 +353,55 @@ async def test_a_retry_claimed_as_the_worker_drains_runs_and_is_recorded(
     assert sum(etcd.claimed for etcd in faulty) == 1
     assert (first["status"], second["status"]) == ("failed", "succeeded")
     assert second["worker"] != first["worker"]
+
+
+async def test_the_retry_of_a_lost_run_waits_for_a_newer_run_to_free_the_lock(
+    settings: Settings, store: EtcdStore, logs: MongoLogStore, keys: Keyspace,
+) -> None:
+    jobs = job_service(store, logs, keys)
+    await create_job(jobs, name="locked", command="echo retried", overlap="forbid",
+                     retry={"attempts": 2, "delay": 0.1, "jitter": 0, "any_worker": True})
+    newer = await store.grant_lease(30)  # a newer run's lock, on its worker's lease
+    await store.put(keys.lock("locked"), b'{"run_id": "locked@2000"}', lease=newer)
+    async with running_worker(settings, store, logs, worker_id="taker") as worker:
+        await synced(worker)
+        # As the elected master asks for the next attempt of a lost run.
+        request = RetryRequest("locked@1000", "locked", 1000, 2, ms_now(), "leader:tests",
+                               lost=True)
+        lease = await store.grant_lease(60)
+        await store.put(keys.retry("locked", "locked@1000"), request.encode(), lease=lease)
+        async with asyncio.timeout(30):  # seen, and not claimable yet
+            await worker.retries.mirror.wait_for(
+                lambda: "locked/locked@1000" in worker.retries.mirror.items)
+        assert await logs.get_run("locked@1000#2") is None
+        await store.revoke_lease(newer)  # the newer run ends
+        doc = await wait_final(logs, "locked@1000#2")
+    assert (doc["status"], doc["output"], doc["trigger"]) == ("succeeded", "retried\n", "retry")
+
+
+async def test_a_lost_runs_retry_nobody_could_take_is_recorded_when_it_expires(
+    settings: Settings, store: EtcdStore, logs: MongoLogStore, keys: Keyspace,
+) -> None:
+    unclaimed = UnclaimedRequests(store, logs, keys, SystemClock())
+    task = asyncio.create_task(unclaimed.run())
+    try:
+        async with asyncio.timeout(30):
+            await unclaimed.retries.ready.wait()
+        request = RetryRequest("gone@1000", "gone", 1000, 2, ms_now(), "leader:tests",
+                               lost=True)
+        lease = await store.grant_lease(60)
+        await store.put(keys.retry("gone", "gone@1000"), request.encode(), lease=lease)
+        await store.revoke_lease(lease)  # expired: nobody took it
+        await wait_for_count(logs.runs, {"_id": "gone@1000#2"}, lambda n: n == 1, timeout=30)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    doc = await logs.runs.find_one({"_id": "gone@1000#2"})
+    assert doc is not None
+    assert (doc["status"], doc["trigger"], doc["extra"]["reason"]) == (
+        "skipped", "retry", "retry_unclaimed")
+
+
+def ms_now() -> int:
+    return SystemClock().now_ms()
