@@ -152,6 +152,8 @@ class Settings:
     # seconds a run-now or kill request waits for a worker
     request_ttl: int = _setting("CRONSWARM_REQUEST_TTL", _positive_int, 60)
     secret_key: str | None = _setting("CRONSWARM_SECRET_KEY", str, None)
+    # mark cookies Secure even on plain HTTP (behind a TLS-terminating proxy)
+    secure_cookies: bool = _setting("CRONSWARM_SECURE_COOKIES", _boolean, False)
     retention_days: int = _setting("CRONSWARM_RETENTION_DAYS", _positive_int, 30)
     master_id: str = _setting("CRONSWARM_MASTER_ID", _worker_id, factory=default_worker_id)
     # alerts (sent by the elected master)

@@ -9,7 +9,7 @@ from aiohttp import web
 
 from ..common import AuthError
 from ..logstore import AuditEntry
-from ._http import JOBS, LOGS, PRINCIPAL, SESSION_KEY, authenticate_token
+from ._http import JOBS, LOGS, PRINCIPAL, SESSION_KEY, SETTINGS, authenticate_token
 from ._jobs import write_audit
 from ._session import (
     COOKIE,
@@ -45,6 +45,12 @@ def safe_next(value: str | None) -> str:
     return value
 
 
+def secure_cookies(request: web.Request) -> bool:
+    """Cookies are Secure on HTTPS, and always when the setting says a proxy
+    terminates TLS (the master then sees plain HTTP)."""
+    return request.app[SETTINGS].secure_cookies or request.secure
+
+
 def _render_login(request: web.Request, *, error: str | None, target: str,
                   status: int = 200) -> web.Response:
     """The login form, with a CSRF nonce cookie (kept if the browser has one)."""
@@ -53,7 +59,7 @@ def _render_login(request: web.Request, *, error: str | None, target: str,
                "login_csrf": login_csrf_token(request.app[SESSION_KEY], nonce)}
     response = aiohttp_jinja2.render_template("login.html", request, context, status=status)
     response.set_cookie(LOGIN_COOKIE, nonce, max_age=LOGIN_TTL_S, httponly=True,
-                        samesite="Strict", path="/login", secure=request.secure)
+                        samesite="Strict", path="/login", secure=secure_cookies(request))
     return response
 
 
@@ -82,7 +88,7 @@ async def login(request: web.Request) -> web.StreamResponse:
     response.set_cookie(
         COOKIE, make_session(request.app[SESSION_KEY], who.token_id, now),
         max_age=SESSION_TTL_MS // 1000, httponly=True, samesite="Strict", path="/",
-        secure=request.secure,
+        secure=secure_cookies(request),
     )
     response.del_cookie(LOGIN_COOKIE, path="/login")
     return response

@@ -225,3 +225,36 @@ async def test_a_non_ascii_login_nonce_or_csrf_token_is_a_403(browser: Browser,
             b"X-CSRF-Token: " + token + b"\r\n"))
         assert status == 403, body
         assert json.loads(body)["error"]["code"] == "csrf"
+
+
+async def test_secure_cookies_can_be_forced_behind_a_tls_proxy(
+    settings: Settings, admin_token: str, logs: MongoLogStore,
+) -> None:
+    # The master sees plain HTTP from a TLS-terminating proxy; the browser sees HTTPS.
+    server = TestServer(create_app(settings.with_overrides(secure_cookies=True)),
+                        host="127.0.0.1")
+    await server.start_server()
+    try:
+        async with ClientSession(cookie_jar=CookieJar(unsafe=True)) as http:
+            browser = Browser(http, str(server.make_url("")).rstrip("/"))
+            resp, html = await browser.get("/login")
+            assert "Secure" in set_cookie(resp, "cronswarm_login")
+            found = CSRF_RE.search(html)
+            assert found is not None
+            # The jar keeps a Secure cookie away from http://: send the nonce by hand.
+            nonce = SimpleCookie(set_cookie(resp, "cronswarm_login"))["cronswarm_login"].value
+            resp = await browser.post(
+                "/login", data={"token": admin_token, "csrf": found.group(1), "next": "/"},
+                headers={"Cookie": f"cronswarm_login={nonce}"})
+            assert resp.status == 303
+            assert "Secure" in set_cookie(resp, "cronswarm_session")
+    finally:
+        await server.close()
+
+
+async def test_cookies_are_not_secure_over_plain_http_by_default(browser: Browser,
+                                                                 admin_token: str) -> None:
+    resp, _ = await browser.get("/login")
+    assert "Secure" not in set_cookie(resp, "cronswarm_login")
+    resp = await browser.log_in(admin_token)
+    assert "Secure" not in set_cookie(resp, "cronswarm_session")
