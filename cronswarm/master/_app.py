@@ -43,7 +43,9 @@ from ._http import (
     LOGS,
     METRICS,
     PRINCIPAL,
+    SESSION,
     SESSION_KEY,
+    SESSIONS,
     SETTINGS,
     TERMS,
     TOKEN_MIRROR,
@@ -60,6 +62,7 @@ from ._session import (
     COOKIE,
     CSRF_FIELD,
     CSRF_HEADER,
+    SessionStore,
     check_csrf,
     load_session_key,
     read_session,
@@ -106,12 +109,14 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
             request[AUTH_FAILURE] = exc
     elif (cookie := request.cookies.get(COOKIE)) is not None:
         try:
-            token_id = read_session(request.app[SESSION_KEY], cookie,
-                                    request.app[JOBS].clock.now_ms())
-            kv = await token_record(request, token_id)
+            session = read_session(request.app[SESSION_KEY], cookie,
+                                   request.app[JOBS].clock.now_ms())
+            await request.app[SESSIONS].check(session)
+            kv = await token_record(request, session.token_id)
             if kv is not None:
-                record = TokenRecord.decode(kv, token_id)
-                request[PRINCIPAL] = Principal(token_id, record.name, record.role)
+                record = TokenRecord.decode(kv, session.token_id)
+                request[PRINCIPAL] = Principal(session.token_id, record.name, record.role)
+                request[SESSION] = session
         except AuthError:
             pass  # an invalid session is no session: pages redirect to the login
         if (request.get(PRINCIPAL) is not None and request.method not in SAFE_METHODS
@@ -179,6 +184,7 @@ def create_app(
                                    request_ttl=settings.request_ttl)
             app[TOKENS] = TokenStore(coord, keys)
             app[SESSION_KEY] = await load_session_key(coord, keys, settings.secret_key)
+            app[SESSIONS] = SessionStore(coord, keys)
             alerts = AlertStore(log_store.db)
             terms = TermLog(log_store.db)
             app[ALERTS], app[TERMS] = alerts, terms

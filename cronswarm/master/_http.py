@@ -31,7 +31,7 @@ from ..metrics import ClusterView
 from ._auth import Principal, Role, TokenStore, split_token
 from ._jobs import JobService
 from ._leader import LeaderDuties, TermLog
-from ._session import CsrfRejected
+from ._session import CsrfRejected, Session, SessionStore
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +42,7 @@ JOBS = web.AppKey("jobs", JobService)
 TOKENS = web.AppKey("tokens", TokenStore)
 TOKEN_MIRROR = web.AppKey("token_mirror", PrefixMirror)
 SESSION_KEY = web.AppKey("session_key", bytes)
+SESSIONS = web.AppKey("sessions", SessionStore)
 ELECTION = web.AppKey("election", Election)
 LEADER = web.AppKey("leader", LeaderDuties)
 ALERTS = web.AppKey("alerts", AlertStore)
@@ -51,6 +52,7 @@ CLUSTER_VIEW = web.AppKey("cluster_view", ClusterView)
 
 PRINCIPAL = web.RequestKey("principal", Principal)
 AUTH_FAILURE = web.RequestKey("auth_failure", AuthError)
+SESSION = web.RequestKey("session", Session)  # the dashboard session that authenticated
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 # Renders an error as a dashboard page: (request, status, title, message).

@@ -9,7 +9,16 @@ from aiohttp import web
 
 from ..common import AuthError
 from ..logstore import AuditEntry
-from ._http import JOBS, LOGS, PRINCIPAL, SESSION_KEY, SETTINGS, authenticate_token
+from ._http import (
+    JOBS,
+    LOGS,
+    PRINCIPAL,
+    SESSION,
+    SESSION_KEY,
+    SESSIONS,
+    SETTINGS,
+    authenticate_token,
+)
 from ._jobs import write_audit
 from ._session import (
     COOKIE,
@@ -84,9 +93,10 @@ async def login(request: web.Request) -> web.StreamResponse:
     now = request.app[JOBS].clock.now_ms()
     await write_audit(request.app[LOGS], AuditEntry(now, who.actor, "session.login",
                                                     f"token:{who.token_id}"))
+    session = await request.app[SESSIONS].open(who.token_id, now)
     response = web.Response(status=303, headers={"Location": target})
     response.set_cookie(
-        COOKIE, make_session(request.app[SESSION_KEY], who.token_id, now),
+        COOKIE, make_session(request.app[SESSION_KEY], session),
         max_age=SESSION_TTL_MS // 1000, httponly=True, samesite="Strict", path="/",
         secure=secure_cookies(request),
     )
@@ -98,6 +108,10 @@ async def login(request: web.Request) -> web.StreamResponse:
 async def logout(request: web.Request) -> web.StreamResponse:
     # The auth middleware has checked the CSRF token of a live session.
     who = request.get(PRINCIPAL)
+    session = request.get(SESSION)
+    if session is not None:
+        # Server-side: a copy of the cookie stops working too, on every master.
+        await request.app[SESSIONS].close(session)
     if who is not None:
         await write_audit(request.app[LOGS], AuditEntry(
             request.app[JOBS].clock.now_ms(), who.actor, "session.logout",

@@ -258,3 +258,27 @@ async def test_cookies_are_not_secure_over_plain_http_by_default(browser: Browse
     assert "Secure" not in set_cookie(resp, "cronswarm_login")
     resp = await browser.log_in(admin_token)
     assert "Secure" not in set_cookie(resp, "cronswarm_session")
+
+
+async def test_a_copied_session_cookie_stops_working_after_logout_on_every_master(
+    browser: Browser, settings: Settings, admin_token: str,
+) -> None:
+    await browser.log_in(admin_token)
+    session = next(c for c in browser.http.cookie_jar if c.key == "cronswarm_session")
+    copied = {"Cookie": f"cronswarm_session={session.value}"}
+    other = TestServer(create_app(settings), host="127.0.0.1")  # a second master
+    await other.start_server()
+    try:
+        other_base = str(other.make_url("")).rstrip("/")
+        async with ClientSession() as thief:
+            resp = await thief.get(other_base + "/api/me", headers=copied)
+            assert resp.status == 200  # the cookie is good on any master
+            csrf = await browser.csrf_of("/")
+            assert (await browser.post("/logout", data={"csrf": csrf})).status == 303
+            for base in (browser.base, other_base):
+                resp = await thief.get(base + "/api/me", headers=copied)
+                assert resp.status == 401, base
+                resp = await thief.get(base + "/", headers=copied, allow_redirects=False)
+                assert resp.status == 302, base
+    finally:
+        await other.close()
