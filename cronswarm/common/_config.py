@@ -95,6 +95,13 @@ def _positive_int(raw: object) -> int:
 MAX_OUTPUT_PART_BYTES = 2 << 20
 
 
+def _non_negative_int(raw: object) -> int:
+    value = int(str(raw))
+    if value < 0:
+        raise ValueError(f"{raw!r} must be 0 or more")
+    return value
+
+
 def _output_bytes(raw: object) -> int:
     value = _positive_int(raw)
     if value > MAX_OUTPUT_PART_BYTES:
@@ -154,6 +161,10 @@ class Settings:
     secret_key: str | None = _setting("CRONSWARM_SECRET_KEY", str, None)
     # mark cookies Secure even on plain HTTP (behind a TLS-terminating proxy)
     secure_cookies: bool = _setting("CRONSWARM_SECURE_COOKIES", _boolean, False)
+    # failed logins or bad tokens one address may send per minute (per master)
+    auth_failure_limit: int = _setting("CRONSWARM_AUTH_FAILURE_LIMIT", _positive_int, 10)
+    # proxies of ours in front of the masters, each appending to X-Forwarded-For
+    trusted_proxy_hops: int = _setting("CRONSWARM_TRUSTED_PROXY_HOPS", _non_negative_int, 0)
     retention_days: int = _setting("CRONSWARM_RETENTION_DAYS", _positive_int, 30)
     master_id: str = _setting("CRONSWARM_MASTER_ID", _worker_id, factory=default_worker_id)
     # alerts (sent by the elected master)

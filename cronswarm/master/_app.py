@@ -34,6 +34,7 @@ from ._format import FILTERS
 from ._http import (
     ALERTS,
     AUTH_FAILURE,
+    AUTH_LIMITER,
     CLUSTER_VIEW,
     COORD,
     ELECTION,
@@ -51,13 +52,16 @@ from ._http import (
     TOKEN_MIRROR,
     TOKENS,
     Handler,
+    auth_failed,
     authenticate_token,
     bearer_token,
+    check_auth_limit,
     error_middleware,
     token_record,
 )
 from ._jobs import JobService
 from ._leader import LeaderDuties, TermLog, election_ttl
+from ._ratelimit import FailureLimiter
 from ._session import (
     COOKIE,
     CSRF_FIELD,
@@ -98,12 +102,15 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     which has no session yet, checks its own nonce). Bearer tokens are never
     sent by a browser on its own, so they need none.
     """
-    if request.headers.get("Authorization"):
+    if (header := request.headers.get("Authorization")):
+        check_auth_limit(request)  # while limited, no token is even tried
         try:
             token = bearer_token(request)
             if token is not None:
                 request[PRINCIPAL] = await authenticate_token(request, token)
         except AuthError as exc:
+            await auth_failed(request, "auth.token_failed", header.partition(" ")[2].strip(),
+                              str(exc))
             # Raised by the first route that needs a caller: public ones (probes,
             # the OpenAPI document) answer whatever the header says.
             request[AUTH_FAILURE] = exc
@@ -152,6 +159,7 @@ def create_app(
         client_max_size=2 << 20,
     )
     app[SETTINGS] = settings
+    app[AUTH_LIMITER] = FailureLimiter(limit=settings.auth_failure_limit)
     keys = Keyspace(settings.key_prefix)
     aiohttp_jinja2.setup(
         app,

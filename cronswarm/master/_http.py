@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -19,6 +20,7 @@ from ..common import (
     NotFoundError,
     PermissionDenied,
     PreconditionFailed,
+    RateLimited,
     ServiceUnavailable,
     Settings,
     ValidationError,
@@ -26,11 +28,12 @@ from ..common import (
     validate_name,
 )
 from ..coord import CoordStore, Election, KeyValue, PrefixMirror
-from ..logstore import LogStore
+from ..logstore import AuditEntry, LogStore
 from ..metrics import ClusterView
 from ._auth import Principal, Role, TokenStore, split_token
-from ._jobs import JobService
+from ._jobs import JobService, write_audit
 from ._leader import LeaderDuties, TermLog
+from ._ratelimit import FailureLimiter, client_address
 from ._session import CsrfRejected, Session, SessionStore
 
 log = logging.getLogger(__name__)
@@ -49,6 +52,7 @@ ALERTS = web.AppKey("alerts", AlertStore)
 TERMS = web.AppKey("terms", TermLog)
 METRICS = web.AppKey("metrics", CollectorRegistry)
 CLUSTER_VIEW = web.AppKey("cluster_view", ClusterView)
+AUTH_LIMITER = web.AppKey("auth_limiter", FailureLimiter)
 
 PRINCIPAL = web.RequestKey("principal", Principal)
 AUTH_FAILURE = web.RequestKey("auth_failure", AuthError)
@@ -95,6 +99,9 @@ def map_error(exc: CronswarmError) -> web.Response:
         return error_response(412, "precondition_failed", str(exc))
     if isinstance(exc, ConflictError):
         return error_response(409, "conflict", str(exc))
+    if isinstance(exc, RateLimited):
+        return error_response(429, "rate_limited", str(exc),
+                              headers={"Retry-After": str(exc.retry_after)})
     if isinstance(exc, ServiceUnavailable):
         return error_response(503, "unavailable", str(exc))
     return error_response(500, "error", str(exc))
@@ -124,7 +131,10 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             page = request.app.get(ERROR_PAGE)
             if page is not None:
                 response = map_error(exc)
-                return page(request, response.status, response.reason or "Error", str(exc))
+                html = page(request, response.status, response.reason or "Error", str(exc))
+                if "Retry-After" in response.headers:
+                    html.headers["Retry-After"] = response.headers["Retry-After"]
+                return html
         return map_error(exc)
     except web.HTTPException as exc:
         if is_api_path(request.path) and exc.status >= 400:
@@ -159,6 +169,40 @@ async def token_record(request: web.Request, token_id: str) -> KeyValue | None:
     if found is None:
         found = await request.app[COORD].get(request.app[TOKENS].keys.token(token_id))
     return found
+
+
+def request_address(request: web.Request) -> str:
+    return client_address(request.remote, request.headers.get("X-Forwarded-For"),
+                          request.app[SETTINGS].trusted_proxy_hops)
+
+
+def check_auth_limit(request: web.Request) -> None:
+    """Raise RateLimited while the caller's address has failed too often."""
+    address = request_address(request)
+    wait = request.app[AUTH_LIMITER].retry_after(address, _monotonic())
+    if wait is not None:
+        raise RateLimited(f"too many failed authentication attempts from {address}; "
+                          f"retry in {wait} s", wait)
+
+
+async def auth_failed(request: web.Request, action: str, token: str, reason: str) -> None:
+    """Count a failed attempt against the caller's address, and audit it."""
+    address = request_address(request)
+    limiter = request.app[AUTH_LIMITER]
+    limiter.failed(address, _monotonic())
+    try:
+        target = "token:" + validate_name(split_token(token)[0], "token_id")
+    except (AuthError, ValidationError):
+        target = "token:(malformed)"
+    details = {"address": address, "reason": reason, "path": request.path,
+               "limited": limiter.retry_after(address, _monotonic()) is not None}
+    await write_audit(request.app[LOGS], AuditEntry(
+        request.app[JOBS].clock.now_ms(), f"address:{address}", action,
+        target, details=details))
+
+
+def _monotonic() -> float:
+    return asyncio.get_running_loop().time()
 
 
 async def authenticate_token(request: web.Request, token: str) -> Principal:

@@ -7,7 +7,7 @@ from urllib.parse import unquote
 import aiohttp_jinja2
 from aiohttp import web
 
-from ..common import AuthError
+from ..common import AuthError, RateLimited
 from ..logstore import AuditEntry
 from ._http import (
     JOBS,
@@ -17,7 +17,9 @@ from ._http import (
     SESSION_KEY,
     SESSIONS,
     SETTINGS,
+    auth_failed,
     authenticate_token,
+    check_auth_limit,
 )
 from ._jobs import write_audit
 from ._session import (
@@ -86,8 +88,17 @@ async def login(request: web.Request) -> web.StreamResponse:
     token = str(form.get("token", "")).strip()
     target = safe_next(str(form.get("next", "/")))
     try:
+        check_auth_limit(request)
+    except RateLimited as exc:
+        response = _render_login(request, error="Too many failed logins from your address; "
+                                 f"try again in {exc.retry_after} s.", target=target,
+                                 status=429)
+        response.headers["Retry-After"] = str(exc.retry_after)
+        return response
+    try:
         who = await authenticate_token(request, token)
-    except AuthError:
+    except AuthError as exc:
+        await auth_failed(request, "session.login_failed", token, str(exc))
         return _render_login(request, error="That token is not valid.", target=target,
                              status=401)
     now = request.app[JOBS].clock.now_ms()

@@ -185,7 +185,8 @@ async def test_tokens_through_the_api(cli: Cli, master: Api, logs: MongoLogStore
     r = await cli("token", "revoke", me["id"])
     assert r.code == 1 and "does not exist" in r.err
     actions = sorted(e.action for e in await logs.query_audit())
-    assert actions == ["token.create", "token.create", "token.revoke"]
+    # the revoked token's call is a failed attempt, audited
+    assert actions == ["auth.token_failed", "token.create", "token.create", "token.revoke"]
 
 
 async def test_bootstrap_token_goes_straight_to_etcd_and_is_audited(
