@@ -18,6 +18,7 @@ from ._errors import (
     RateLimited,
     ServiceStartError,
     ServiceUnavailable,
+    TokenExpired,
     ValidationError,
 )
 from ._fields import FieldReader, escaped_text, unencodable_text
@@ -111,6 +112,7 @@ __all__ = [
     "Settings",
     "SkewedClock",
     "SystemClock",
+    "TokenExpired",
     "Trigger",
     "ValidationError",
     "best_sample",

@@ -81,6 +81,10 @@ class AuthError(CronswarmError):
     """The caller is not authenticated (no token, unknown or revoked token)."""
 
 
+class TokenExpired(AuthError):
+    """The caller's token was valid until its expiry, which has passed."""
+
+
 class RateLimited(CronswarmError):
     """Too many failed attempts from one client; it may try again after ``retry_after`` s."""
 

@@ -13,7 +13,7 @@ import jinja2
 from aiohttp import web
 
 from ..alerts import AlertStore
-from ..common import AuthError, Keyspace, Settings, SystemClock
+from ..common import AuthError, Keyspace, Settings, SystemClock, TokenExpired
 from ..coord import CoordStore, Election, EtcdStore, PrefixMirror
 from ..logstore import LogStore, MongoLogStore
 from ..metrics import ClusterView, master_registry
@@ -122,8 +122,11 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
             kv = await token_record(request, session.token_id)
             if kv is not None:
                 record = TokenRecord.decode(kv, session.token_id)
+                record.check_live(request.app[JOBS].clock.now_ms())
                 request[PRINCIPAL] = Principal(session.token_id, record.name, record.role)
                 request[SESSION] = session
+        except TokenExpired as exc:
+            request[AUTH_FAILURE] = exc  # the API says why; pages go to the login
         except AuthError:
             pass  # an invalid session is no session: pages redirect to the login
         if (request.get(PRINCIPAL) is not None and request.method not in SAFE_METHODS

@@ -23,6 +23,7 @@ from ..common import (
     RateLimited,
     ServiceUnavailable,
     Settings,
+    TokenExpired,
     ValidationError,
     unencodable_text,
     validate_name,
@@ -89,7 +90,8 @@ def map_error(exc: CronswarmError) -> web.Response:
     if isinstance(exc, CsrfRejected):
         return error_response(403, "csrf", str(exc))
     if isinstance(exc, AuthError):
-        return error_response(401, "unauthenticated", str(exc),
+        code = "token_expired" if isinstance(exc, TokenExpired) else "unauthenticated"
+        return error_response(401, code, str(exc),
                               headers={"WWW-Authenticate": 'Bearer realm="cronswarm"'})
     if isinstance(exc, PermissionDenied):
         return error_response(403, "forbidden", str(exc))
@@ -211,7 +213,8 @@ async def authenticate_token(request: web.Request, token: str) -> Principal:
         validate_name(token_id, "token_id")
     except ValidationError:
         raise AuthError("malformed token") from None
-    return TokenStore.verify(token, await token_record(request, token_id))
+    return TokenStore.verify(token, await token_record(request, token_id),
+                             request.app[JOBS].clock.now_ms())
 
 
 def principal(request: web.Request) -> Principal:
@@ -220,7 +223,7 @@ def principal(request: web.Request) -> Principal:
     if found is None:
         failure = request.get(AUTH_FAILURE)
         if failure is not None:
-            raise AuthError(str(failure))
+            raise type(failure)(str(failure))  # TokenExpired stays TokenExpired
         raise AuthError("authentication required: send 'Authorization: Bearer <token>'")
     return found
 

@@ -5,6 +5,7 @@ every state-changing request a session authenticates; a failed CSRF check is a
 import json
 import re
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from html import unescape
 from http.cookies import SimpleCookie
 from urllib.parse import parse_qs, urlencode
@@ -13,9 +14,10 @@ import pytest
 from aiohttp import ClientResponse, ClientSession, CookieJar
 from aiohttp.test_utils import TestServer
 
-from cronswarm.common import Settings
+from cronswarm.common import Keyspace, Settings
+from cronswarm.coord import EtcdStore
 from cronswarm.logstore import MongoLogStore
-from cronswarm.master import create_app
+from cronswarm.master import TokenRecord, create_app
 from tests.apiclient import raw_request
 
 CSRF_RE = re.compile(r'name="csrf" value="([^"]+)"')
@@ -282,3 +284,19 @@ async def test_a_copied_session_cookie_stops_working_after_logout_on_every_maste
                 assert resp.status == 302, base
     finally:
         await other.close()
+
+
+async def test_a_session_ends_when_its_token_expires(
+    browser: Browser, admin_token: str, store: EtcdStore, keys: Keyspace,
+) -> None:
+    assert (await browser.log_in(admin_token)).status == 303
+    assert (await browser.get("/api/me"))[0].status == 200
+    token_id = admin_token.split("_")[1]
+    kv = await store.get(keys.token(token_id))
+    assert kv is not None
+    expired = replace(TokenRecord.decode(kv, token_id), expires=1)  # long past
+    await store.put(keys.token(token_id), expired.encode())
+    resp, body = await browser.get("/api/me")
+    assert resp.status == 401 and json.loads(body)["error"]["code"] == "token_expired"
+    browser.http.cookie_jar.clear()
+    assert (await browser.log_in(admin_token)).status == 401
