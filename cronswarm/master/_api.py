@@ -6,6 +6,7 @@ Job routes live in ``_api_jobs``, token routes in ``_api_tokens``.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 
 from aiohttp import web
 
@@ -41,6 +42,7 @@ from ._params import (
 )
 from ._workerlist import worker_views
 
+log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
 
 RUN_STATUSES = tuple(s.value for s in RunStatus)
@@ -55,14 +57,19 @@ async def healthz(request: web.Request) -> web.Response:
 
 @routes.get("/readyz")
 async def readyz(request: web.Request) -> web.Response:
-    """Ready when etcd and MongoDB both answer."""
+    """Ready when etcd and MongoDB both answer.
+
+    The answer says which one is down, never why: an unauthenticated prober
+    must not learn hosts, ports or driver internals. The master's log says why.
+    """
     checks: dict[str, str] = {}
     for name, probe in (("etcd", request.app[COORD].ping), ("mongodb", request.app[LOGS].ping)):
         try:
             await probe()
             checks[name] = "ok"
         except Exception as exc:
-            checks[name] = f"unavailable: {exc}"
+            log.warning("readiness: %s is unavailable: %s", name, exc)
+            checks[name] = "unavailable"
     ok = all(v == "ok" for v in checks.values())
     return json_response({"status": "ok" if ok else "unavailable", "checks": checks},
                          status=200 if ok else 503)

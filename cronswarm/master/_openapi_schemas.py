@@ -428,5 +428,6 @@ def components() -> dict[str, Schema]:
                   "properties": {
                       "status": {"type": "string", "enum": ["ok", "unavailable"]},
                       "checks": {"type": "object",
-                                 "additionalProperties": {"type": "string"}}}},
+                                 "additionalProperties": {
+                                     "type": "string", "enum": ["ok", "unavailable"]}}}},
     }
