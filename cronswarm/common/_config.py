@@ -161,6 +161,8 @@ class Settings:
     secret_key: str | None = _setting("CRONSWARM_SECRET_KEY", str, None)
     # mark cookies Secure even on plain HTTP (behind a TLS-terminating proxy)
     secure_cookies: bool = _setting("CRONSWARM_SECURE_COOKIES", _boolean, False)
+    # None: /metrics of masters is open; else it needs "Authorization: Bearer <this>"
+    metrics_token: str | None = _setting("CRONSWARM_METRICS_TOKEN", str, None)
     # failed logins or bad tokens one address may send per minute (per master)
     auth_failure_limit: int = _setting("CRONSWARM_AUTH_FAILURE_LIMIT", _positive_int, 10)
     # proxies of ours in front of the masters, each appending to X-Forwarded-For

@@ -11,6 +11,7 @@ import logging
 from aiohttp import web
 
 from ..common import (
+    AuthError,
     FieldProblem,
     NotFoundError,
     RunRecord,
@@ -18,6 +19,7 @@ from ..common import (
     ValidationError,
     parse_record_id,
     preview,
+    same_signature,
 )
 from ..logstore import LogStore, RunQuery
 from ..metrics import render
@@ -29,6 +31,8 @@ from ._http import (
     LOGS,
     METRICS,
     SETTINGS,
+    auth_failed,
+    check_auth_limit,
     json_response,
     require,
 )
@@ -75,9 +79,21 @@ async def readyz(request: web.Request) -> web.Response:
                          status=200 if ok else 503)
 
 
-@routes.get("/metrics")
+METRICS_PATH = "/metrics"
+
+
+@routes.get(METRICS_PATH)
 async def metrics(request: web.Request) -> web.Response:
-    """Prometheus metrics of this master (no authentication: counts only, no names)."""
+    """Prometheus metrics of this master: counts only, no names. Open, unless
+    ``CRONSWARM_METRICS_TOKEN`` is set: then the scraper must send that token."""
+    expected = request.app[SETTINGS].metrics_token
+    if expected:
+        check_auth_limit(request)
+        presented = request.headers.get("Authorization", "")
+        if not same_signature(presented, f"Bearer {expected}"):
+            await auth_failed(request, "auth.metrics_failed", "", "bad or missing metrics token",
+                              target="metrics")
+            raise AuthError("/metrics needs 'Authorization: Bearer <CRONSWARM_METRICS_TOKEN>'")
     await request.app[CLUSTER_VIEW].refresh()
     body, content_type = render(request.app[METRICS])
     return web.Response(body=body, headers={"Content-Type": content_type})

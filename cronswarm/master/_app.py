@@ -29,6 +29,7 @@ from . import (
     _openapi,
     _pages,
 )
+from ._api import METRICS_PATH
 from ._auth import Principal, TokenRecord, TokenStore
 from ._format import FILTERS
 from ._http import (
@@ -102,7 +103,9 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     which has no session yet, checks its own nonce). Bearer tokens are never
     sent by a browser on its own, so they need none.
     """
-    if (header := request.headers.get("Authorization")):
+    if (header := request.headers.get("Authorization")) and not (
+            request.path == METRICS_PATH and request.app[SETTINGS].metrics_token):
+        # (the metrics view checks the scraper's own token)
         check_auth_limit(request)  # while limited, no token is even tried
         try:
             token = bearer_token(request)

@@ -115,7 +115,7 @@ _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "too_large",
 
 def is_api_path(path: str) -> bool:
     """Paths answered with JSON (errors included); the rest is the dashboard."""
-    return path.startswith("/api/") or path in ("/api", "/healthz", "/readyz")
+    return path.startswith("/api/") or path in ("/api", "/healthz", "/readyz", "/metrics")
 
 
 @web.middleware
@@ -187,15 +187,18 @@ def check_auth_limit(request: web.Request) -> None:
                           f"retry in {wait} s", wait)
 
 
-async def auth_failed(request: web.Request, action: str, token: str, reason: str) -> None:
-    """Count a failed attempt against the caller's address, and audit it."""
+async def auth_failed(request: web.Request, action: str, token: str, reason: str, *,
+                      target: str | None = None) -> None:
+    """Count a failed attempt against the caller's address, and audit it (its
+    target: the token's id, never its secret; or ``target``)."""
     address = request_address(request)
     limiter = request.app[AUTH_LIMITER]
     limiter.failed(address, _monotonic())
-    try:
-        target = "token:" + validate_name(split_token(token)[0], "token_id")
-    except (AuthError, ValidationError):
-        target = "token:(malformed)"
+    if target is None:
+        try:
+            target = "token:" + validate_name(split_token(token)[0], "token_id")
+        except (AuthError, ValidationError):
+            target = "token:(malformed)"
     details = {"address": address, "reason": reason, "path": request.path,
                "limited": limiter.retry_after(address, _monotonic()) is not None}
     await write_audit(request.app[LOGS], AuditEntry(

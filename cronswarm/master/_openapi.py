@@ -198,10 +198,14 @@ def _paths() -> dict[str, Any]:
             "operationId": "prometheus_metrics",
             "tags": ["meta"],
             "security": [],
-            "description": "This master's metrics in the Prometheus text format; no "
-                           "authentication (counts only: no job names, no secrets).",
+            "description": "This master's metrics in the Prometheus text format (counts "
+                           "only: no job names, no secrets). Open by default; when the "
+                           "master has CRONSWARM_METRICS_TOKEN, send "
+                           "`Authorization: Bearer <that token>` (not an API token).",
             "responses": {"200": {"description": "the metrics",
-                                  "content": {"text/plain": {"schema": {"type": "string"}}}}},
+                                  "content": {"text/plain": {"schema": {"type": "string"}}}},
+                          "401": {"$ref": "#/components/responses/E401"},
+                          "429": {"$ref": "#/components/responses/E429"}},
         }},
         "/api/openapi.json": {"get": _op("OpenAPI document", None, 200, {"type": "object"},
                                          errors=(), tag="meta")},

@@ -46,3 +46,24 @@ async def test_readyz_is_ok_when_both_answer(api: Api) -> None:
 async def api(settings: Settings, admin_token: str, logs: MongoLogStore) -> AsyncIterator[Api]:
     async with running_master(settings, admin_token) as client:
         yield client
+
+
+async def test_metrics_behind_a_token_when_one_is_set(
+    settings: Settings, admin_token: str, logs: MongoLogStore,
+) -> None:
+    secret = "scrape-0123456789abcdef"
+    async with running_master(settings.with_overrides(metrics_token=secret), None) as api:
+        assert (await api.call("GET", "/metrics")).status == 401
+        assert (await api.as_token("wrong").call("GET", "/metrics")).status == 401
+        assert (await api.as_token(admin_token).call("GET", "/metrics")).status == 401
+        for _ in range(12):  # a scraper's token is no failed attempt: never limited
+            resp = await api.as_token(secret).call("GET", "/metrics")
+            assert resp.status == 200
+        assert "cronswarm_build_info" in await resp.text()
+    failed = [e for e in await logs.query_audit() if e.action == "auth.metrics_failed"]
+    assert len(failed) == 3
+
+
+async def test_metrics_are_open_by_default(api: Api) -> None:
+    resp = await api.as_token(None).call("GET", "/metrics")
+    assert resp.status == 200 and "cronswarm_build_info" in await resp.text()
