@@ -415,10 +415,11 @@ def components() -> dict[str, Schema]:
                         "properties": {
                             "name": {"type": "string", "pattern": TOKEN_NAME_PATTERN},
                             "role": {"type": "string", "enum": [r.label for r in Role]},
-                            "expires_in": {"type": "integer", "minimum": 1,
-                                           "maximum": MAX_EXPIRES_IN_S,
-                                           "description": "seconds the token is valid "
-                                                          "(absent: until revoked)"}}},
+                            "expires_in": {
+                                **nullable({"type": "integer", "minimum": 1,
+                                            "maximum": MAX_EXPIRES_IN_S}),
+                                "description": "seconds the token is valid "
+                                               "(absent or null: until revoked)"}}},
         "AuditEntry": _audit_entry(),
         "AuditList": _list_of("entries", ref("AuditEntry")),
         "Health": {"type": "object", "required": ["status"],
