@@ -199,6 +199,9 @@ class Settings:
     spool_dir: str = _setting("CRONSWARM_SPOOL_DIR", str, "var/spool")
     spool_max_bytes: int = _setting("CRONSWARM_SPOOL_MAX_BYTES", _positive_int, 1 << 30)
     allow_run_as: bool = _setting("CRONSWARM_ALLOW_RUN_AS", _boolean, True)
+    # HTTP jobs may not call loopback, link-local or metadata addresses (masters
+    # check literal IPs in jobs; workers every address they connect to)
+    http_deny_local: bool = _setting("CRONSWARM_HTTP_DENY_LOCAL", _boolean, False)
     # beyond this offset from the cluster's clock a worker claims nothing (ms)
     max_clock_offset_ms: int = _setting("CRONSWARM_MAX_CLOCK_OFFSET_MS", _positive_int, 500)
 

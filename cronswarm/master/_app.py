@@ -13,7 +13,17 @@ import jinja2
 from aiohttp import web
 
 from ..alerts import AlertStore
-from ..common import AuthError, Keyspace, Settings, SystemClock, TokenExpired
+from ..common import (
+    DENY_SETTING,
+    AuthError,
+    Job,
+    Keyspace,
+    Settings,
+    SystemClock,
+    TokenExpired,
+    ValidationError,
+    local_url_reason,
+)
 from ..coord import CoordStore, Election, EtcdStore, PrefixMirror
 from ..logstore import LogStore, MongoLogStore
 from ..metrics import ClusterView, master_registry
@@ -77,6 +87,13 @@ from ._web import error_page
 log = logging.getLogger(__name__)
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
+
+
+def deny_local_http(job: Job) -> None:
+    """Refuse an HTTP job whose URL is a literal loopback, link-local or metadata
+    address (``CRONSWARM_HTTP_DENY_LOCAL``); names are judged by the worker."""
+    if job.http is not None and (reason := local_url_reason(job.http.url)) is not None:
+        raise ValidationError.single("http.url", f"{reason}, denied by {DENY_SETTING}")
 
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -195,7 +212,9 @@ def create_app(
             app[LOGS] = log_store
             clock = SystemClock()
             app[JOBS] = JobService(coord, log_store, keys, clock,
-                                   request_ttl=settings.request_ttl)
+                                   request_ttl=settings.request_ttl,
+                                   check_job=deny_local_http if settings.http_deny_local
+                                   else None)
             app[TOKENS] = TokenStore(coord, keys)
             app[SESSION_KEY] = await load_session_key(coord, keys, settings.secret_key)
             app[SESSIONS] = SessionStore(coord, keys)

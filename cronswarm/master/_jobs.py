@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -68,8 +68,11 @@ def parse_etag(value: str | None) -> int | None:
 
 class JobService:
     def __init__(self, store: CoordStore, logs: LogStore, keys: Keyspace,
-                 clock: Clock | None = None, *, request_ttl: int = REQUEST_TTL) -> None:
+                 clock: Clock | None = None, *, request_ttl: int = REQUEST_TTL,
+                 check_job: Callable[[Job], None] | None = None) -> None:
         self.store = store
+        # A cluster policy a job must meet to be written (raises ValidationError).
+        self.check_job = check_job
         self.logs = logs
         self.keys = keys
         self.clock = clock or SystemClock()
@@ -146,6 +149,8 @@ class JobService:
                    (Txn((Compare.absent(last),), (Put(last, token),)),))
 
     async def create(self, job: Job, *, actor: str) -> StoredJob:
+        if self.check_job is not None:
+            self.check_job(job)
         key = self.keys.job(job.name)
         now = self.clock.now_ms()
         result = await self.store.txn(
@@ -171,6 +176,8 @@ class JobService:
 
     async def _write(self, current: StoredJob, job: Job, *, actor: str,
                      if_match: int | None, action: str) -> StoredJob:
+        if self.check_job is not None and job.http != current.job.http:
+            self.check_job(job)  # (a job written before the policy can still be paused)
         key = self.keys.job(job.name)
         expected = current.revision if if_match is None else if_match
         ops: list[Any] = [Put(key, job.to_json())]
