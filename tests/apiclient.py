@@ -12,6 +12,7 @@ from aiohttp import ClientResponse, ClientSession, web
 from aiohttp.test_utils import TestServer
 
 from cronswarm.common import Settings
+from cronswarm.logstore import LogStore
 from cronswarm.master import create_app
 
 
@@ -40,8 +41,9 @@ class Api:
 
 
 @asynccontextmanager
-async def running_master(settings: Settings, token: str | None) -> AsyncIterator[Api]:
-    server = TestServer(create_app(settings), host="127.0.0.1")
+async def running_master(settings: Settings, token: str | None, *,
+                         logs: LogStore | None = None) -> AsyncIterator[Api]:
+    server = TestServer(create_app(settings, logs=logs), host="127.0.0.1")
     await server.start_server()
     try:
         async with ClientSession() as session:

@@ -54,7 +54,8 @@ async def serve_worker(settings: Settings, stop: asyncio.Event | None = None) ->
             async with guardian_running() as guardian:
                 shell = ShellExecutor(guardian, reap_strays=True)
                 worker = Worker(settings, store, writer,
-                                executors={"shell": shell, "http": HttpExecutor()})
+                                executors={"shell": shell, "http": HttpExecutor(
+                                    deny_local=settings.http_deny_local)})
                 await worker.run(stop)
         finally:
             await writer.close()

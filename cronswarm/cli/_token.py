@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime as dt
 import getpass
 import sys
 from typing import Any
@@ -48,6 +49,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     create = leaf("create", "create a token and print it once")
     create.add_argument("--role", required=True, choices=[r.label for r in Role])
     create.add_argument("--name", default=None, help="a label for the token (default: role)")
+    create.add_argument("--expires-in", type=int, default=None, metavar="SECONDS",
+                        help="the token stops working after this many seconds "
+                             "(default: valid until revoked)")
     leaf("ls", "list tokens (never their secrets)")
     revoke = leaf("revoke", "revoke a token by id")
     revoke.add_argument("token_id")
@@ -74,14 +78,22 @@ def _print_tokens(args: argparse.Namespace, tokens: list[dict[str, Any]]) -> Non
     elif not tokens:
         print("no tokens")
     else:
-        table([[t["id"], t["role"], t["name"], t["created_by"]] for t in tokens],
-              ["ID", "ROLE", "NAME", "CREATED BY"])
+        table([[t["id"], t["role"], t["name"], t["created_by"], _expiry(t.get("expires"))]
+               for t in tokens], ["ID", "ROLE", "NAME", "CREATED BY", "EXPIRES"])
+
+
+def _expiry(expires: int | None) -> str:
+    if expires is None:
+        return "never"
+    return dt.datetime.fromtimestamp(expires / 1000, dt.UTC).isoformat(timespec="seconds")
 
 
 async def run_api(args: argparse.Namespace, client: ApiClient) -> int:
     if args.token_cmd == "create":
-        resp = await client.call("POST", "/api/tokens",
-                                 body={"name": args.name or args.role, "role": args.role})
+        body: dict[str, Any] = {"name": args.name or args.role, "role": args.role}
+        if args.expires_in is not None:
+            body["expires_in"] = args.expires_in
+        resp = await client.call("POST", "/api/tokens", body=body)
         _print_created(args, resp.body)
     elif args.token_cmd == "ls":
         resp = await client.call("GET", "/api/tokens")
@@ -102,7 +114,8 @@ async def run_bootstrap(args: argparse.Namespace, settings: Settings) -> int:
         if args.token_cmd == "create":
             token, record = await tokens.create(name=args.name or args.role,
                                                 role=Role.parse(args.role),
-                                                created_by=actor, now_ms=now)
+                                                created_by=actor, now_ms=now,
+                                                expires_in=args.expires_in)
             await write_audit(logs, AuditEntry(now, actor, "token.create",
                                                f"token:{record.token_id}", None,
                                                record.to_public()))

@@ -1,5 +1,6 @@
 """Pure building blocks shared by masters and workers."""
 
+from ._addresses import DENY_SETTING, local_address_reason, local_url_reason
 from ._alerting import ALERT_KINDS, DEFAULT_ALERT_RULE, PROBLEM_KINDS, AlertKind, AlertRule
 from ._cancel import reraise_cancellation
 from ._clock import Clock, SkewedClock, SystemClock, loop_deadline
@@ -15,8 +16,10 @@ from ._errors import (
     NotFoundError,
     PermissionDenied,
     PreconditionFailed,
+    RateLimited,
     ServiceStartError,
     ServiceUnavailable,
+    TokenExpired,
     ValidationError,
 )
 from ._fields import FieldReader, escaped_text, unencodable_text
@@ -75,6 +78,7 @@ from ._urls import check_http_url
 __all__ = [
     "ALERT_KINDS",
     "DEFAULT_ALERT_RULE",
+    "DENY_SETTING",
     "LIVE_AUTH_SCHEME",
     "MAX_OUTPUT_PART_BYTES",
     "MAX_TICK_MS",
@@ -102,6 +106,7 @@ __all__ = [
     "NotFoundError",
     "PermissionDenied",
     "PreconditionFailed",
+    "RateLimited",
     "RecordId",
     "RetryPolicy",
     "RunRecord",
@@ -112,6 +117,7 @@ __all__ = [
     "Settings",
     "SkewedClock",
     "SystemClock",
+    "TokenExpired",
     "Trigger",
     "ValidationError",
     "best_sample",
@@ -130,6 +136,8 @@ __all__ = [
     "live_auth_header",
     "live_signature",
     "load_timezone",
+    "local_address_reason",
+    "local_url_reason",
     "loop_deadline",
     "may_own",
     "ntp_sample",

@@ -95,6 +95,13 @@ def _positive_int(raw: object) -> int:
 MAX_OUTPUT_PART_BYTES = 2 << 20
 
 
+def _non_negative_int(raw: object) -> int:
+    value = int(str(raw))
+    if value < 0:
+        raise ValueError(f"{raw!r} must be 0 or more")
+    return value
+
+
 def _output_bytes(raw: object) -> int:
     value = _positive_int(raw)
     if value > MAX_OUTPUT_PART_BYTES:
@@ -152,6 +159,14 @@ class Settings:
     # seconds a run-now or kill request waits for a worker
     request_ttl: int = _setting("CRONSWARM_REQUEST_TTL", _positive_int, 60)
     secret_key: str | None = _setting("CRONSWARM_SECRET_KEY", str, None)
+    # mark cookies Secure even on plain HTTP (behind a TLS-terminating proxy)
+    secure_cookies: bool = _setting("CRONSWARM_SECURE_COOKIES", _boolean, False)
+    # None: /metrics of masters is open; else it needs "Authorization: Bearer <this>"
+    metrics_token: str | None = _setting("CRONSWARM_METRICS_TOKEN", str, None)
+    # failed logins or bad tokens one address may send per minute (per master)
+    auth_failure_limit: int = _setting("CRONSWARM_AUTH_FAILURE_LIMIT", _positive_int, 10)
+    # proxies of ours in front of the masters, each appending to X-Forwarded-For
+    trusted_proxy_hops: int = _setting("CRONSWARM_TRUSTED_PROXY_HOPS", _non_negative_int, 0)
     retention_days: int = _setting("CRONSWARM_RETENTION_DAYS", _positive_int, 30)
     master_id: str = _setting("CRONSWARM_MASTER_ID", _worker_id, factory=default_worker_id)
     # alerts (sent by the elected master)
@@ -184,6 +199,9 @@ class Settings:
     spool_dir: str = _setting("CRONSWARM_SPOOL_DIR", str, "var/spool")
     spool_max_bytes: int = _setting("CRONSWARM_SPOOL_MAX_BYTES", _positive_int, 1 << 30)
     allow_run_as: bool = _setting("CRONSWARM_ALLOW_RUN_AS", _boolean, True)
+    # HTTP jobs may not call loopback, link-local or metadata addresses (masters
+    # check literal IPs in jobs; workers every address they connect to)
+    http_deny_local: bool = _setting("CRONSWARM_HTTP_DENY_LOCAL", _boolean, False)
     # beyond this offset from the cluster's clock a worker claims nothing (ms)
     max_clock_offset_ms: int = _setting("CRONSWARM_MAX_CLOCK_OFFSET_MS", _positive_int, 500)
 

@@ -81,6 +81,18 @@ class AuthError(CronswarmError):
     """The caller is not authenticated (no token, unknown or revoked token)."""
 
 
+class TokenExpired(AuthError):
+    """The caller's token was valid until its expiry, which has passed."""
+
+
+class RateLimited(CronswarmError):
+    """Too many failed attempts from one client; it may try again after ``retry_after`` s."""
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        self.retry_after = retry_after
+        super().__init__(message)
+
+
 class PermissionDenied(CronswarmError):
     """The caller is authenticated but its role does not allow the action."""
 

@@ -177,6 +177,11 @@ class Keyspace:
         return self._dir("tokens")
 
     @property
+    def sessions(self) -> str:
+        """Dashboard sessions, each on a lease of the session's lifetime."""
+        return self._dir("sessions")
+
+    @property
     def election(self) -> str:
         return self._dir("leader")
 
@@ -230,6 +235,9 @@ class Keyspace:
 
     def token(self, token_id: str) -> str:
         return self.tokens + validate_name(token_id, "token_id")
+
+    def session(self, session_id: str) -> str:
+        return self.sessions + validate_name(session_id, "session_id")
 
     @staticmethod
     def name_of(key: str, directory: str) -> str:

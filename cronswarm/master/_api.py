@@ -6,10 +6,12 @@ Job routes live in ``_api_jobs``, token routes in ``_api_tokens``.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 
 from aiohttp import web
 
 from ..common import (
+    AuthError,
     FieldProblem,
     NotFoundError,
     RunRecord,
@@ -17,6 +19,7 @@ from ..common import (
     ValidationError,
     parse_record_id,
     preview,
+    same_signature,
 )
 from ..logstore import LogStore, RunQuery
 from ..metrics import render
@@ -28,6 +31,8 @@ from ._http import (
     LOGS,
     METRICS,
     SETTINGS,
+    auth_failed,
+    check_auth_limit,
     json_response,
     require,
 )
@@ -41,6 +46,7 @@ from ._params import (
 )
 from ._workerlist import worker_views
 
+log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
 
 RUN_STATUSES = tuple(s.value for s in RunStatus)
@@ -55,22 +61,39 @@ async def healthz(request: web.Request) -> web.Response:
 
 @routes.get("/readyz")
 async def readyz(request: web.Request) -> web.Response:
-    """Ready when etcd and MongoDB both answer."""
+    """Ready when etcd and MongoDB both answer.
+
+    The answer says which one is down, never why: an unauthenticated prober
+    must not learn hosts, ports or driver internals. The master's log says why.
+    """
     checks: dict[str, str] = {}
     for name, probe in (("etcd", request.app[COORD].ping), ("mongodb", request.app[LOGS].ping)):
         try:
             await probe()
             checks[name] = "ok"
         except Exception as exc:
-            checks[name] = f"unavailable: {exc}"
+            log.warning("readiness: %s is unavailable: %s", name, exc)
+            checks[name] = "unavailable"
     ok = all(v == "ok" for v in checks.values())
     return json_response({"status": "ok" if ok else "unavailable", "checks": checks},
                          status=200 if ok else 503)
 
 
-@routes.get("/metrics")
+METRICS_PATH = "/metrics"
+
+
+@routes.get(METRICS_PATH)
 async def metrics(request: web.Request) -> web.Response:
-    """Prometheus metrics of this master (no authentication: counts only, no names)."""
+    """Prometheus metrics of this master: counts only, no names. Open, unless
+    ``CRONSWARM_METRICS_TOKEN`` is set: then the scraper must send that token."""
+    expected = request.app[SETTINGS].metrics_token
+    if expected:
+        check_auth_limit(request)
+        presented = request.headers.get("Authorization", "")
+        if not same_signature(presented, f"Bearer {expected}"):
+            await auth_failed(request, "auth.metrics_failed", "", "bad or missing metrics token",
+                              target="metrics")
+            raise AuthError("/metrics needs 'Authorization: Bearer <CRONSWARM_METRICS_TOKEN>'")
     await request.app[CLUSTER_VIEW].refresh()
     body, content_type = render(request.app[METRICS])
     return web.Response(body=body, headers={"Content-Type": content_type})

@@ -9,7 +9,7 @@ from aiohttp import web
 
 from ..common import FieldReader, NotFoundError, validate_name
 from ..logstore import AuditEntry
-from ._auth import Role
+from ._auth import MAX_EXPIRES_IN_S, Role
 from ._http import (
     JOBS,
     LOGS,
@@ -38,13 +38,15 @@ async def list_tokens(request: web.Request) -> web.Response:
 @routes.post("/api/tokens")
 async def create_token(request: web.Request) -> web.Response:
     who = require(request, Role.ADMIN)
-    r = FieldReader(await read_object(request), allowed=("name", "role"))
+    r = FieldReader(await read_object(request), allowed=("name", "role", "expires_in"))
     name = r.string("name", max_len=64)
     role = r.choice("role", ROLES)
+    expires_in = r.integer("expires_in", None, minimum=1, maximum=MAX_EXPIRES_IN_S)
     r.finish()
     now = request.app[JOBS].clock.now_ms()
     token, record = await request.app[TOKENS].create(
-        name=name, role=Role.parse(role), created_by=who.actor, now_ms=now)
+        name=name, role=Role.parse(role), created_by=who.actor, now_ms=now,
+        expires_in=expires_in)
     await write_audit(request.app[LOGS], AuditEntry(
         now, who.actor, "token.create", f"token:{record.token_id}", None, record.to_public()))
     return json_response({"token": token, **record.to_public()}, status=201)

@@ -13,7 +13,17 @@ import jinja2
 from aiohttp import web
 
 from ..alerts import AlertStore
-from ..common import AuthError, Keyspace, Settings, SystemClock
+from ..common import (
+    DENY_SETTING,
+    AuthError,
+    Job,
+    Keyspace,
+    Settings,
+    SystemClock,
+    TokenExpired,
+    ValidationError,
+    local_url_reason,
+)
 from ..coord import CoordStore, Election, EtcdStore, PrefixMirror
 from ..logstore import LogStore, MongoLogStore
 from ..metrics import ClusterView, master_registry
@@ -29,11 +39,13 @@ from . import (
     _openapi,
     _pages,
 )
+from ._api import METRICS_PATH
 from ._auth import Principal, TokenRecord, TokenStore
 from ._format import FILTERS
 from ._http import (
     ALERTS,
     AUTH_FAILURE,
+    AUTH_LIMITER,
     CLUSTER_VIEW,
     COORD,
     ELECTION,
@@ -43,23 +55,29 @@ from ._http import (
     LOGS,
     METRICS,
     PRINCIPAL,
+    SESSION,
     SESSION_KEY,
+    SESSIONS,
     SETTINGS,
     TERMS,
     TOKEN_MIRROR,
     TOKENS,
     Handler,
+    auth_failed,
     authenticate_token,
     bearer_token,
+    check_auth_limit,
     error_middleware,
     token_record,
 )
 from ._jobs import JobService
 from ._leader import LeaderDuties, TermLog, election_ttl
+from ._ratelimit import FailureLimiter
 from ._session import (
     COOKIE,
     CSRF_FIELD,
     CSRF_HEADER,
+    SessionStore,
     check_csrf,
     load_session_key,
     read_session,
@@ -69,6 +87,13 @@ from ._web import error_page
 log = logging.getLogger(__name__)
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
+
+
+def deny_local_http(job: Job) -> None:
+    """Refuse an HTTP job whose URL is a literal loopback, link-local or metadata
+    address (``CRONSWARM_HTTP_DENY_LOCAL``); names are judged by the worker."""
+    if job.http is not None and (reason := local_url_reason(job.http.url)) is not None:
+        raise ValidationError.single("http.url", f"{reason}, denied by {DENY_SETTING}")
 
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -95,23 +120,33 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     which has no session yet, checks its own nonce). Bearer tokens are never
     sent by a browser on its own, so they need none.
     """
-    if request.headers.get("Authorization"):
+    if (header := request.headers.get("Authorization")) and not (
+            request.path == METRICS_PATH and request.app[SETTINGS].metrics_token):
+        # (the metrics view checks the scraper's own token)
+        check_auth_limit(request)  # while limited, no token is even tried
         try:
             token = bearer_token(request)
             if token is not None:
                 request[PRINCIPAL] = await authenticate_token(request, token)
         except AuthError as exc:
+            await auth_failed(request, "auth.token_failed", header.partition(" ")[2].strip(),
+                              str(exc))
             # Raised by the first route that needs a caller: public ones (probes,
             # the OpenAPI document) answer whatever the header says.
             request[AUTH_FAILURE] = exc
     elif (cookie := request.cookies.get(COOKIE)) is not None:
         try:
-            token_id = read_session(request.app[SESSION_KEY], cookie,
-                                    request.app[JOBS].clock.now_ms())
-            kv = await token_record(request, token_id)
+            session = read_session(request.app[SESSION_KEY], cookie,
+                                   request.app[JOBS].clock.now_ms())
+            await request.app[SESSIONS].check(session)
+            kv = await token_record(request, session.token_id)
             if kv is not None:
-                record = TokenRecord.decode(kv, token_id)
-                request[PRINCIPAL] = Principal(token_id, record.name, record.role)
+                record = TokenRecord.decode(kv, session.token_id)
+                record.check_live(request.app[JOBS].clock.now_ms())
+                request[PRINCIPAL] = Principal(session.token_id, record.name, record.role)
+                request[SESSION] = session
+        except TokenExpired as exc:
+            request[AUTH_FAILURE] = exc  # the API says why; pages go to the login
         except AuthError:
             pass  # an invalid session is no session: pages redirect to the login
         if (request.get(PRINCIPAL) is not None and request.method not in SAFE_METHODS
@@ -147,6 +182,7 @@ def create_app(
         client_max_size=2 << 20,
     )
     app[SETTINGS] = settings
+    app[AUTH_LIMITER] = FailureLimiter(limit=settings.auth_failure_limit)
     keys = Keyspace(settings.key_prefix)
     aiohttp_jinja2.setup(
         app,
@@ -176,9 +212,12 @@ def create_app(
             app[LOGS] = log_store
             clock = SystemClock()
             app[JOBS] = JobService(coord, log_store, keys, clock,
-                                   request_ttl=settings.request_ttl)
+                                   request_ttl=settings.request_ttl,
+                                   check_job=deny_local_http if settings.http_deny_local
+                                   else None)
             app[TOKENS] = TokenStore(coord, keys)
             app[SESSION_KEY] = await load_session_key(coord, keys, settings.secret_key)
+            app[SESSIONS] = SessionStore(coord, keys)
             alerts = AlertStore(log_store.db)
             terms = TermLog(log_store.db)
             app[ALERTS], app[TERMS] = alerts, terms

@@ -10,6 +10,7 @@ the same once).
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import hmac
 import json
@@ -19,11 +20,12 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
 
-from ..common import AuthError, Keyspace, PermissionDenied, ValidationError
+from ..common import AuthError, Keyspace, PermissionDenied, TokenExpired, ValidationError
 from ..coord import Compare, CoordStore, KeyValue, Put
 
 TOKEN_PREFIX = "cs_"  # noqa: S105 - a format marker, not a secret
 TOKEN_NAME_RE = re.compile(r"[A-Za-z0-9_.@-]{1,64}")
+MAX_EXPIRES_IN_S = 10 * 366 * 86400  # ten years
 
 
 class Role(IntEnum):
@@ -72,11 +74,13 @@ class TokenRecord:
     digest: str
     created: int
     created_by: str
+    expires: int | None = None  # epoch ms; None: never
 
     def to_public(self) -> dict[str, Any]:
         """The token's description, without its digest."""
         return {"id": self.token_id, "name": self.name, "role": self.role.label,
-                "created": self.created, "created_by": self.created_by}
+                "created": self.created, "created_by": self.created_by,
+                "expires": self.expires}
 
     def encode(self) -> bytes:
         return json.dumps({**self.to_public(), "digest": self.digest}).encode()
@@ -84,8 +88,17 @@ class TokenRecord:
     @classmethod
     def decode(cls, kv: KeyValue, token_id: str) -> TokenRecord:
         data = json.loads(kv.value)
+        expires = data.get("expires")  # absent in tokens made before expiries
         return cls(token_id, str(data["name"]), Role.parse(data["role"]), str(data["digest"]),
-                   int(data["created"]), str(data.get("created_by", "")))
+                   int(data["created"]), str(data.get("created_by", "")),
+                   None if expires is None else int(expires))
+
+    def check_live(self, now_ms: int) -> None:
+        """Raise TokenExpired once the token's expiry has passed."""
+        if self.expires is not None and now_ms >= self.expires:
+            stamp = dt.datetime.fromtimestamp(self.expires / 1000, dt.UTC)
+            raise TokenExpired(f"token {self.token_id} expired at "
+                               f"{stamp.isoformat(timespec='seconds')}; create a new one")
 
 
 def _digest(secret: str) -> str:
@@ -109,15 +122,20 @@ class TokenStore:
         self.store = store
         self.keys = keys
 
-    async def create(self, *, name: str, role: Role, created_by: str, now_ms: int
-                     ) -> tuple[str, TokenRecord]:
-        """A new token; returns the full token string (shown once) and its record."""
+    async def create(self, *, name: str, role: Role, created_by: str, now_ms: int,
+                     expires_in: int | None = None) -> tuple[str, TokenRecord]:
+        """A new token, valid for ``expires_in`` seconds (None: until revoked);
+        returns the full token string (shown once) and its record."""
         if not TOKEN_NAME_RE.fullmatch(name):
             raise ValidationError.single(
                 "name", "must be 1-64 letters, digits, '-', '_', '.', '@'")
         token_id = secrets.token_hex(6)
         secret = secrets.token_urlsafe(32)
-        record = TokenRecord(token_id, name, role, _digest(secret), now_ms, created_by)
+        if expires_in is not None and not 0 < expires_in <= MAX_EXPIRES_IN_S:
+            raise ValidationError.single(
+                "expires_in", f"must be from 1 to {MAX_EXPIRES_IN_S} seconds")
+        expires = None if expires_in is None else now_ms + expires_in * 1000
+        record = TokenRecord(token_id, name, role, _digest(secret), now_ms, created_by, expires)
         key = self.keys.token(token_id)
         result = await self.store.txn([Compare.absent(key)], [Put(key, record.encode())])
         if not result.succeeded:  # pragma: no cover - 48 random bits collided
@@ -147,8 +165,8 @@ class TokenStore:
         return any(r.role is Role.ADMIN for r in await self.list_tokens())
 
     @staticmethod
-    def verify(token: str, kv: KeyValue | None) -> Principal:
-        """Check ``token`` against its stored record ``kv``."""
+    def verify(token: str, kv: KeyValue | None, now_ms: int) -> Principal:
+        """Check ``token`` against its stored record ``kv`` and its expiry."""
         token_id, secret = split_token(token)
         if kv is None:
             raise AuthError("unknown or revoked token")
@@ -158,4 +176,5 @@ class TokenStore:
             raise AuthError("unreadable token record") from exc
         if not hmac.compare_digest(record.digest, _digest(secret)):
             raise AuthError("unknown or revoked token")
+        record.check_live(now_ms)  # after the secret: only its holder learns of the expiry
         return Principal(token_id, record.name, record.role)

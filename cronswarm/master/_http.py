@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -19,19 +20,22 @@ from ..common import (
     NotFoundError,
     PermissionDenied,
     PreconditionFailed,
+    RateLimited,
     ServiceUnavailable,
     Settings,
+    TokenExpired,
     ValidationError,
     unencodable_text,
     validate_name,
 )
 from ..coord import CoordStore, Election, KeyValue, PrefixMirror
-from ..logstore import LogStore
+from ..logstore import AuditEntry, LogStore
 from ..metrics import ClusterView
 from ._auth import Principal, Role, TokenStore, split_token
-from ._jobs import JobService
+from ._jobs import JobService, write_audit
 from ._leader import LeaderDuties, TermLog
-from ._session import CsrfRejected
+from ._ratelimit import FailureLimiter, client_address
+from ._session import CsrfRejected, Session, SessionStore
 
 log = logging.getLogger(__name__)
 
@@ -42,15 +46,18 @@ JOBS = web.AppKey("jobs", JobService)
 TOKENS = web.AppKey("tokens", TokenStore)
 TOKEN_MIRROR = web.AppKey("token_mirror", PrefixMirror)
 SESSION_KEY = web.AppKey("session_key", bytes)
+SESSIONS = web.AppKey("sessions", SessionStore)
 ELECTION = web.AppKey("election", Election)
 LEADER = web.AppKey("leader", LeaderDuties)
 ALERTS = web.AppKey("alerts", AlertStore)
 TERMS = web.AppKey("terms", TermLog)
 METRICS = web.AppKey("metrics", CollectorRegistry)
 CLUSTER_VIEW = web.AppKey("cluster_view", ClusterView)
+AUTH_LIMITER = web.AppKey("auth_limiter", FailureLimiter)
 
 PRINCIPAL = web.RequestKey("principal", Principal)
 AUTH_FAILURE = web.RequestKey("auth_failure", AuthError)
+SESSION = web.RequestKey("session", Session)  # the dashboard session that authenticated
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 # Renders an error as a dashboard page: (request, status, title, message).
@@ -83,7 +90,8 @@ def map_error(exc: CronswarmError) -> web.Response:
     if isinstance(exc, CsrfRejected):
         return error_response(403, "csrf", str(exc))
     if isinstance(exc, AuthError):
-        return error_response(401, "unauthenticated", str(exc),
+        code = "token_expired" if isinstance(exc, TokenExpired) else "unauthenticated"
+        return error_response(401, code, str(exc),
                               headers={"WWW-Authenticate": 'Bearer realm="cronswarm"'})
     if isinstance(exc, PermissionDenied):
         return error_response(403, "forbidden", str(exc))
@@ -93,6 +101,9 @@ def map_error(exc: CronswarmError) -> web.Response:
         return error_response(412, "precondition_failed", str(exc))
     if isinstance(exc, ConflictError):
         return error_response(409, "conflict", str(exc))
+    if isinstance(exc, RateLimited):
+        return error_response(429, "rate_limited", str(exc),
+                              headers={"Retry-After": str(exc.retry_after)})
     if isinstance(exc, ServiceUnavailable):
         return error_response(503, "unavailable", str(exc))
     return error_response(500, "error", str(exc))
@@ -104,7 +115,7 @@ _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "too_large",
 
 def is_api_path(path: str) -> bool:
     """Paths answered with JSON (errors included); the rest is the dashboard."""
-    return path.startswith("/api/") or path in ("/api", "/healthz", "/readyz")
+    return path.startswith("/api/") or path in ("/api", "/healthz", "/readyz", "/metrics")
 
 
 @web.middleware
@@ -122,7 +133,10 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             page = request.app.get(ERROR_PAGE)
             if page is not None:
                 response = map_error(exc)
-                return page(request, response.status, response.reason or "Error", str(exc))
+                html = page(request, response.status, response.reason or "Error", str(exc))
+                if "Retry-After" in response.headers:
+                    html.headers["Retry-After"] = response.headers["Retry-After"]
+                return html
         return map_error(exc)
     except web.HTTPException as exc:
         if is_api_path(request.path) and exc.status >= 400:
@@ -159,13 +173,51 @@ async def token_record(request: web.Request, token_id: str) -> KeyValue | None:
     return found
 
 
+def request_address(request: web.Request) -> str:
+    return client_address(request.remote, request.headers.get("X-Forwarded-For"),
+                          request.app[SETTINGS].trusted_proxy_hops)
+
+
+def check_auth_limit(request: web.Request) -> None:
+    """Raise RateLimited while the caller's address has failed too often."""
+    address = request_address(request)
+    wait = request.app[AUTH_LIMITER].retry_after(address, _monotonic())
+    if wait is not None:
+        raise RateLimited(f"too many failed authentication attempts from {address}; "
+                          f"retry in {wait} s", wait)
+
+
+async def auth_failed(request: web.Request, action: str, token: str, reason: str, *,
+                      target: str | None = None) -> None:
+    """Count a failed attempt against the caller's address, and audit it (its
+    target: the token's id, never its secret; or ``target``)."""
+    address = request_address(request)
+    limiter = request.app[AUTH_LIMITER]
+    limiter.failed(address, _monotonic())
+    if target is None:
+        try:
+            target = "token:" + validate_name(split_token(token)[0], "token_id")
+        except (AuthError, ValidationError):
+            target = "token:(malformed)"
+    details = {"address": address, "reason": reason, "path": request.path,
+               "limited": limiter.retry_after(address, _monotonic()) is not None}
+    await write_audit(request.app[LOGS], AuditEntry(
+        request.app[JOBS].clock.now_ms(), f"address:{address}", action,
+        target, details=details))
+
+
+def _monotonic() -> float:
+    return asyncio.get_running_loop().time()
+
+
 async def authenticate_token(request: web.Request, token: str) -> Principal:
     token_id, _ = split_token(token)
     try:
         validate_name(token_id, "token_id")
     except ValidationError:
         raise AuthError("malformed token") from None
-    return TokenStore.verify(token, await token_record(request, token_id))
+    return TokenStore.verify(token, await token_record(request, token_id),
+                             request.app[JOBS].clock.now_ms())
 
 
 def principal(request: web.Request) -> Principal:
@@ -174,7 +226,7 @@ def principal(request: web.Request) -> Principal:
     if found is None:
         failure = request.get(AUTH_FAILURE)
         if failure is not None:
-            raise AuthError(str(failure))
+            raise type(failure)(str(failure))  # TokenExpired stays TokenExpired
         raise AuthError("authentication required: send 'Authorization: Bearer <token>'")
     return found
 

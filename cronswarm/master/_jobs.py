@@ -10,7 +10,7 @@ import json
 import logging
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -70,8 +70,11 @@ def parse_etag(value: str | None) -> int | None:
 
 class JobService:
     def __init__(self, store: CoordStore, logs: LogStore, keys: Keyspace,
-                 clock: Clock | None = None, *, request_ttl: int = REQUEST_TTL) -> None:
+                 clock: Clock | None = None, *, request_ttl: int = REQUEST_TTL,
+                 check_job: Callable[[Job], None] | None = None) -> None:
         self.store = store
+        # A cluster policy a job must meet to be written (raises ValidationError).
+        self.check_job = check_job
         self.logs = logs
         self.keys = keys
         self.clock = clock or SystemClock()
@@ -169,6 +172,8 @@ class JobService:
         raise ConflictError(f"the fencing token of job {name!r} kept moving; retry")
 
     async def create(self, job: Job, *, actor: str) -> StoredJob:
+        if self.check_job is not None:
+            self.check_job(job)
         key = self.keys.job(job.name)
         result = await self._commit(job.name, Compare.absent(key), [Put(key, job.to_json())],
                                     restart=True)
@@ -190,6 +195,8 @@ class JobService:
 
     async def _write(self, current: StoredJob, job: Job, *, actor: str,
                      if_match: int | None, action: str) -> StoredJob:
+        if self.check_job is not None and job.http != current.job.http:
+            self.check_job(job)  # (a job written before the policy can still be paused)
         key = self.keys.job(job.name)
         expected = current.revision if if_match is None else if_match
         old = current.job

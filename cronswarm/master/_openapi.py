@@ -36,6 +36,8 @@ _ERRORS = {
     409: "conflict: the object exists already, changed meanwhile, or a request is pending",
     412: "If-Match does not match the current revision; nothing was changed",
     413: "request body too large",
+    429: "too many failed logins or bad tokens from this address: retry after "
+         "`Retry-After` seconds",
     503: "etcd or MongoDB is unavailable",
 }
 _READ = (400, 401, 403, 503)
@@ -127,7 +129,8 @@ def _op(summary: str, role: str | None, ok: int, ok_schema: Schema | None, *,
     if links:
         ok_response["links"] = links
     responses: dict[str, Any] = {str(ok): ok_response}
-    for code in sorted(errors):
+    # Whoever presents a token may be refused for the failures of its address.
+    for code in sorted({*errors, 429} if 401 in errors else errors):
         responses[str(code)] = {"$ref": f"#/components/responses/E{code}"}
     op: dict[str, Any] = {
         "summary": summary,
@@ -195,10 +198,14 @@ def _paths() -> dict[str, Any]:
             "operationId": "prometheus_metrics",
             "tags": ["meta"],
             "security": [],
-            "description": "This master's metrics in the Prometheus text format; no "
-                           "authentication (counts only: no job names, no secrets).",
+            "description": "This master's metrics in the Prometheus text format (counts "
+                           "only: no job names, no secrets). Open by default; when the "
+                           "master has CRONSWARM_METRICS_TOKEN, send "
+                           "`Authorization: Bearer <that token>` (not an API token).",
             "responses": {"200": {"description": "the metrics",
-                                  "content": {"text/plain": {"schema": {"type": "string"}}}}},
+                                  "content": {"text/plain": {"schema": {"type": "string"}}}},
+                          "401": {"$ref": "#/components/responses/E401"},
+                          "429": {"$ref": "#/components/responses/E429"}},
         }},
         "/api/openapi.json": {"get": _op("OpenAPI document", None, 200, {"type": "object"},
                                          errors=(), tag="meta")},
@@ -358,7 +365,10 @@ def document() -> dict[str, Any]:
                                            "description": "cs_<id>_<secret>"}},
             "schemas": {**components(), **alert_components()},
             "responses": {
-                f"E{code}": {"description": text, "content": _json(ref("Error"))}
+                f"E{code}": {"description": text, "content": _json(ref("Error")),
+                             **({"headers": {"Retry-After": {
+                                 "description": "seconds", "schema": {"type": "integer"}}}}
+                                if code == 429 else {})}
                 for code, text in _ERRORS.items()
             },
         },

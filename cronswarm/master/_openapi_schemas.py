@@ -12,7 +12,7 @@ from typing import Any
 
 from ..common import MISFIRE_POLICIES, OVERLAP_POLICIES, RunStatus, Trigger
 from ..common._job import HTTP_METHODS, MAX_TIMEOUT_S
-from ._auth import TOKEN_NAME_RE, Role
+from ._auth import MAX_EXPIRES_IN_S, TOKEN_NAME_RE, Role
 
 Schema = dict[str, Any]
 
@@ -305,11 +305,13 @@ def _token() -> Schema:
     return {
         "type": "object",
         "additionalProperties": False,
-        "required": ["id", "name", "role", "created", "created_by"],
+        "required": ["id", "name", "role", "created", "created_by", "expires"],
         "properties": {
             "id": {"type": "string"}, "name": {"type": "string"},
             "role": {"type": "string", "enum": [r.label for r in Role]},
             "created": _MS, "created_by": {"type": "string"},
+            "expires": {**_MS_OR_NULL,
+                        "description": "when the token stops working (null: never)"},
         },
     }
 
@@ -412,7 +414,12 @@ def components() -> dict[str, Schema]:
                         "required": ["name", "role"],
                         "properties": {
                             "name": {"type": "string", "pattern": TOKEN_NAME_PATTERN},
-                            "role": {"type": "string", "enum": [r.label for r in Role]}}},
+                            "role": {"type": "string", "enum": [r.label for r in Role]},
+                            "expires_in": {
+                                **nullable({"type": "integer", "minimum": 1,
+                                            "maximum": MAX_EXPIRES_IN_S}),
+                                "description": "seconds the token is valid "
+                                               "(absent or null: until revoked)"}}},
         "AuditEntry": _audit_entry(),
         "AuditList": _list_of("entries", ref("AuditEntry")),
         "Health": {"type": "object", "required": ["status"],
@@ -422,5 +429,6 @@ def components() -> dict[str, Schema]:
                   "properties": {
                       "status": {"type": "string", "enum": ["ok", "unavailable"]},
                       "checks": {"type": "object",
-                                 "additionalProperties": {"type": "string"}}}},
+                                 "additionalProperties": {
+                                     "type": "string", "enum": ["ok", "unavailable"]}}}},
     }

@@ -7,9 +7,20 @@ from urllib.parse import unquote
 import aiohttp_jinja2
 from aiohttp import web
 
-from ..common import AuthError
+from ..common import AuthError, RateLimited
 from ..logstore import AuditEntry
-from ._http import JOBS, LOGS, PRINCIPAL, SESSION_KEY, authenticate_token
+from ._http import (
+    JOBS,
+    LOGS,
+    PRINCIPAL,
+    SESSION,
+    SESSION_KEY,
+    SESSIONS,
+    SETTINGS,
+    auth_failed,
+    authenticate_token,
+    check_auth_limit,
+)
 from ._jobs import write_audit
 from ._session import (
     COOKIE,
@@ -45,6 +56,12 @@ def safe_next(value: str | None) -> str:
     return value
 
 
+def secure_cookies(request: web.Request) -> bool:
+    """Cookies are Secure on HTTPS, and always when the setting says a proxy
+    terminates TLS (the master then sees plain HTTP)."""
+    return request.app[SETTINGS].secure_cookies or request.secure
+
+
 def _render_login(request: web.Request, *, error: str | None, target: str,
                   status: int = 200) -> web.Response:
     """The login form, with a CSRF nonce cookie (kept if the browser has one)."""
@@ -53,7 +70,7 @@ def _render_login(request: web.Request, *, error: str | None, target: str,
                "login_csrf": login_csrf_token(request.app[SESSION_KEY], nonce)}
     response = aiohttp_jinja2.render_template("login.html", request, context, status=status)
     response.set_cookie(LOGIN_COOKIE, nonce, max_age=LOGIN_TTL_S, httponly=True,
-                        samesite="Strict", path="/login", secure=request.secure)
+                        samesite="Strict", path="/login", secure=secure_cookies(request))
     return response
 
 
@@ -71,18 +88,28 @@ async def login(request: web.Request) -> web.StreamResponse:
     token = str(form.get("token", "")).strip()
     target = safe_next(str(form.get("next", "/")))
     try:
+        check_auth_limit(request)
+    except RateLimited as exc:
+        response = _render_login(request, error="Too many failed logins from your address; "
+                                 f"try again in {exc.retry_after} s.", target=target,
+                                 status=429)
+        response.headers["Retry-After"] = str(exc.retry_after)
+        return response
+    try:
         who = await authenticate_token(request, token)
-    except AuthError:
+    except AuthError as exc:
+        await auth_failed(request, "session.login_failed", token, str(exc))
         return _render_login(request, error="That token is not valid.", target=target,
                              status=401)
     now = request.app[JOBS].clock.now_ms()
     await write_audit(request.app[LOGS], AuditEntry(now, who.actor, "session.login",
                                                     f"token:{who.token_id}"))
+    session = await request.app[SESSIONS].open(who.token_id, now)
     response = web.Response(status=303, headers={"Location": target})
     response.set_cookie(
-        COOKIE, make_session(request.app[SESSION_KEY], who.token_id, now),
+        COOKIE, make_session(request.app[SESSION_KEY], session),
         max_age=SESSION_TTL_MS // 1000, httponly=True, samesite="Strict", path="/",
-        secure=request.secure,
+        secure=secure_cookies(request),
     )
     response.del_cookie(LOGIN_COOKIE, path="/login")
     return response
@@ -92,6 +119,10 @@ async def login(request: web.Request) -> web.StreamResponse:
 async def logout(request: web.Request) -> web.StreamResponse:
     # The auth middleware has checked the CSRF token of a live session.
     who = request.get(PRINCIPAL)
+    session = request.get(SESSION)
+    if session is not None:
+        # Server-side: a copy of the cookie stops working too, on every master.
+        await request.app[SESSIONS].close(session)
     if who is not None:
         await write_audit(request.app[LOGS], AuditEntry(
             request.app[JOBS].clock.now_ms(), who.actor, "session.logout",

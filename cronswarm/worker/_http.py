@@ -15,6 +15,13 @@ cancels the call in flight (status ``killed``).
 
 The worker's own proxy environment is ignored (``trust_env=False``): a job
 reaches exactly the URL it names.
+
+With ``deny_local`` (``CRONSWARM_HTTP_DENY_LOCAL``) every address the call
+is about to connect to, after DNS and on every redirect, is judged by
+``local_address_reason``: loopback, link-local and metadata addresses are
+refused before a packet is sent (the socket factory sees the resolved
+address, so a name that resolves to 127.0.0.1 or a redirect to
+169.254.169.254 is caught like a literal IP).
 """
 
 from __future__ import annotations
@@ -25,13 +32,14 @@ import logging
 import os
 import socket
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
 from multidict import CIMultiDict
 
 from .. import __version__
-from ..common import HttpRequest, RunStatus
+from ..common import DENY_SETTING, HttpRequest, RunStatus, local_address_reason
 from ._executor import ExecResult, RunContext
 
 log = logging.getLogger(__name__)
@@ -95,11 +103,26 @@ def _os_reason(exc: aiohttp.ClientConnectorError) -> str:
     return str(os_error)
 
 
+class DeniedAddress(OSError):
+    """A connection to an address HTTP jobs may not call."""
+
+
+def denying_socket(addr_info: tuple[Any, ...]) -> socket.socket:
+    """aiohttp's socket factory: refuses denied addresses, after resolution."""
+    family, type_, proto, _, sockaddr = addr_info
+    reason = local_address_reason(str(sockaddr[0]))
+    if reason is not None:
+        raise DeniedAddress(f"{reason}, denied by {DENY_SETTING}")
+    return socket.socket(family=family, type=type_, proto=proto)
+
+
 class HttpExecutor:
     """Runs HTTP jobs; see the module docstring."""
 
-    def __init__(self, *, connect_timeout: float = CONNECT_TIMEOUT_S) -> None:
+    def __init__(self, *, connect_timeout: float = CONNECT_TIMEOUT_S,
+                 deny_local: bool = False) -> None:
         self.connect_timeout = connect_timeout
+        self.deny_local = deny_local
 
     async def execute(self, ctx: RunContext) -> ExecResult:
         req = ctx.job.http
@@ -146,9 +169,12 @@ class HttpExecutor:
         # this one only bounds connecting, for jobs without a timeout.
         connect = self.connect_timeout
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect, connect=connect)
+        connector = aiohttp.TCPConnector(socket_factory=denying_socket if self.deny_local
+                                         else None)
         try:
             async with (
-                aiohttp.ClientSession(timeout=timeout, trust_env=False) as session,
+                aiohttp.ClientSession(timeout=timeout, trust_env=False,
+                                      connector=connector) as session,
                 session.request(
                     req.method, req.url, headers=self._headers(ctx, req),
                     data=None if req.body is None else req.body.encode(),

@@ -191,7 +191,11 @@ async def test_non_ascii_credentials_are_unauthenticated(
         assert status == 401, body
         assert headers["content-type"].startswith("application/json")
         assert json.loads(body)["error"]["code"] == "unauthenticated"
-    assert await written(store, keys, logs) == before
+    etcd_after, audit_after = await written(store, keys, logs)
+    failures = [a for a in audit_after if a[0] == "auth.token_failed"]
+    # A bad bearer token is a failed attempt, audited; a session cookie is not one.
+    assert len(failures) == (2 if credential.startswith(b"Authorization") else 0)
+    assert (etcd_after, [a for a in audit_after if a not in failures]) == before
 
 
 async def test_the_largest_revision_etcd_holds_is_a_stale_etag(

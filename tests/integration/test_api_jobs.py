@@ -307,3 +307,29 @@ async def test_kill_all_or_one_run(api: Api, store: EtcdStore, keys: Keyspace) -
     request = await store.get(keys.killer("nightly"))
     assert request is not None and json.loads(request.value)["run_id"] is None
     assert request.lease != 0  # the request expires if no worker takes it
+
+
+async def test_http_jobs_to_literal_local_addresses_are_refused_when_asked(
+    settings: Settings, admin_token: str, logs: MongoLogStore,
+) -> None:
+    deny = settings.with_overrides(http_deny_local=True)
+    async with running_master(deny, admin_token) as api:
+        for url in ("http://169.254.169.254/latest/meta-data/", "http://[::1]:8080/x",
+                    "http://127.0.0.1:9/"):
+            job = {"name": "meta", "schedule": "* * * * *", "http": {"url": url}}
+            resp = await api.call("POST", "/api/jobs", json=job)
+            assert resp.status == 400, url
+            assert [f["field"] for f in (await resp.json())["error"]["fields"]] == ["http.url"]
+        ok = {"name": "ok", "schedule": "* * * * *", "http": {"url": "https://example.com/"}}
+        assert (await api.call("POST", "/api/jobs", json=ok)).status == 201
+        resp = await api.call("PATCH", "/api/jobs/ok",
+                              json={"http": {"url": "http://169.254.169.254/"}})
+        assert resp.status == 400
+        resp = await api.call("PUT", "/api/jobs/ok", json={
+            "schedule": "* * * * *", "http": {"url": "http://169.254.169.254/"}})
+        assert resp.status == 400
+        got = await (await api.call("GET", "/api/jobs/ok")).json()
+        assert got["http"]["url"] == "https://example.com/"
+    async with running_master(settings, admin_token) as api:  # allowed by default
+        job = {"name": "local", "schedule": "* * * * *", "http": {"url": "http://127.0.0.1:9/"}}
+        assert (await api.call("POST", "/api/jobs", json=job)).status == 201

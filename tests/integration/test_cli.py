@@ -185,7 +185,19 @@ async def test_tokens_through_the_api(cli: Cli, master: Api, logs: MongoLogStore
     r = await cli("token", "revoke", me["id"])
     assert r.code == 1 and "does not exist" in r.err
     actions = sorted(e.action for e in await logs.query_audit())
-    assert actions == ["token.create", "token.create", "token.revoke"]
+    # the revoked token's call is a failed attempt, audited
+    assert actions == ["auth.token_failed", "token.create", "token.create", "token.revoke"]
+
+
+async def test_a_token_with_an_expiry_through_the_api(cli: Cli) -> None:
+    r = await cli("token", "create", "--role", "viewer", "--expires-in", "3600", "--json")
+    created = r.json()
+    assert r.code == 0
+    assert created["expires"] == created["created"] + 3_600_000  # type: ignore[index]
+    r = await cli("token", "ls")
+    assert "EXPIRES" in r.out and "never" in r.out  # the test's admin token never expires
+    r = await cli("token", "create", "--role", "viewer", "--expires-in", "0")
+    assert r.code != 0 and "expires_in" in r.err
 
 
 async def test_bootstrap_token_goes_straight_to_etcd_and_is_audited(

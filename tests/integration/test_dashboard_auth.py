@@ -5,6 +5,7 @@ every state-changing request a session authenticates; a failed CSRF check is a
 import json
 import re
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from html import unescape
 from http.cookies import SimpleCookie
 from urllib.parse import parse_qs, urlencode
@@ -13,9 +14,10 @@ import pytest
 from aiohttp import ClientResponse, ClientSession, CookieJar
 from aiohttp.test_utils import TestServer
 
-from cronswarm.common import Settings
+from cronswarm.common import Keyspace, Settings
+from cronswarm.coord import EtcdStore
 from cronswarm.logstore import MongoLogStore
-from cronswarm.master import create_app
+from cronswarm.master import TokenRecord, create_app
 from tests.apiclient import raw_request
 
 CSRF_RE = re.compile(r'name="csrf" value="([^"]+)"')
@@ -225,3 +227,76 @@ async def test_a_non_ascii_login_nonce_or_csrf_token_is_a_403(browser: Browser,
             b"X-CSRF-Token: " + token + b"\r\n"))
         assert status == 403, body
         assert json.loads(body)["error"]["code"] == "csrf"
+
+
+async def test_secure_cookies_can_be_forced_behind_a_tls_proxy(
+    settings: Settings, admin_token: str, logs: MongoLogStore,
+) -> None:
+    # The master sees plain HTTP from a TLS-terminating proxy; the browser sees HTTPS.
+    server = TestServer(create_app(settings.with_overrides(secure_cookies=True)),
+                        host="127.0.0.1")
+    await server.start_server()
+    try:
+        async with ClientSession(cookie_jar=CookieJar(unsafe=True)) as http:
+            browser = Browser(http, str(server.make_url("")).rstrip("/"))
+            resp, html = await browser.get("/login")
+            assert "Secure" in set_cookie(resp, "cronswarm_login")
+            found = CSRF_RE.search(html)
+            assert found is not None
+            # The jar keeps a Secure cookie away from http://: send the nonce by hand.
+            nonce = SimpleCookie(set_cookie(resp, "cronswarm_login"))["cronswarm_login"].value
+            resp = await browser.post(
+                "/login", data={"token": admin_token, "csrf": found.group(1), "next": "/"},
+                headers={"Cookie": f"cronswarm_login={nonce}"})
+            assert resp.status == 303
+            assert "Secure" in set_cookie(resp, "cronswarm_session")
+    finally:
+        await server.close()
+
+
+async def test_cookies_are_not_secure_over_plain_http_by_default(browser: Browser,
+                                                                 admin_token: str) -> None:
+    resp, _ = await browser.get("/login")
+    assert "Secure" not in set_cookie(resp, "cronswarm_login")
+    resp = await browser.log_in(admin_token)
+    assert "Secure" not in set_cookie(resp, "cronswarm_session")
+
+
+async def test_a_copied_session_cookie_stops_working_after_logout_on_every_master(
+    browser: Browser, settings: Settings, admin_token: str,
+) -> None:
+    await browser.log_in(admin_token)
+    session = next(c for c in browser.http.cookie_jar if c.key == "cronswarm_session")
+    copied = {"Cookie": f"cronswarm_session={session.value}"}
+    other = TestServer(create_app(settings), host="127.0.0.1")  # a second master
+    await other.start_server()
+    try:
+        other_base = str(other.make_url("")).rstrip("/")
+        async with ClientSession() as thief:
+            resp = await thief.get(other_base + "/api/me", headers=copied)
+            assert resp.status == 200  # the cookie is good on any master
+            csrf = await browser.csrf_of("/")
+            assert (await browser.post("/logout", data={"csrf": csrf})).status == 303
+            for base in (browser.base, other_base):
+                resp = await thief.get(base + "/api/me", headers=copied)
+                assert resp.status == 401, base
+                resp = await thief.get(base + "/", headers=copied, allow_redirects=False)
+                assert resp.status == 302, base
+    finally:
+        await other.close()
+
+
+async def test_a_session_ends_when_its_token_expires(
+    browser: Browser, admin_token: str, store: EtcdStore, keys: Keyspace,
+) -> None:
+    assert (await browser.log_in(admin_token)).status == 303
+    assert (await browser.get("/api/me"))[0].status == 200
+    token_id = admin_token.split("_")[1]
+    kv = await store.get(keys.token(token_id))
+    assert kv is not None
+    expired = replace(TokenRecord.decode(kv, token_id), expires=1)  # long past
+    await store.put(keys.token(token_id), expired.encode())
+    resp, body = await browser.get("/api/me")
+    assert resp.status == 401 and json.loads(body)["error"]["code"] == "token_expired"
+    browser.http.cookie_jar.clear()
+    assert (await browser.log_in(admin_token)).status == 401

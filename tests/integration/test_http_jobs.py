@@ -237,3 +237,20 @@ async def test_each_outcome_of_an_http_job_is_recorded_by_the_worker(
     }
     assert docs["ok"]["summary"] == f"PUT {base}/echo"
     assert all(d["exit_code"] is None for d in docs.values())
+
+
+async def test_local_addresses_are_denied_after_resolution_when_asked(
+        site: tuple[Site, str]) -> None:
+    state, base = site
+    port = base.rsplit(":", 1)[1]
+    deny = HttpExecutor(deny_local=True)
+    for url in (f"{base}/echo", f"http://localhost:{port}/echo"):  # literal, then by DNS
+        ctx = RunContext(http_job({"url": url}), "call@1000", 1000, 1, "w1",
+                         output=BoundedOutput(65536, 65536))
+        result = await deny.execute(ctx)
+        assert result.status is RunStatus.FAILED, url
+        assert result.error is not None and "loopback" in result.error, result.error
+        assert "CRONSWARM_HTTP_DENY_LOCAL" in result.error
+    assert state.requests == []  # nothing reached the site
+    allowed, _, _ = await execute(http_job({"url": f"{base}/echo"}))  # the default allows
+    assert allowed.status is RunStatus.SUCCEEDED

@@ -31,7 +31,9 @@ def test_environment_parses_types() -> None:
     [("CRONSWARM_LEASE_TTL", "0"), ("CRONSWARM_MASTER_PORT", "70000"),
      ("CRONSWARM_ETCD_ENDPOINTS", "nohostport"), ("CRONSWARM_KEY_PREFIX", "/a/../b"),
      ("CRONSWARM_WORKER_LABELS", "novalue"), ("CRONSWARM_ALLOW_RUN_AS", "maybe"),
-     ("CRONSWARM_OUTPUT_HEAD_BYTES", "0"), ("CRONSWARM_OUTPUT_TAIL_BYTES", str((2 << 20) + 1))],
+     ("CRONSWARM_OUTPUT_HEAD_BYTES", "0"), ("CRONSWARM_OUTPUT_TAIL_BYTES", str((2 << 20) + 1)),
+     ("CRONSWARM_SECURE_COOKIES", "sometimes"), ("CRONSWARM_TRUSTED_PROXY_HOPS", "-1"),
+     ("CRONSWARM_AUTH_FAILURE_LIMIT", "0"), ("CRONSWARM_HTTP_DENY_LOCAL", "maybe")],
 )
 def test_bad_values_name_their_variable(var: str, value: str) -> None:
     with pytest.raises(ConfigError) as exc:
@@ -56,3 +58,14 @@ def test_toml_file_then_environment(tmp_path: Path) -> None:
 def test_env_round_trip() -> None:
     s = Settings.load({**BASE, "CRONSWARM_WORKER_LABELS": "a=1"})
     assert Settings.load(s.env()) == s
+
+
+def test_production_settings_default_and_parse() -> None:
+    s = Settings.load(BASE)
+    assert (s.secure_cookies, s.trusted_proxy_hops, s.auth_failure_limit, s.metrics_token,
+            s.http_deny_local) == (False, 0, 10, None, False)
+    s = Settings.load({**BASE, "CRONSWARM_SECURE_COOKIES": "true",
+                       "CRONSWARM_TRUSTED_PROXY_HOPS": "2", "CRONSWARM_AUTH_FAILURE_LIMIT": "5",
+                       "CRONSWARM_METRICS_TOKEN": "scrape", "CRONSWARM_HTTP_DENY_LOCAL": "yes"})
+    assert (s.secure_cookies, s.trusted_proxy_hops, s.auth_failure_limit, s.metrics_token,
+            s.http_deny_local) == (True, 2, 5, "scrape", True)
