@@ -574,10 +574,15 @@ class Worker:
                     return None  # rewritten meanwhile (another edit): plan again soon
             now = self._horizon(job)
             if token is None:
-                # No token (a job written without one): only the newest due tick.
+                # No token seen (a job written without one, or its start
+                # marker not mirrored yet): only the newest due tick.
                 due = list(entry.schedule.fires_between(now - ON_TIME_MS - 1, now))
-                await self._claim_and_run(job, entry.schedule, tuple(due[-1:]))
-                return now
+                if await self._claim_and_run(job, entry.schedule, tuple(due[-1:])):
+                    return now
+                # A start marker (or a misfire) came first: plan from the key.
+                kv = await self.store.get(self.keys.last(job.name))
+                token = kv.value if kv is not None else None
+                continue
             plan = plan_ticks(entry.schedule, job, last=decode_tick(token), now=now,
                               on_time_ms=ON_TIME_MS)
             if plan.skip_count and not self.draining:
