@@ -92,6 +92,7 @@ class Verdict:
     records_lost: list[str] = field(default_factory=list)
     retry_misses: list[str] = field(default_factory=list)
     needless_attempts: list[str] = field(default_factory=list)
+    needless_frozen: list[str] = field(default_factory=list)
     statuses: Counter[str] = field(default_factory=Counter)
 
     def row(self) -> dict[str, Any]:
@@ -102,13 +103,15 @@ class Verdict:
                 "records_lost": len(self.records_lost),
                 "silent_retry_misses": len(self.retry_misses),
                 "needless_attempts": len(self.needless_attempts),
+                "needless_attempts_frozen_worker": len(self.needless_frozen),
                 **{f"recorded_{s}": n for s, n in sorted(self.statuses.items())}}
 
     def examples(self, limit: int = 5) -> dict[str, list[str]]:
         named = {"duplicates": self.duplicates, "silent_misses": self.misses,
                  "overlaps": self.overlaps, "overlaps_frozen_worker": self.overlaps_frozen,
                  "records_lost": self.records_lost, "silent_retry_misses": self.retry_misses,
-                 "needless_attempts": self.needless_attempts}
+                 "needless_attempts": self.needless_attempts,
+                 "needless_attempts_frozen_worker": self.needless_frozen}
         return {k: v[:limit] for k, v in named.items() if v}
 
 
@@ -197,11 +200,18 @@ def analyse(window: Window, jobs: Sequence[JobPlan], runs: Sequence[Execution],
                       if f"{r.run_id}#{r.attempt}" not in record_ids]
     executed = {r.run_id for r in runs}
     status_of = {d["_id"]: d["status"] for d in docs}
+    by_key = {r.key: r for r in runs}
     for r in mine:
         before = f"{r.run_id}#{r.attempt - 1}"
         if r.attempt > 1 and status_of.get(before) == "succeeded":
-            v.needless_attempts.append(f"{r.run_id}#{r.attempt} on {r.worker} ran after "
-                                       f"{before} succeeded")
+            text = f"{r.run_id}#{r.attempt} on {r.worker} ran after {before} succeeded"
+            previous = by_key.get((r.run_id, r.attempt - 1))
+            if previous is not None and _frozen_overlap(previous, r, freezes):
+                # It succeeded while its worker was frozen past its lease: the
+                # same documented window as the overlaps above.
+                v.needless_frozen.append(text)
+            else:
+                v.needless_attempts.append(text)
     attempts = {j.name: j.attempts for j in jobs}
     later = record_ids | {f"{r.run_id}#{r.attempt}" for r in runs}
     for d in my_docs:
@@ -256,5 +266,6 @@ def total(verdicts: Sequence[Verdict]) -> Verdict:
         out.records_lost += v.records_lost
         out.retry_misses += v.retry_misses
         out.needless_attempts += v.needless_attempts
+        out.needless_frozen += v.needless_frozen
         out.statuses.update(v.statuses)
     return out

@@ -503,6 +503,7 @@ COLUMNS = [("#", "window", 3), ("fault", "fault", 12), ("target", "target", 6),
            ("dup", "duplicates", 3), ("miss", "silent_misses", 4), ("ovl", "overlaps", 3),
            ("ovl-frz", "overlaps_frozen_worker", 7), ("no-rec", "records_lost", 6),
            ("retry-miss", "silent_retry_misses", 10), ("needless", "needless_attempts", 8),
+           ("needless-frz", "needless_attempts_frozen_worker", 12),
            ("skip", "recorded_skipped", 4), ("lost", "recorded_lost", 4),
            ("killed", "recorded_killed", 6), ("failed", "recorded_failed", 6)]
 

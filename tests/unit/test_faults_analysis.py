@@ -64,7 +64,7 @@ def test_a_clean_window_counts_ticks_and_executions_only() -> None:
     assert v.row() == {
         "ticks": 10, "forbid_ticks": 2, "executions": 12, "duplicates": 0, "silent_misses": 0,
         "overlaps": 0, "overlaps_frozen_worker": 0, "records_lost": 0, "silent_retry_misses": 0,
-        "needless_attempts": 0, "recorded_succeeded": 12}
+        "needless_attempts": 0, "needless_attempts_frozen_worker": 0, "recorded_succeeded": 12}
 
 
 def test_a_tick_without_execution_is_a_miss_unless_a_record_says_why() -> None:
@@ -133,3 +133,17 @@ def test_a_lost_or_failed_attempt_with_attempts_left_needs_its_next_attempt_or_a
     # An attempt that ended after the cut-off (the jobs were paused) is not judged.
     v = analyse(WINDOW, [long2], [], docs, [], open_end_ns=0, retry_cutoff_ns=(T0 + 3) * S)
     assert v.retry_misses == []
+
+
+def test_an_attempt_after_a_success_on_a_frozen_worker_is_the_documented_window() -> None:
+    lines, docs = every_second_ran(range(10))
+    lines += [start("sec", 2, 2, "w4", 2.5, 998)]
+    docs += [record("sec", 2, attempt=2)]
+    runs = parse_witness(lines, {})
+    [first] = [r for r in runs if r.key == (f"sec@{tick(2)}", 1)]
+    frozen = [Freeze(first.worker, first.start_ns, first.start_ns + 5_000_000_000)]
+    v = analyse(WINDOW, [SEC], runs, docs, frozen, open_end_ns=0)
+    assert v.needless_attempts == []
+    assert v.needless_frozen == [f"sec@{tick(2)}#2 on w4 ran after sec@{tick(2)}#1 succeeded"]
+    v = analyse(WINDOW, [SEC], runs, docs, [], open_end_ns=0)  # no freeze: a failure
+    assert len(v.needless_attempts) == 1 and v.needless_frozen == []
