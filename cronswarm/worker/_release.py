@@ -24,10 +24,10 @@ from ..coord import CoordStore, Txn
 
 MAX_OPS = 32  # releases per commit (etcd caps a txn at 128 operations by default)
 # How long a release that frees no lock may wait for others. At 100 fires/s
-# on 3 workers a commit then carries about 16 releases, at 30 fires/s on 5
-# workers about 3; nothing waits on these keys but the dashboard's count of
-# live runs (the final record is written before the release).
-LINGER = 0.5
+# on 3 workers a commit then carries about 8 releases; nothing waits on these
+# keys but the dashboard's count of live runs (the final record is written
+# before the release).
+LINGER = 0.25
 
 
 @dataclass(slots=True)
