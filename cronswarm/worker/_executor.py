@@ -254,7 +254,6 @@ class ShellExecutor:
                 raise
         except (OSError, subprocess.SubprocessError) as exc:
             return ExecResult(RunStatus.FAILED, error=f"cannot start {shell!r}: {exc}")
-        self._mains.add(proc.pid)
         if self.guardian is not None:
             self.guardian.group(tag, proc.pid)
         ctx.pid = proc.pid
