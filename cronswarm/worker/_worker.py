@@ -787,9 +787,14 @@ class Worker:
             while True:
                 result = await self._attempt_in_slot(live, due)
                 self._check_owned(live)
-                if result is None or live.kill.requested.is_set() or self.draining:
-                    break
-                if live.attempt >= policy.attempts or not _retryable(job, result):
+                if (live.kill.reason == LEASE_LOST and live.attempt < policy.attempts
+                        and (result is None or result.status is RunStatus.KILLED)):
+                    if not await self._outlived_fence(live):
+                        break  # the keys went with the lease: the master's to retry
+                    live.kill = KillSwitch()  # the next attempt may be stopped again
+                    self._fenced_runs.discard(live.run_id)
+                elif (result is None or live.kill.requested.is_set() or self.draining
+                      or live.attempt >= policy.attempts or not _retryable(job, result)):
                     break
                 delay = retry_delay(policy.delay, policy.multiplier, policy.max_delay,
                                     policy.jitter, live.attempt)
@@ -830,6 +835,19 @@ class Worker:
                 self._fenced_runs.discard(live.run_id)
             if not self.runs:
                 self._runs_idle.set()
+
+    async def _outlived_fence(self, live: LiveRun) -> bool:
+        """After the fence stopped an attempt of ``live``: whether the fence
+        lifted on the lease the run's keys are on (it never expired, so the run
+        is still this worker's alone). False once the worker drains."""
+        lifted = asyncio.ensure_future(self.fence.lifted.wait())
+        drain = asyncio.ensure_future(self._drain.wait())
+        try:
+            await asyncio.wait((lifted, drain), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            lifted.cancel()
+            drain.cancel()
+        return not self.draining and self._owns(live.info)
 
     def _check_owned(self, live: LiveRun) -> None:
         """Stop ``live`` if its lease is not safely ours any more."""
