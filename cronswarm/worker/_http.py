@@ -3,6 +3,7 @@
 The request is the job's ``http`` (method, URL, headers, body, redirects);
 the worker adds ``User-Agent`` and ``X-Cronswarm-Run-Id``/``-Attempt``
 headers unless the job sets them, so endpoints can be idempotent per tick.
+Secret headers and basic auth (opened for the run) are added last.
 The response body goes through the attempt's bounded output (head, tail,
 true byte count) and its status is the record's ``http_status``; the attempt
 succeeds when ``HttpRequest.status_ok`` accepts the status (any 2xx unless
@@ -39,7 +40,7 @@ import aiohttp
 from multidict import CIMultiDict
 
 from .. import __version__
-from ..common import DENY_SETTING, HttpRequest, RunStatus, local_address_reason
+from ..common import DENY_SETTING, HttpRequest, RunStatus, Scrubber, local_address_reason
 from ._executor import ExecResult, RunContext
 
 log = logging.getLogger(__name__)
@@ -161,6 +162,8 @@ class HttpExecutor:
         })
         for name, value in req.headers.items():
             headers[name] = value  # the job's own headers win
+        for name, value in ctx.secrets.headers.items():
+            headers[name] = value
         return headers
 
     async def _call(self, ctx: RunContext, req: HttpRequest, progress: _Progress
@@ -171,12 +174,14 @@ class HttpExecutor:
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect, connect=connect)
         connector = aiohttp.TCPConnector(socket_factory=denying_socket if self.deny_local
                                          else None)
+        basic = ctx.secrets.basic_auth
+        auth = aiohttp.BasicAuth(*basic) if basic is not None else None
         try:
             async with (
                 aiohttp.ClientSession(timeout=timeout, trust_env=False,
                                       connector=connector) as session,
                 session.request(
-                    req.method, req.url, headers=self._headers(ctx, req),
+                    req.method, req.url, headers=self._headers(ctx, req), auth=auth,
                     data=None if req.body is None else req.body.encode(),
                     allow_redirects=req.follow_redirects, max_redirects=MAX_REDIRECTS,
                 ) as resp,
@@ -185,7 +190,8 @@ class HttpExecutor:
                 async for chunk in resp.content.iter_chunked(_CHUNK):
                     ctx.output.feed(chunk)
         except (aiohttp.ClientError, TimeoutError) as exc:
-            error = describe_client_error(exc, req.url, connect)
+            error = Scrubber(ctx.secrets.values()).text(
+                describe_client_error(exc, req.url, connect))
             log.info("HTTP job %s: %s", ctx.run_id, error)
             return ExecResult(RunStatus.FAILED, http_status=progress.status, error=error)
         details: dict[str, object] = {"http_reason": resp.reason or ""}
