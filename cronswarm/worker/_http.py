@@ -28,6 +28,7 @@ address, so a name that resolves to 127.0.0.1 or a redirect to
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import logging
 import os
@@ -164,6 +165,10 @@ class HttpExecutor:
             headers[name] = value  # the job's own headers win
         for name, value in ctx.secrets.headers.items():
             headers[name] = value
+        if ctx.secrets.basic_auth is not None:
+            user, password = ctx.secrets.basic_auth
+            credentials = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+            headers["Authorization"] = f"Basic {credentials}"
         return headers
 
     async def _call(self, ctx: RunContext, req: HttpRequest, progress: _Progress
@@ -174,14 +179,12 @@ class HttpExecutor:
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect, connect=connect)
         connector = aiohttp.TCPConnector(socket_factory=denying_socket if self.deny_local
                                          else None)
-        basic = ctx.secrets.basic_auth
-        auth = aiohttp.BasicAuth(*basic) if basic is not None else None
         try:
             async with (
                 aiohttp.ClientSession(timeout=timeout, trust_env=False,
                                       connector=connector) as session,
                 session.request(
-                    req.method, req.url, headers=self._headers(ctx, req), auth=auth,
+                    req.method, req.url, headers=self._headers(ctx, req),
                     data=None if req.body is None else req.body.encode(),
                     allow_redirects=req.follow_redirects, max_redirects=MAX_REDIRECTS,
                 ) as resp,
