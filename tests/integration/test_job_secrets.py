@@ -102,6 +102,7 @@ async def test_a_secret_reaches_the_job_and_nowhere_a_viewer_can_read(
     for path in ("/jobs/deploy/edit", "/audit", "/api/audit?target=deploy"):
         readable.append(await _page(api, path))  # admin pages
     assert "env.SECRET" in readable[0]
+    assert "Secrets set: env.SECRET" in readable[6]  # the editor says which, not what
 
     async with running_worker(keyed, store, logs) as worker:
         rid = (await (await api.call("POST", "/api/jobs/deploy/run")).json())["run_id"]
