@@ -5,6 +5,7 @@ the run records or the logs can read it; it is sealed in etcd; rotation keeps
 jobs running; a worker without the key fails the run naming the key id.
 """
 
+import asyncio
 import base64
 import hashlib
 import json
@@ -18,6 +19,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from cronswarm.cli import main
 from cronswarm.common import (
     Job,
     Keyring,
@@ -249,3 +251,28 @@ async def test_a_worker_without_any_key_fails_runs_of_jobs_with_secrets(
         doc = await _run(jobs, logs, "deploy")
     assert doc["status"] == "failed"
     assert "key id 'a'" in doc["error"] and "no CRONSWARM_JOB_SECRET_KEYS" in doc["error"]
+
+
+async def test_the_cli_makes_keys_and_rotates_reporting_counts(
+    settings: Settings, store: EtcdStore, logs: MongoLogStore, keys: Keyspace,
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert await asyncio.to_thread(main, ["secrets", "keygen", "--id", "k2"]) == 0
+    line = capsys.readouterr().out.strip()
+    assert line.startswith("k2:") and Keyring.parse(line).primary == "k2"
+    await _create(JobService(store, logs, keys, keyring=Keyring.parse(KEY_A)), "deploy", "v-123")
+    await _create(JobService(store, logs, keys, keyring=Keyring.parse(KEY_B)), "stray", "v-123")
+    for name, value in settings.with_overrides(job_secret_keys=f"{line},{KEY_A}").env().items():
+        monkeypatch.setenv(name, value)
+    code = await asyncio.to_thread(main, ["secrets", "rotate"])
+    captured = capsys.readouterr()
+    assert code == 1  # one job's key ('b') is not listed: it is named, the others rotate
+    assert "1 job(s) rotated" in captured.out and "1 failed" in captured.out
+    assert "stray" in captured.err and "key id 'b'" in captured.err
+    kv = await store.get(keys.job("deploy"))
+    assert kv is not None and json.loads(kv.value)["secrets"]["env.SECRET"]["kid"] == "k2"
+    audit = await logs.query_audit(action="secrets.rotate")
+    assert audit[0].details["rotated"] == 1 and audit[0].details["key_id"] == "k2"
+    monkeypatch.delenv("CRONSWARM_JOB_SECRET_KEYS")
+    assert await asyncio.to_thread(main, ["secrets", "rotate"]) == 2
+    assert "CRONSWARM_JOB_SECRET_KEYS" in capsys.readouterr().err
