@@ -276,3 +276,46 @@ async def test_the_cli_makes_keys_and_rotates_reporting_counts(
     monkeypatch.delenv("CRONSWARM_JOB_SECRET_KEYS")
     assert await asyncio.to_thread(main, ["secrets", "rotate"]) == 2
     assert "CRONSWARM_JOB_SECRET_KEYS" in capsys.readouterr().err
+
+
+async def test_secret_headers_do_not_follow_a_redirect_to_another_origin(
+    api: Api, keyed: Settings, store: EtcdStore, logs: MongoLogStore
+) -> None:
+    seen: dict[str, dict[str, str]] = {}
+
+    async def record(request: web.Request) -> web.Response:
+        seen[f"{request.host}{request.path}"] = dict(request.headers)
+        if request.path == "/start":
+            raise web.HTTPFound("/same")  # the job's own origin: secrets go along
+        if request.path == "/same":
+            raise web.HTTPTemporaryRedirect(str(other.make_url("/away")))
+        return web.Response(text="done")
+
+    servers = []
+    for _ in range(2):
+        app = web.Application()
+        app.router.add_get("/{tail:.*}", record)
+        servers.append(TestServer(app, host="127.0.0.1"))
+        await servers[-1].start_server()
+    home, other = servers
+    key = "key-" + secrets.token_hex(12)
+    try:
+        resp = await api.call("POST", "/api/jobs", json={
+            "name": "hook", "schedule": NEVER,
+            "http": {"url": str(home.make_url("/start")), "headers": {"X-Plain": "p"}},
+            "secrets": {"headers": {"X-Api-Key": key},
+                        "basic_auth": {"username": "bot", "password": "pw-12345678"}}})
+        assert resp.status == 201, await resp.text()
+        async with running_worker(keyed, store, logs):
+            rid = (await (await api.call("POST", "/api/jobs/hook/run")).json())["run_id"]
+            doc = await wait_final(logs, f"{rid}#1")
+    finally:
+        for server in servers:
+            await server.close()
+    assert doc["status"] == "succeeded", doc.get("error")
+    assert doc["extra"]["redirects"] == 2 and doc["extra"]["final_url"].endswith("/away")
+    by_path = {path.rpartition("/")[2]: headers for path, headers in seen.items()}
+    for path in ("start", "same"):
+        assert by_path[path]["X-Api-Key"] == key and "Authorization" in by_path[path]
+    assert by_path["away"]["X-Plain"] == "p"
+    assert "X-Api-Key" not in by_path["away"] and "Authorization" not in by_path["away"]
