@@ -29,12 +29,10 @@ from ._job import (
     HttpRequest,
     Job,
     RetryPolicy,
-    SecretInput,
     check_name,
-    read_job_input,
-    split_secret_input,
     validate_name,
 )
+from ._job_input import SecretInput, read_job_input, split_secret_input
 from ._keys import (
     MAX_TICK_MS,
     Keyspace,

@@ -18,9 +18,8 @@ import base64
 import binascii
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -178,7 +177,10 @@ def slot_kind(slot: str) -> str:
 
 # -- what the API accepts -------------------------------------------------------
 
-def read_secret_changes(data: object, *, check_env: Any, check_header: Any
+NameCheck = Callable[[str], str | None]  # a reason the name is invalid, or None
+
+
+def read_secret_changes(data: object, *, check_env: NameCheck, check_header: NameCheck
                         ) -> dict[str, str | None]:
     """The ``secrets`` of a request: slot -> new value, or None to clear it.
 
@@ -232,7 +234,8 @@ def _value_problem(value: object, *, header: bool = False) -> str | None:
     return None
 
 
-def _read_basic_auth(value: object, out: dict[str, str | None], fail: Any) -> None:
+def _read_basic_auth(value: object, out: dict[str, str | None],
+                     fail: Callable[[str, str], None]) -> None:
     if value is None:
         out["basic_auth"] = None
         return
