@@ -471,4 +471,3 @@ def _merge_patch(target: dict[str, Any], patch: Mapping[str, Any]) -> dict[str, 
         else:
             out[key] = value
     return out
-
