@@ -310,8 +310,9 @@ class Job:
                     secrets = sealed_from_stored(r.data["secrets"])
                 except ValueError as exc:
                     r.fail("secrets", str(exc))
-        for where, reason in secret_slot_problems(secrets, http, env):
-            r.fail(where, reason)
+        if secrets:
+            for where, reason in secret_slot_problems(secrets, http, env):
+                r.fail(where, reason)
         if http is not None:
             for key in ("shell", "cwd", "user", "env"):
                 if r.data.get(key):
@@ -429,6 +430,8 @@ _JOB_FIELDS = frozenset(Job.FIELDS)
 def secret_slot_problems(secrets: Mapping[str, Sealed], http: HttpRequest | None,
                          env: Mapping[str, str]) -> list[tuple[str, str]]:
     """Which secret slots do not fit the job: (field, reason) for each."""
+    if not secrets:
+        return []  # most jobs: nothing to build
     problems: list[tuple[str, str]] = []
     plain_headers = {k.lower() for k in http.headers} if http is not None else set()
     secret_headers: set[str] = set()
