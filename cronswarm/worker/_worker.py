@@ -32,9 +32,12 @@ from ..common import (
     ClusterClock,
     CronSchedule,
     Job,
+    Keyring,
     Keyspace,
     RunRecord,
     RunStatus,
+    Scrubber,
+    SecretKeyError,
     Settings,
     SystemClock,
     Trigger,
@@ -43,6 +46,7 @@ from ..common import (
     encode_tick,
     loop_deadline,
     may_own,
+    open_secrets,
     run_id,
     start_floor,
 )
@@ -189,6 +193,8 @@ class Worker:
                                     on_state=self._register)
         self.clock: ClusterClock = self.clock_sync.clock
         self.labels = dict(settings.worker_labels)
+        # Opens the jobs' secrets when a run starts (None: jobs with secrets fail).
+        self.keyring = Keyring.from_setting(settings.job_secret_keys)
         self.executors: dict[str, Executor] = executors or {
             "shell": ShellExecutor(), "http": HttpExecutor()}
         self.timetable = Timetable()  # enabled jobs this worker may run
@@ -930,9 +936,19 @@ class Worker:
         ctx = RunContext(job, live.run_id, live.tick, live.attempt, self.id, kill=live.kill,
                          output=live.output, shell=self.settings.shell,
                          allow_run_as=self.settings.allow_run_as)
+        secret_error: str | None = None
+        try:
+            ctx.secrets = open_secrets(self.keyring, job.name, job.secrets)
+        except SecretKeyError as exc:  # names the slot and key id, never a value
+            secret_error = f"cannot open the job's secrets: {exc}"
+            log.error("run %s: %s", live.run_id, secret_error)
+        scrubber = Scrubber(ctx.secrets.values())
+        live.output.scrubber = scrubber if scrubber else None
         with self.feeds.track(record.record_id, live.output) as feed:
             executor = self.executors.get(job.kind)
-            if executor is None:
+            if secret_error is not None:
+                result = ExecResult(RunStatus.FAILED, error=secret_error)
+            elif executor is None:
                 result = ExecResult(RunStatus.FAILED,
                                     error=f"this worker cannot run {job.kind} jobs")
             else:
@@ -941,6 +957,9 @@ class Worker:
                 except Exception as exc:  # an executor bug must not lose the record
                     log.exception("executor failed on %s", live.run_id)
                     result = ExecResult(RunStatus.FAILED, error=f"internal error: {exc!r}")
+            live.output.flush()
+            if result.error is not None:
+                result.error = scrubber.text(result.error)
             head, tail = live.output.text()
             record.status = result.status
             record.ended = self.clock.now_ms()
