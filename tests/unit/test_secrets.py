@@ -82,7 +82,7 @@ def test_a_ciphertext_moved_to_another_job_or_slot_does_not_open() -> None:
     (f"a:{base64.b64encode(bytes(16)).decode()}", "32 bytes"),
     (f"{KEY_A},{KEY_A}", "twice"),
     ("bad id!:AAAA", "id:base64-key"),
-])
+], ids=["empty", "no-key", "not-base64", "short-key", "listed-twice", "bad-id"])
 def test_bad_key_settings_say_what_is_wrong(text: str, problem: str) -> None:
     with pytest.raises(ValueError, match=problem):
         Keyring.parse(text)
