@@ -10,7 +10,7 @@ import signal
 from aiohttp import web
 
 from ..common import ServiceUnavailable, Settings
-from ..coord import EtcdStore
+from ..coord import check_etcd_access, etcd_store
 from ..logstore import MongoLogStore
 from ..master import create_app
 from ..worker import HttpExecutor, LogWriter, ShellExecutor, Worker, guardian_running
@@ -41,10 +41,11 @@ async def serve_master(settings: Settings, stop: asyncio.Event | None = None) ->
 
 async def serve_worker(settings: Settings, stop: asyncio.Event | None = None) -> None:
     stop = stop or stop_on_signals()
-    store = EtcdStore(settings.etcd_endpoints, timeout=settings.etcd_timeout)
+    store = etcd_store(settings)
     logs = MongoLogStore(settings.mongodb_uri, database=settings.mongodb_database,
                          default_retention_days=settings.retention_days)
     try:
+        await check_etcd_access(store, settings.key_prefix)
         with contextlib.suppress(ServiceUnavailable):
             await logs.ensure_indexes()
         writer = LogWriter.open(logs, settings)

@@ -25,7 +25,7 @@ from ..common import (
     ValidationError,
     local_url_reason,
 )
-from ..coord import CoordStore, Election, EtcdStore, PrefixMirror
+from ..coord import CoordStore, Election, PrefixMirror, check_etcd_access, etcd_store
 from ..logstore import LogStore, MongoLogStore
 from ..metrics import ClusterView, master_registry
 from . import (
@@ -198,8 +198,9 @@ def create_app(
         async with contextlib.AsyncExitStack() as stack:
             coord = store
             if coord is None:
-                etcd = EtcdStore(settings.etcd_endpoints, timeout=settings.etcd_timeout)
+                etcd = etcd_store(settings)
                 stack.push_async_callback(etcd.close)
+                await check_etcd_access(etcd, settings.key_prefix)
                 coord = etcd
             log_store = logs
             if log_store is None:
