@@ -142,8 +142,14 @@ class EtcdStore:
     """CoordStore on an etcd v3 cluster.
 
     ``stats`` counts requests by kind (``range``, ``put``, ``delete``, ``txn``,
-    ``lease_grant``, ``lease_keepalive``, ``lease_revoke``, ``watch``) and
-    ``errors``; writes are ``put + delete + txn``.
+    ``lease_grant``, ``lease_keepalive``, ``lease_revoke``, ``watch``,
+    ``authenticate``), ``errors``, and ``reauthenticate`` (calls that etcd
+    refused for an expired token); writes are ``put + delete + txn``.
+
+    With ``tls`` the channel is TLS; with ``credentials`` every call carries
+    the token of an etcd user (etcd's Auth service), fetched again once when
+    etcd rejects it (simple tokens expire after ``--auth-token-ttl`` unused; a
+    member we fail over to may not know ours).
     """
 
     def __init__(self, endpoints: Sequence[str], *, timeout: float = 5.0,
