@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import signal
 
@@ -46,8 +45,12 @@ async def serve_worker(settings: Settings, stop: asyncio.Event | None = None) ->
                          default_retention_days=settings.retention_days)
     try:
         await check_etcd_access(store, settings.key_prefix)
-        with contextlib.suppress(ServiceUnavailable):
+        try:
+            await logs.check_access()
             await logs.ensure_indexes()
+        except ServiceUnavailable as exc:
+            log.warning("MongoDB does not answer at start-up (%s); run records wait in the "
+                        "spool (%s) until it does", exc, settings.spool_dir)
         writer = LogWriter.open(logs, settings)
         try:
             # The guardian kills the runs' processes if this process dies

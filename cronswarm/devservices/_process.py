@@ -352,11 +352,12 @@ class MongoServer(ServerProcess):
     name = "mongodb"
 
     def __init__(self, data_dir: Path, *, port: int | None = None, host: str = "127.0.0.1",
-                 in_memory: bool = False) -> None:
+                 in_memory: bool = False, extra_args: Sequence[str] = ()) -> None:
         super().__init__(data_dir)
         self.host = host
         self.port = port or free_port(host)
         self.in_memory = in_memory
+        self.extra_args = tuple(extra_args)  # e.g. --auth (used from the next start)
 
     @property
     def uri(self) -> str:
@@ -367,7 +368,7 @@ class MongoServer(ServerProcess):
         return [
             find_executable("secantusd-py", "CRONSWARM_SECANTUSD_BIN"),
             "--host", self.host, "--port", str(self.port), "--storage-path", storage,
-            "--log-level", "WARNING",
+            "--log-level", "WARNING", *self.extra_args,
         ]
 
     def ready(self) -> bool:

@@ -19,6 +19,7 @@ from ..common import (
     Job,
     Keyring,
     Keyspace,
+    ServiceRefused,
     Settings,
     SystemClock,
     TokenExpired,
@@ -225,8 +226,11 @@ def create_app(
             terms = TermLog(log_store.db)
             app[ALERTS], app[TERMS] = alerts, terms
             try:
+                await log_store.check_access()
                 await log_store.ensure_indexes()
                 await alerts.ensure_indexes()
+            except ServiceRefused:
+                raise  # settings that cannot work: the start fails with one line
             except Exception as exc:
                 log.warning("cannot create MongoDB indexes now: %s", exc)
             mirror = PrefixMirror(coord, keys.tokens)
