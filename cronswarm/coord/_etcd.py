@@ -43,6 +43,7 @@ from ._etcd_tls import (
     EtcdCredentials,
     EtcdTls,
     auth_not_enabled,
+    no_user_given,
     permission_denied,
     target_name_override,
     token_rejected,
@@ -224,7 +225,13 @@ class EtcdStore:
             self._token = str(resp.token)
 
     def _rejects_token(self, exc: grpc.aio.AioRpcError) -> bool:
-        return self._auth_enabled and token_rejected(exc.code().name, exc.details() or "")
+        if self.credentials is None:
+            return False
+        details = exc.details() or ""
+        if not self._auth_enabled and no_user_given(details):
+            self._auth_enabled = True  # etcd turned authentication on since we started
+            return True
+        return self._auth_enabled and token_rejected(exc.code().name, details)
 
     async def _unary(self, kind: str, method_name: str, stub_name: str, request: Any) -> Any:
         self._stubs()

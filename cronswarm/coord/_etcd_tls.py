@@ -70,6 +70,11 @@ def token_rejected(code_name: str, details: str) -> bool:
     return code_name == "UNAUTHENTICATED" or any(t in text for t in _TOKEN_REJECTED)
 
 
+def no_user_given(details: str) -> bool:
+    """etcd wants a user and the call carried no token."""
+    return _NO_USER in details.lower()
+
+
 def auth_not_enabled(details: str) -> bool:
     return _AUTH_NOT_ENABLED in details.lower()
 

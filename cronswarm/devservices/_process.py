@@ -196,13 +196,16 @@ class EtcdServerTls:
     """Client TLS of an etcd member: its certificate and key; with ``ca_file``,
     clients must present a certificate signed by it (``--client-cert-auth``).
     The readiness probe checks the member with ``ca_file`` and presents
-    ``client_cert_file``/``client_key_file``."""
+    ``client_cert_file``/``client_key_file``; with ``probe_verifies`` false it
+    does not check the member's certificate (one meant to fail, as in tests
+    of an expired one)."""
 
     cert_file: Path
     key_file: Path
     ca_file: Path | None = None
     client_cert_file: Path | None = None
     client_key_file: Path | None = None
+    probe_verifies: bool = True
 
 
 class EtcdServer(ServerProcess):
@@ -277,6 +280,9 @@ class EtcdServer(ServerProcess):
             return None
         context = ssl.create_default_context(
             cafile=str(self.tls.ca_file) if self.tls.ca_file else None)
+        if not self.tls.probe_verifies:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
         if self.tls.client_cert_file is not None:
             context.load_cert_chain(self.tls.client_cert_file, self.tls.client_key_file)
         return context

@@ -12,7 +12,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import os
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
@@ -26,7 +28,13 @@ from aiohttp import ClientSession
 
 from cronswarm.common import Keyspace, Settings
 from cronswarm.coord import EtcdStore, etcd_store
-from cronswarm.devservices import EtcdCluster, EtcdServerTls, find_executable, free_port
+from cronswarm.devservices import (
+    EtcdCluster,
+    EtcdServer,
+    EtcdServerTls,
+    find_executable,
+    free_port,
+)
 from cronswarm.logstore import MongoLogStore
 from cronswarm.master import Role
 from tests import procs
@@ -250,3 +258,73 @@ async def test_the_store_authenticates_again_when_its_token_expires(
     finally:
         await store.delete(key)
         await store.close()
+
+
+async def test_one_endpoint_is_checked_against_its_own_host(
+    secure_etcd: SecureEtcd, mongo_uri: str, tmp_path: Path,
+) -> None:
+    for endpoint in (secure_etcd.endpoints[0],
+                     secure_etcd.endpoints[1].replace("127.0.0.1", "localhost")):
+        settings = secure_settings(secure_etcd, mongo_uri, tmp_path, etcd_endpoints=(endpoint,))
+        store = etcd_store(settings)
+        key = f"{settings.key_prefix}/one/{uuid.uuid4().hex[:8]}"
+        try:
+            await store.put(key, b"x")
+            got = await store.get(key)
+            assert got is not None and got.value == b"x"
+        finally:
+            await store.delete(key)
+            await store.close()
+
+
+async def test_up_refuses_tls_settings_without_an_etcd_of_yours(
+    secure_etcd: SecureEtcd, tmp_path: Path,
+) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "CRONSWARM_ETCD_ENDPOINTS"}
+    env.update(CRONSWARM_ETCD_CA_FILE=str(secure_etcd.ca),
+               PYTHONPATH=str(procs.ROOT) + os.pathsep + env.get("PYTHONPATH", ""))
+    child = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "cronswarm", "up", "--data-dir", str(tmp_path / "var"),
+        "--port", str(free_port()), cwd=procs.ROOT, env=env,
+        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE)
+    async with asyncio.timeout(START_DEADLINE):
+        _, err = await child.communicate()
+    assert child.returncode == 2
+    assert err.decode().strip() == (
+        "cronswarm: error: CRONSWARM_ETCD_CA_FILE: is for an etcd of yours: set "
+        "CRONSWARM_ETCD_ENDPOINTS too (the etcd 'up' starts has no TLS and no users)")
+    assert not (tmp_path / "var").exists()  # nothing was started
+
+
+async def test_an_expired_etcd_certificate_ends_the_start_with_one_line(
+    mongo_uri: str, tmp_path: Path,
+) -> None:
+    ca = trustme.CA()
+    past = dt.datetime.now(dt.UTC) - dt.timedelta(days=2)
+    server = ca.issue_cert("127.0.0.1", not_before=past - dt.timedelta(days=30),
+                           not_after=past)
+    etcd = EtcdServer(tmp_path / "etcd", tls=EtcdServerTls(
+        cert_file=_write(tmp_path / "server.pem", server.cert_chain_pems[0]),
+        key_file=_write(tmp_path / "server.key", server.private_key_pem),
+        probe_verifies=False))
+    etcd.start()
+    try:
+        settings = Settings.load(
+            {}, etcd_endpoints=(etcd.endpoint,), mongodb_uri=mongo_uri,
+            etcd_ca_file=str(_write(tmp_path / "ca.pem", ca.cert_pem)))
+        started = time.monotonic()
+        proc = await procs.start("worker", settings)
+        try:
+            async with asyncio.timeout(START_DEADLINE):
+                code = await proc.proc.wait()
+        finally:
+            await proc.stop()
+        assert time.monotonic() - started < START_DEADLINE
+    finally:
+        etcd.stop()
+    assert code == 2, proc.lines
+    expected = (f"cronswarm: error: TLS handshake with etcd at {etcd.endpoint} failed: "
+                "etcd's certificate has expired — renew it")
+    assert [line for line in proc.lines if line.startswith("cronswarm: error:")] == [
+        expected], proc.lines
