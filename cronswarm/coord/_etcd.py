@@ -429,6 +429,8 @@ class EtcdStore:
                                 and not reauthenticated):
                             refused, reauthenticated, retry_now = token, True, True
                             self.stats["reauthenticate"] += 1
+                            log.info("etcd refused the watch on %s (%s); authenticating again",
+                                     prefix, resp.cancel_reason)
                             break
                         raise CoordUnavailable(f"watch canceled: {resp.cancel_reason}")
                     if resp.created:
@@ -450,6 +452,8 @@ class EtcdStore:
                 if self._rejects_token(exc) and not reauthenticated:
                     refused, reauthenticated = token, True
                     self.stats["reauthenticate"] += 1
+                    log.info("etcd rejected the token of the watch on %s (%s); "
+                             "authenticating again", prefix, exc.details())
                     continue
                 if not _is_transient(exc):
                     raise CoordUnavailable(f"watch: {exc.code().name}: {exc.details()}") from exc
