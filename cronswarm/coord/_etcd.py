@@ -39,15 +39,8 @@ from ._abc import (
     WatchCompacted,
     WatchEvent,
 )
-from ._etcd_tls import (
-    EtcdCredentials,
-    EtcdTls,
-    auth_not_enabled,
-    no_user_given,
-    permission_denied,
-    target_name_override,
-    token_rejected,
-)
+from ._etcd_auth import EtcdTokens
+from ._etcd_tls import EtcdCredentials, EtcdTls, permission_denied, target_name_override
 
 log = logging.getLogger(__name__)
 
@@ -169,9 +162,7 @@ class EtcdStore:
         self._watch: Any = None
         self._maintenance: Any = None
         self._auth: Any = None
-        self._token: str | None = None
-        self._auth_enabled = credentials is not None
-        self._auth_lock = asyncio.Lock()
+        self._tokens = EtcdTokens(credentials, self.stats)
 
     def _stubs(self) -> None:
         if self._channel is None:
@@ -190,48 +181,11 @@ class EtcdStore:
             self._maintenance = rpc.MaintenanceStub(self._channel)
             self._auth = rpc.AuthStub(self._channel)
 
-    def _metadata(self) -> tuple[tuple[str, str], ...] | None:
-        return (("token", self._token),) if self._token is not None else None
-
     async def authenticate(self, stale: str | None = None) -> None:
-        """Get a token for our etcd user, unless we hold one other than ``stale``.
-
-        Concurrent callers whose token was rejected share one Authenticate call.
-        Without credentials (or when etcd has authentication disabled) a no-op.
-        """
-        if not self._auth_enabled or self.credentials is None:
-            return
-        if self._token is not None and self._token != stale:
-            return
-        async with self._auth_lock:
-            if self._token is not None and self._token != stale:
-                return
-            self._stubs()
-            self.stats["authenticate"] += 1
-            request = rpc.AuthenticateRequest(name=self.credentials.user,
-                                              password=self.credentials.password)
-            try:
-                resp = await self._auth.Authenticate(request, timeout=self.timeout)
-            except grpc.aio.AioRpcError as exc:
-                self.stats["errors"] += 1
-                if auth_not_enabled(exc.details() or ""):
-                    log.warning("etcd has authentication disabled: CRONSWARM_ETCD_USER is "
-                                "not used")
-                    self._auth_enabled = False
-                    return
-                raise CoordUnavailable(
-                    f"Authenticate as {self.credentials.user!r}: {exc.code().name}: "
-                    f"{exc.details()}") from exc
-            self._token = str(resp.token)
-
-    def _rejects_token(self, exc: grpc.aio.AioRpcError) -> bool:
-        if self.credentials is None:
-            return False
-        details = exc.details() or ""
-        if not self._auth_enabled and no_user_given(details):
-            self._auth_enabled = True  # etcd turned authentication on since we started
-            return True
-        return self._auth_enabled and token_rejected(exc.code().name, details)
+        """Get a token for our etcd user, unless we hold one other than ``stale``
+        (a no-op without credentials)."""
+        self._stubs()
+        await self._tokens.ensure(self._auth, self.timeout, stale)
 
     async def _unary(self, kind: str, method_name: str, stub_name: str, request: Any) -> Any:
         self._stubs()
@@ -239,19 +193,20 @@ class EtcdStore:
         self.stats[kind] += 1
         deadline = time.monotonic() + self.timeout
         await self.authenticate()
-        token = self._token
+        token = self._tokens.token
         try:
             try:
-                return await method(request, timeout=self.timeout, metadata=self._metadata())
+                return await method(request, timeout=self.timeout,
+                                    metadata=self._tokens.metadata())
             except grpc.aio.AioRpcError as exc:
-                if not self._rejects_token(exc):
+                if not self._tokens.rejected(exc):
                     raise
                 log.info("etcd rejected our token (%s); authenticating again", exc.details())
             self.stats["reauthenticate"] += 1
             await self.authenticate(stale=token)
             # Once, within what is left of the call's timeout.
             return await method(request, timeout=max(deadline - time.monotonic(), 0.001),
-                                metadata=self._metadata())
+                                metadata=self._tokens.metadata())
         except grpc.aio.AioRpcError as exc:
             self.stats["errors"] += 1
             raise CoordUnavailable(f"{method_name}: {exc.code().name}: {exc.details()}") from exc
@@ -340,11 +295,11 @@ class EtcdStore:
         try:
             async with asyncio.timeout(self.timeout):
                 await self.authenticate()
-                token = self._token
+                token = self._tokens.token
                 try:
                     return await self._keepalive_once(lease_id)
                 except grpc.aio.AioRpcError as exc:
-                    if not self._rejects_token(exc):
+                    if not self._tokens.rejected(exc):
                         raise
                 self.stats["reauthenticate"] += 1
                 await self.authenticate(stale=token)
@@ -355,7 +310,7 @@ class EtcdStore:
 
     async def _keepalive_once(self, lease_id: int) -> int:
         call = self._lease.LeaseKeepAlive(iter([rpc.LeaseKeepAliveRequest(ID=lease_id)]),
-                                          metadata=self._metadata())
+                                          metadata=self._tokens.metadata())
         try:
             async for reply in call:
                 return int(reply.TTL)
@@ -412,11 +367,11 @@ class EtcdStore:
                 await asyncio.sleep(delay)  # reconnect backoff, not synchronisation
                 delay = min(delay * 2, _WATCH_BACKOFF[1])
                 continue
-            token = self._token
+            token = self._tokens.token
             retry_now = False
             hold_open = asyncio.Event()
             call = self._watch.Watch(_requests(rpc.WatchRequest(create_request=create), hold_open),
-                                     metadata=self._metadata())
+                                     metadata=self._tokens.metadata())
             self.stats["watch"] += 1
             try:
                 async for resp in call:
@@ -449,7 +404,7 @@ class EtcdStore:
                 if retry_now:
                     continue  # with a new token, at once
             except grpc.aio.AioRpcError as exc:
-                if self._rejects_token(exc) and not reauthenticated:
+                if self._tokens.rejected(exc) and not reauthenticated:
                     refused, reauthenticated = token, True
                     self.stats["reauthenticate"] += 1
                     log.info("etcd rejected the token of the watch on %s (%s); "
