@@ -27,7 +27,7 @@ import trustme
 from aiohttp import ClientSession
 
 from cronswarm.common import Keyspace, Settings
-from cronswarm.coord import EtcdStore, etcd_store
+from cronswarm.coord import CoordUnavailable, EtcdStore, etcd_store
 from cronswarm.devservices import (
     EtcdCluster,
     EtcdServer,
@@ -56,6 +56,7 @@ class SecureEtcd:
     wrong_ca: Path
     expired_cert: Path
     expired_key: Path
+    cluster: EtcdCluster
 
 
 def _write(path: Path, blob: trustme.Blob) -> Path:
@@ -100,7 +101,8 @@ def secure_etcd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureEtcd
             ca=tls.ca_file, cert=tls.client_cert_file, key=tls.client_key_file,
             wrong_ca=_write(base / "wrong-ca.pem", wrong.cert_pem),
             expired_cert=_write(base / "expired.pem", expired.cert_chain_pems[0]),
-            expired_key=_write(base / "expired.key", expired.private_key_pem))
+            expired_key=_write(base / "expired.key", expired.private_key_pem),
+            cluster=cluster)
         p = etcd.prefix
         grants = {"cron": ("readwrite", f"{p}/"), "reader": ("read", f"{p}/"),
                   "stranger": ("readwrite", "/elsewhere/")}
@@ -333,3 +335,37 @@ async def test_an_expired_etcd_certificate_ends_the_start_with_one_line(
                 "etcd's certificate has expired — renew it")
     assert [line for line in proc.lines if line.startswith("cronswarm: error:")] == [
         expected], proc.lines
+
+
+async def test_the_store_fails_over_to_another_member_with_its_user(
+    secure_etcd: SecureEtcd, mongo_uri: str, tmp_path: Path,
+) -> None:
+    """Last in the module: it kills the member the store talks to (the first
+    endpoint), then starts it again."""
+    settings = secure_settings(secure_etcd, mongo_uri, tmp_path)
+    store = etcd_store(settings)
+    key = f"{settings.key_prefix}/failover/{uuid.uuid4().hex[:8]}"
+    first = secure_etcd.cluster.members[0]
+    try:
+        await store.put(key, b"before")
+        first.kill()
+        # Calls in flight when the member died fail; callers retry, as here.
+        failures = 0
+        async with asyncio.timeout(30):
+            while True:
+                try:
+                    await store.put(key, b"after")
+                    break
+                except CoordUnavailable:
+                    failures += 1
+                    await asyncio.sleep(0.05)  # retry backoff, not synchronisation
+        got = await store.get(key)
+        assert got is not None and got.value == b"after"
+        # The other member either knew the token or made the store authenticate again.
+        assert store.stats["authenticate"] == 1 + store.stats["reauthenticate"], store.stats
+        assert failures <= 5, store.stats
+    finally:
+        first.start()
+        secure_etcd.cluster.wait_healthy()
+        await store.delete(key)
+        await store.close()
