@@ -89,7 +89,11 @@ async def check_etcd_access(store: EtcdStore, prefix: str) -> None:
             refusal = _refusal(store, details)
             if refusal is not None:
                 raise ServiceRefused(refusal.setting, refusal.message) from None
-            log.warning("etcd does not answer at start-up (%s); retrying as usual", exc)
+            hint = ""
+            if store.tls is None and "socket closed" in details.lower():
+                hint = " (if etcd serves TLS, set CRONSWARM_ETCD_CA_FILE)"
+            log.warning("etcd does not answer at start-up (%s)%s; going on as without "
+                        "this check", exc, hint)
             return
 
 

@@ -100,35 +100,35 @@ def handshake_problem(details: str, tls: EtcdTls | None, *,
         return None
     if "hostname verification" in text:
         name = f" {server_name!r}" if server_name else " the host name it was dialled by"
-        return Refusal("CRONSWARM_ETCD_ENDPOINTS",
-                f"etcd's certificate does not name{name} — give each member a certificate "
-                "carrying the endpoint's host name (with several endpoints: the first one's)")
+        return Refusal("CRONSWARM_ETCD_ENDPOINTS", (
+            f"etcd's certificate does not name{name} — give each member a certificate "
+            "carrying the endpoint's host name (with several endpoints: the first one's)"))
     if "certificate has expired" in text:
         return Refusal("CRONSWARM_ETCD_CA_FILE", "etcd's certificate has expired — renew it")
     if "certificate_verify_failed" in text or "certificate verify failed" in text:
-        return Refusal("CRONSWARM_ETCD_CA_FILE",
-                "certificate verify failed — is CRONSWARM_ETCD_CA_FILE the CA that signed "
-                "etcd's certificate?")
+        return Refusal("CRONSWARM_ETCD_CA_FILE", (
+            "certificate verify failed — is CRONSWARM_ETCD_CA_FILE the CA that signed "
+            "etcd's certificate?"))
     if "alert_certificate_expired" in text or (
             client_cert_expired_at is not None and "alert" in text):
         when = f" on {client_cert_expired_at}" if client_cert_expired_at else ""
         return Refusal("CRONSWARM_ETCD_CERT_FILE",
-                f"etcd refused our client certificate {tls.cert_file!r}: it expired{when}")
+                       f"etcd refused our client certificate {tls.cert_file!r}: it expired{when}")
     if "bad_certificate" in text or "certificate_required" in text or (
             "alert_unknown_ca" in text):
         if tls.cert is None:
-            return Refusal("CRONSWARM_ETCD_CERT_FILE",
-                    "etcd asks for a client certificate — set CRONSWARM_ETCD_CERT_FILE and "
-                    "CRONSWARM_ETCD_KEY_FILE")
-        return Refusal("CRONSWARM_ETCD_CERT_FILE",
-                f"etcd refused our client certificate {tls.cert_file!r} — is it signed by a "
-                "CA in etcd's --trusted-ca-file?")
-    if "wrong_version_number" in text or "packet_length_too_long" in text:
-        return Refusal("CRONSWARM_ETCD_CA_FILE",
-                "etcd does not speak TLS there — start it with --cert-file/--key-file and "
-                "https:// client URLs, or unset CRONSWARM_ETCD_CA_FILE")
-    if "handshake" in text:
-        return Refusal("CRONSWARM_ETCD_CA_FILE", details)
+            return Refusal("CRONSWARM_ETCD_CERT_FILE", (
+                "etcd asks for a client certificate — set CRONSWARM_ETCD_CERT_FILE and "
+                "CRONSWARM_ETCD_KEY_FILE"))
+        return Refusal("CRONSWARM_ETCD_CERT_FILE", (
+            f"etcd refused our client certificate {tls.cert_file!r} — is it signed by a "
+            "CA in etcd's --trusted-ca-file?"))
+    # A plain etcd closes the connection on our TLS hello (gRPC: "Handshake read
+    # failed (Socket closed)"); other TLS stacks answer with a version error.
+    if "handshake read failed" in text or "wrong_version_number" in text:
+        return Refusal("CRONSWARM_ETCD_CA_FILE", (
+            "etcd does not speak TLS there — start it with --cert-file/--key-file and "
+            "https:// client URLs, or unset CRONSWARM_ETCD_CA_FILE"))
     return None
 
 
@@ -138,11 +138,11 @@ def credentials_problem(details: str, credentials: EtcdCredentials | None
     text = details.lower()
     if credentials is not None and _BAD_PASSWORD in text:
         return Refusal("CRONSWARM_ETCD_PASSWORD",
-                f"etcd refused user {credentials.user!r}: wrong user name or password")
+                       f"etcd refused user {credentials.user!r}: wrong user name or password")
     if credentials is None and _NO_USER in text:
-        return Refusal("CRONSWARM_ETCD_USER",
-                "etcd has authentication enabled — set CRONSWARM_ETCD_USER and "
-                "CRONSWARM_ETCD_PASSWORD")
+        return Refusal("CRONSWARM_ETCD_USER", (
+            "etcd has authentication enabled — set CRONSWARM_ETCD_USER and "
+            "CRONSWARM_ETCD_PASSWORD"))
     return None
 
 

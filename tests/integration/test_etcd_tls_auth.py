@@ -337,6 +337,25 @@ async def test_an_expired_etcd_certificate_ends_the_start_with_one_line(
         expected], proc.lines
 
 
+async def test_tls_to_a_plain_etcd_ends_the_start_with_one_line(
+    secure_etcd: SecureEtcd, settings: Settings,
+) -> None:
+    plain = settings.with_overrides(etcd_ca_file=str(secure_etcd.ca))
+    started = time.monotonic()
+    proc = await procs.start("worker", plain)
+    try:
+        async with asyncio.timeout(START_DEADLINE):
+            code = await proc.proc.wait()
+    finally:
+        await proc.stop()
+    assert time.monotonic() - started < START_DEADLINE
+    assert code == 2, proc.lines
+    errors = [line for line in proc.lines if line.startswith("cronswarm: error: ")]
+    assert len(errors) == 1 and errors[0].endswith(
+        "failed: etcd does not speak TLS there — start it with --cert-file/--key-file and "
+        "https:// client URLs, or unset CRONSWARM_ETCD_CA_FILE"), proc.lines
+
+
 async def test_the_store_fails_over_to_another_member_with_its_user(
     secure_etcd: SecureEtcd, mongo_uri: str, tmp_path: Path,
 ) -> None:

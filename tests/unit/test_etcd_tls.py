@@ -103,3 +103,11 @@ def test_several_endpoints_are_checked_against_the_first_host() -> None:
     assert target_name_override(["etcd-1.example:2379", "etcd-2.example:2379"]) == (
         "etcd-1.example")
     assert target_name_override(["[::1]:2379", "[::1]:2380"]) == "::1"
+
+
+def test_tls_to_a_plain_etcd() -> None:
+    text = ("failed to connect to all addresses; last error: UNAVAILABLE: ipv4:127.0.0.1:23791: "
+            "Handshake read failed (Socket closed)")
+    refusal = handshake_problem(text, TLS)
+    assert refusal is not None and refusal.message.startswith("etcd does not speak TLS there")
+    assert handshake_problem(text, None) is None  # plain to plain: a closed socket is no refusal
