@@ -190,7 +190,8 @@ class Settings:
     etcd_cert_file: str | None = _setting("CRONSWARM_ETCD_CERT_FILE", _pem_file, None)
     etcd_key_file: str | None = _setting("CRONSWARM_ETCD_KEY_FILE", _pem_file, None)
     etcd_user: str | None = _setting("CRONSWARM_ETCD_USER", _non_empty, None)
-    etcd_password: str | None = _setting("CRONSWARM_ETCD_PASSWORD", _non_empty, None)
+    etcd_password: str | None = field(default=None, repr=False, metadata={
+        "env": "CRONSWARM_ETCD_PASSWORD", "parse": _non_empty})
     # master
     master_host: str = _setting("CRONSWARM_MASTER_HOST", str, "127.0.0.1")
     master_port: int = _setting("CRONSWARM_MASTER_PORT", _port, 8080)

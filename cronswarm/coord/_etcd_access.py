@@ -10,12 +10,12 @@ to the usual retries.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
-import ssl
-import time
 import uuid
 
 import grpc
+from cryptography import x509
 
 from ..common import ConfigError, ServiceRefused, Settings, read_pem_file
 from ._abc import Compare, CoordUnavailable, Put
@@ -113,14 +113,11 @@ def _refusal(store: EtcdStore, details: str) -> Refusal | None:
 
 def _expired_at(cert_file: str) -> str | None:
     """When our certificate expired, if it has (etcd only says "bad certificate")."""
-    # The standard library reads a certificate's dates only through this
-    # helper of its own tests; without it we just do not say "expired".
-    decode = getattr(getattr(ssl, "_ssl", None), "_test_decode_cert", None)
-    if decode is None:
-        return None
     try:
-        not_after = str(decode(cert_file)["notAfter"])
-        expired = ssl.cert_time_to_seconds(not_after) < time.time()
-    except (OSError, ValueError, KeyError, ssl.SSLError):
+        cert = x509.load_pem_x509_certificate(read_pem_file(cert_file))
+    except ValueError:
         return None
-    return not_after if expired else None
+    not_after = cert.not_valid_after_utc
+    if not_after >= dt.datetime.now(dt.UTC):
+        return None
+    return not_after.strftime("%Y-%m-%d %H:%M:%S UTC")

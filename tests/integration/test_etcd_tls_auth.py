@@ -41,6 +41,8 @@ from tests import procs
 from tests.conftest import make_token
 from tests.helpers import wait_for_count
 
+pytestmark = pytest.mark.slow  # a three-member cluster, about a minute in all
+
 TOKEN_TTL = 2  # seconds a simple token lives unused (--auth-token-ttl)
 PASSWORDS = {"root": "root-pw", "cron": "cron-pw", "reader": "reader-pw",
              "stranger": "stranger-pw"}
@@ -175,7 +177,7 @@ START_DEADLINE = 30
      ("failed: certificate verify failed — is CRONSWARM_ETCD_CA_FILE the CA that signed "
       "etcd's certificate?")),
     ("worker", {"etcd_cert_file": "expired_cert", "etcd_key_file": "expired_key"},
-     "failed: etcd refused our client certificate '{expired_cert}': it expired on "),
+     "failed: etcd refused our client certificate '{expired_cert}': it expired on 20"),
     ("master", {"etcd_password": "not-the-password"},
      "etcd refused user 'cron': wrong user name or password"),
     ("worker", {"etcd_user": None, "etcd_password": None},
@@ -369,20 +371,17 @@ async def test_the_store_fails_over_to_another_member_with_its_user(
         await store.put(key, b"before")
         first.kill()
         # Calls in flight when the member died fail; callers retry, as here.
-        failures = 0
         async with asyncio.timeout(30):
             while True:
                 try:
                     await store.put(key, b"after")
                     break
                 except CoordUnavailable:
-                    failures += 1
                     await asyncio.sleep(0.05)  # retry backoff, not synchronisation
         got = await store.get(key)
         assert got is not None and got.value == b"after"
         # The other member either knew the token or made the store authenticate again.
         assert store.stats["authenticate"] == 1 + store.stats["reauthenticate"], store.stats
-        assert failures <= 5, store.stats
     finally:
         first.start()
         secure_etcd.cluster.wait_healthy()

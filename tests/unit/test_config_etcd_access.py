@@ -30,6 +30,7 @@ def test_tls_and_user_settings_from_environment(pems: dict[str, str]) -> None:
     assert (s.etcd_ca_file, s.etcd_cert_file, s.etcd_key_file) == (
         pems["ca"], pems["cert"], pems["key"])
     assert (s.etcd_user, s.etcd_password) == ("cron", "pw")
+    assert "'pw'" not in repr(s)
     store = etcd_store(s)
     assert store.tls is not None and store.tls.ca == Path(pems["ca"]).read_bytes()
     assert store.credentials is not None and store.credentials.user == "cron"

@@ -45,10 +45,10 @@ def test_expired_server_certificate() -> None:
 
 def test_refused_client_certificate_says_expired_when_it_is() -> None:
     refusal = handshake_problem(BAD_CLIENT_CERT, TLS,
-                                client_cert_expired_at="Dec  5 05:00:00 2026 GMT")
+                                client_cert_expired_at="2026-12-05 05:00:00 UTC")
     assert refusal is not None and refusal.setting == "CRONSWARM_ETCD_CERT_FILE"
     assert refusal.message == ("etcd refused our client certificate '/etc/cron/client.pem': "
-                               "it expired on Dec  5 05:00:00 2026 GMT")
+                               "it expired on 2026-12-05 05:00:00 UTC")
     refusal = handshake_problem(BAD_CLIENT_CERT, TLS)
     assert refusal is not None and "is it signed by a CA in etcd's --trusted-ca-file?" in (
         refusal.message)
