@@ -513,7 +513,9 @@ class Worker:
             async with self._job_locks.hold(job.name):
                 if job.overlap != "allow":
                     await self._until(tick)  # claimed when due (CLAIM_AHEAD_MS)
-                await self._resolve_doubt(job)
+                # A run the doubt turns out to have claimed: a run_all catch-up
+                # under forbid/replace claims its next tick once it has ended.
+                resolved = await self._resolve_doubt(job)
                 if not self.clock_sync.may_claim:
                     return  # off the cluster's clock: the others claim it
 
@@ -525,7 +527,7 @@ class Worker:
                     self.counters["handoffs_saved"] += 1  # no claim sent: already taken
                     covered = max(tick, self._last_of(job.name) or tick)
                     return
-                planned = await self._execute_plan(job)
+                planned = await self._execute_plan(job, after=resolved)
                 if planned is None:
                     retry = True  # the token kept moving: plan again soon
                 else:
@@ -562,10 +564,10 @@ class Worker:
         ahead = CLAIM_AHEAD_MS if job.overlap == "allow" else 0
         return self.clock.now_ms() + ahead
 
-    async def _execute_plan(self, job: Job) -> int | None:
+    async def _execute_plan(self, job: Job, *, after: LiveRun | None = None) -> int | None:
         """Claim (or skip) the job's ticks up to its horizon; returns the instant
         planned up to, or None if five plans in a row were overtaken (nothing is
-        covered)."""
+        covered). ``after``: a run of the job this plan's first claim follows."""
         entry = self.timetable.get(job.name)
         now = self._horizon(job)
         if entry is None:
@@ -617,7 +619,9 @@ class Worker:
                     "skipped_ticks": plan.skip_count, "skipped_until": plan.skip_until,
                     "misfire": job.misfire,
                 })
-            if await self._claim_and_run(job, entry.schedule, plan.run):
+            # Under run_all a run the doubt started is the first of the catch-up.
+            first = after if job.misfire == "run_all" else None
+            if await self._claim_and_run(job, entry.schedule, plan.run, previous=first):
                 return now
             # A tick became a misfire before its claim went out (etcd was
             # slow): plan again from the token as it is now.
@@ -632,13 +636,12 @@ class Worker:
         return in_time(job, tick, now=self.clock.now_ms(), on_time_ms=ON_TIME_MS)
 
     async def _claim_and_run(self, job: Job, schedule: CronSchedule,
-                             ticks: tuple[int, ...]) -> bool:
+                             ticks: tuple[int, ...], *, previous: LiveRun | None = None) -> bool:
         """Claim and start ``ticks``, oldest first.
 
         Returns False, with the rest unclaimed, when a tick is no longer due by
         the misfire policy before its claim is sent (the caller re-plans).
         """
-        previous: LiveRun | None = None
         for tick in ticks:
             if previous is not None and previous.task is not None and job.overlap != "allow":
                 # Catching up under forbid/replace: missed ticks run one after
@@ -681,33 +684,34 @@ class Worker:
             previous = self._start_claimed(job, tick, rid, info, result, trigger)
         return True
 
-    async def _resolve_doubt(self, job: Job) -> None:
+    async def _resolve_doubt(self, job: Job) -> LiveRun | None:
         """Settle a claim of ``job`` whose outcome was lost with etcd's reply.
 
-        If it committed, its tick is ours: run it (if still due) or record it;
-        a skip claim that committed is recorded. Never a tick without a record.
+        If it committed, its tick is ours: run it (if still due; the run is
+        returned) or record it; a skip claim that committed is recorded. Never
+        a tick without a record.
         """
         doubt = self._doubts.get(job.name)
         if doubt is None:
-            return
+            return None
         write = await self._committed_write(job, doubt)
         del self._doubts[job.name]
         if write is None:
-            return  # it did not commit: its ticks are still unclaimed, planned as usual
+            return None  # it did not commit: its ticks are still unclaimed, planned as usual
         log.info("claim of %s@%d had committed (its reply was lost)", job.name, doubt.tick)
         if doubt.skip_count:
             self.counters["ticks_skipped"] += doubt.skip_count
             await self._record_skip(job, doubt.tick, reason="misfire", extra={
                 "skipped_ticks": doubt.skip_count,
                 "skipped_until": decode_tick(doubt.token), "misfire": job.misfire})
-            return
+            return None
         result = await recover_claim(self.store, self.keys, job, doubt.info,
                                      write.mod_revision)
         if result.outcome is Outcome.WON and not self._in_time(job, doubt.tick):
             await self._claimed_too_late(job, doubt.tick, doubt.run_id, doubt.info)
-            return
-        self._start_claimed(job, doubt.tick, doubt.run_id, doubt.info, result,
-                            Trigger.CATCH_UP)
+            return None
+        return self._start_claimed(job, doubt.tick, doubt.run_id, doubt.info, result,
+                                   Trigger.CATCH_UP)
 
     async def _committed_write(self, job: Job, doubt: _Doubt) -> KeyValue | None:
         """Our write of ``doubt.token`` to ``/last``, if it ever happened: the key

@@ -6,6 +6,7 @@ so its tick is run or recorded, never left without a record."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 
@@ -18,6 +19,7 @@ from tests.helpers import wait_for_count, wait_for_prefix
 from tests.swarm import (
     Member,
     assert_every_second_once,
+    assert_once_per_tick,
     create_job,
     pause_and_settle,
     runs_of,
@@ -234,3 +236,47 @@ async def test_a_claim_whose_retry_finds_a_later_tick_claimed_runs_once(
     assert (record["worker"], record["status"]) == ("w0", "succeeded")
     later = [d for d in docs if d["tick"].timestamp() * 1000 > lost_tick + 2000]
     assert later and all(d["status"] == "succeeded" for d in later)
+
+
+async def test_a_run_all_catch_up_after_a_claim_in_doubt_runs_its_ticks_one_after_another(
+    settings: Settings, logs: MongoLogStore,
+) -> None:
+    """``forbid`` with ``run_all``: the claim of tick T commits but its reply is
+    lost, and etcd is then unreachable while T+1… fall due. Once etcd answers,
+    T (found committed) runs, and the ticks missed meanwhile run after it, one
+    after another. Before, they were claimed at once, found T's run holding the
+    lock and were recorded skipped as overlaps."""
+    keys = Keyspace(settings.key_prefix)
+    name = "doubtful-catch-up"
+    armed = asyncio.Event()
+    tick_claim = is_claim_of(keys, name, "<")
+    store = LosingReplies(settings.etcd_endpoints, lambda c: armed.is_set() and tick_claim(c))
+    admin = EtcdStore(settings.etcd_endpoints)
+    try:
+        async with faulty_worker(settings, logs, store):
+            # Each run outlasts a claim's round trip: the next claim, if sent at
+            # once, finds the lock held.
+            await create_job(admin, logs, settings, name=name, schedule="* * * * * *",
+                             command="sleep 0.5", overlap="forbid", misfire="run_all",
+                             misfire_window=60)
+            await wait_for_count(logs.runs, {"job": name, "status": "succeeded"},
+                                 lambda n: n >= 2, timeout=30)
+            armed.set()
+            caught_up = {"job": name, "status": "succeeded", "trigger": "catch_up"}
+            await wait_for_count(logs.runs, caught_up, lambda n: n >= 3, timeout=30)
+            await pause_and_settle(admin, logs, settings, name)
+    finally:
+        await admin.close()
+    docs = await runs_of(logs, name)
+    assert_once_per_tick(docs)
+    assert len(store.lost) == 1
+    lost_tick = decode_tick(store.lost[0])
+    blacked_out = [d for d in docs
+                   if lost_tick <= d["tick"].timestamp() * 1000 < lost_tick + BLACKOUT_S * 1000]
+    story = [(d["tick"].timestamp() * 1000 - lost_tick, d["status"], d.get("extra"))
+             for d in docs]
+    assert len(blacked_out) >= 3, story
+    assert all(d["status"] == "succeeded" for d in blacked_out), story
+    ordered = sorted(blacked_out, key=lambda d: d["tick"])
+    for earlier, later in itertools.pairwise(ordered):
+        assert later["started"] >= earlier["ended"], story  # one after another

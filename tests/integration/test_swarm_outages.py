@@ -39,7 +39,11 @@ async def test_etcd_outage_follows_the_misfire_policy(
     own_etcd: EtcdServer, tmp_path: Path,
 ) -> None:
     witness = Witness(tmp_path / "executions")
-    settings = settings.with_overrides(etcd_endpoints=(own_etcd.endpoint,))
+    # The owner catches up alone: under forbid the other worker, once its
+    # hand-off delay is over, would claim T0+12 while the owner's run of T0+6
+    # holds the lock (an overlap, rightly skipped). 2 s covers a run and its
+    # release however loaded the host is; 0.2 s did not always.
+    settings = settings.with_overrides(etcd_endpoints=(own_etcd.endpoint,), handoff_delay=2.0)
     store = EtcdStore(settings.etcd_endpoints)
     try:
         async with swarm(settings, logs, 2):
