@@ -336,7 +336,16 @@ class EtcdStore:
         return int(resp.TTL)
 
     async def ping(self) -> None:
-        await self._unary("status", "Status", "_maintenance", rpc.StatusRequest())
+        """Return if etcd answers. A user without etcd's root role may be
+        refused its Status call (newer etcd allows it to root only): a refusal
+        is an answer too."""
+        try:
+            await self._unary("status", "Status", "_maintenance", rpc.StatusRequest())
+        except CoordUnavailable as exc:
+            cause = exc.__cause__
+            if not (isinstance(cause, grpc.aio.AioRpcError)
+                    and cause.code() is grpc.StatusCode.PERMISSION_DENIED):
+                raise
 
     async def probe_read(self, prefix: str) -> None:
         """One key under ``prefix``, read as etcd checks it: permission on the whole range."""
