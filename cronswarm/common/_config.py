@@ -204,6 +204,10 @@ class Settings:
     http_deny_local: bool = _setting("CRONSWARM_HTTP_DENY_LOCAL", _boolean, False)
     # beyond this offset from the cluster's clock a worker claims nothing (ms)
     max_clock_offset_ms: int = _setting("CRONSWARM_MAX_CLOCK_OFFSET_MS", _positive_int, 500)
+    # live output streams (masters and workers each): open at once per viewer, and in all
+    live_streams_per_viewer: int = _setting("CRONSWARM_LIVE_STREAMS_PER_VIEWER", _positive_int,
+                                            4)
+    live_streams_total: int = _setting("CRONSWARM_LIVE_STREAMS_TOTAL", _positive_int, 64)
 
     @classmethod
     def load(

@@ -19,6 +19,7 @@ from ..common import (
     Job,
     Keyspace,
     Settings,
+    StreamLimits,
     SystemClock,
     TokenExpired,
     ValidationError,
@@ -183,6 +184,8 @@ def create_app(
     )
     app[SETTINGS] = settings
     app[AUTH_LIMITER] = FailureLimiter(limit=settings.auth_failure_limit)
+    app[_live.STREAMS] = StreamLimits(settings.live_streams_per_viewer,
+                                      settings.live_streams_total, server="master")
     keys = Keyspace(settings.key_prefix)
     aiohttp_jinja2.setup(
         app,

@@ -36,6 +36,7 @@ from ..common import (
     RunRecord,
     RunStatus,
     Settings,
+    StreamLimits,
     SystemClock,
     Trigger,
     ValidationError,
@@ -225,9 +226,11 @@ class Worker:
         self.slots = Slots(settings.max_concurrent_runs)
         self.feeds = OutputFeeds()
         self.metrics = worker_registry(self)  # this worker's own registry
-        self.live_server = LiveOutputServer(self.feeds, settings.worker_http_host,
-                                            settings.worker_http_port,
-                                            metrics=lambda: render(self.metrics))
+        self.live_server = LiveOutputServer(
+            self.feeds, settings.worker_http_host, settings.worker_http_port,
+            metrics=lambda: render(self.metrics), metrics_token=settings.metrics_token,
+            limits=StreamLimits(settings.live_streams_per_viewer, settings.live_streams_total,
+                                server="worker"))
         self.releases = ReleaseBatcher(store, linger=RELEASE_LINGER)
         self.retries = RetryBoard(
             store, self.keys, self.id, self.lease, self.clock,
