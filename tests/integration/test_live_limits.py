@@ -26,7 +26,14 @@ from cronswarm.worker import BoundedOutput, LiveOutputServer, OutputFeeds
 from tests import procs
 from tests.apiclient import running_master
 from tests.conftest import make_token
-from tests.workerkit import Gate, SseReader, create_job, job_service, wait_final
+from tests.workerkit import (
+    Gate,
+    SseReader,
+    create_job,
+    job_service,
+    running_worker,
+    wait_final,
+)
 
 KEY = bytes(range(32))
 
@@ -310,3 +317,19 @@ async def test_a_workers_refusal_reaches_the_viewer_through_the_master(
                     "too_many_streams", "total", "worker")
                 feed.finish("succeeded")
                 assert (await SseReader(first).until("end"))[-1][1]["status"] == "succeeded"
+
+
+async def test_a_worker_takes_its_metrics_token_and_limits_from_settings(
+    settings: Settings, store: EtcdStore, logs: MongoLogStore,
+) -> None:
+    own = Settings.load({**settings.env(), "CRONSWARM_METRICS_TOKEN": "scrape-me",
+                         "CRONSWARM_LIVE_STREAMS_PER_VIEWER": "3",
+                         "CRONSWARM_LIVE_STREAMS_TOTAL": "7"})
+    async with running_worker(own, store, logs) as worker, ClientSession() as http:
+        limits = worker.live_server.limits
+        assert (limits.per_viewer, limits.total, limits.server) == (3, 7, "worker")
+        url = f"{worker.live_server.url}/metrics"
+        assert (await http.get(url)).status == 401
+        resp = await http.get(url, headers={"Authorization": "Bearer scrape-me"})
+        assert resp.status == 200
+        assert "cronswarm_build_info" in await resp.text()
