@@ -41,6 +41,7 @@ class StreamLimits:
         self.stall_timeout = stall_timeout
         self._open: dict[str, int] = {}  # only viewers with a stream open: at most `total`
         self._count = 0
+        self.refused = {"per_viewer": 0, "total": 0}  # streams refused, by limit reached
 
     @property
     def open_streams(self) -> int:
@@ -56,8 +57,10 @@ class StreamLimits:
         viewer = viewer[:MAX_VIEWER_CHARS]
         mine = self._open.get(viewer, 0)
         if mine >= self.per_viewer:
+            self.refused["per_viewer"] += 1
             raise TooManyStreams("per_viewer", self.per_viewer, self.server, RETRY_AFTER_S)
         if self._count >= self.total:
+            self.refused["total"] += 1
             raise TooManyStreams("total", self.total, self.server, RETRY_AFTER_S)
         self._open[viewer] = mine + 1
         self._count += 1

@@ -238,7 +238,8 @@ def create_app(
             app[LEADER], app[ELECTION] = leader, election
             cluster = ClusterView(coord, keys)
             app[CLUSTER_VIEW] = cluster
-            app[METRICS] = master_registry(settings.master_id, coord, election, leader, cluster)
+            app[METRICS] = master_registry(settings.master_id, coord, election, leader, cluster,
+                                           streams=app[_live.STREAMS])
             tasks = [asyncio.create_task(mirror.run(), name="token-mirror"),
                      asyncio.create_task(election.run(leader.lead), name="election")]
             try:

@@ -107,6 +107,7 @@ async def test_a_worker_limits_streams_per_viewer_and_in_total() -> None:
                 events = await SseReader(resp).until("end")
                 assert events[-1] == ("end", {"status": "succeeded", "output_bytes": 6,
                                               "truncated": False})
+                resp.close()
         await eventually(lambda: limits.open_streams == 0)
 
 
@@ -147,6 +148,7 @@ async def test_a_reader_that_stops_reading_is_disconnected_and_frees_its_slot(
                     assert resp.status == 200
                     feed.finish("succeeded")
                     end = (await SseReader(resp).until("end"))[-1]
+                    resp.close()
                     assert end[0] == "end" and end[1]["output_bytes"] == fed
             finally:
                 sock.close()
@@ -162,10 +164,12 @@ async def test_worker_metrics_need_the_metrics_token_when_it_is_set() -> None:
         resp = await http.get(f"{base}/metrics", headers={"Authorization": "Bearer s3cret"})
         assert resp.status == 200
         assert await resp.text() == "cronswarm_up 1\n"
-    async with worker_endpoint(StreamLimits(server="worker")) as (base, _), \
-            ClientSession() as http:
-        resp = await http.get(f"{base}/metrics")  # unset: open, as before
-        assert resp.status == 200
+    async with (
+        worker_endpoint(StreamLimits(server="worker")) as (base, _),
+        ClientSession() as http,
+        http.get(f"{base}/metrics") as resp,
+    ):
+        assert resp.status == 200  # unset: open, as before
 
 
 class Signal:
@@ -246,6 +250,10 @@ async def test_a_master_bounds_streams_per_viewer_and_in_total_and_its_fds(
             ("per_viewer", 2, "master")}
         assert {(r["limit"], r["max"], r["server"]) for r in refusals[1::2]} == {
             ("total", 3, "master")}
+        metrics = await (await http.get(f"http://127.0.0.1:{port}/metrics")).text()
+        assert "\ncronswarm_live_streams 3.0\n" in metrics
+        assert 'cronswarm_live_streams_refused_total{limit="per_viewer"} 10.0' in metrics
+        assert 'cronswarm_live_streams_refused_total{limit="total"} 10.0' in metrics
         # Three streams cost the master two sockets each (viewer, worker) and
         # the worker one; allow two for connection pools growing meanwhile.
         assert fds_full[0] - fds_before[0] <= 3 * 2 + 2, (fds_before, fds_full)
@@ -253,7 +261,12 @@ async def test_a_master_bounds_streams_per_viewer_and_in_total_and_its_fds(
 
         # Alice leaves one stream: once the run prints again, the master finds
         # her gone (its write fails) and her slot, and the total's, are free.
-        streams.pop(0).close()
+        # (Her FIN is sent before the job goes on: close() alone would send it
+        # at this process's next loop iteration, maybe after the job printed.)
+        leaving = streams.pop(0)
+        assert leaving.connection is not None and leaving.connection.transport is not None
+        leaving.connection.transport.get_extra_info("socket").shutdown(socket.SHUT_RDWR)
+        leaving.close()
         gate.release()
         for resp in streams:
             assert (await SseReader(resp).next())[1] == {"offset": 6, "data": "second\n"}
@@ -266,7 +279,8 @@ async def test_a_master_bounds_streams_per_viewer_and_in_total_and_its_fds(
             streams.append(resp)
             return True
 
-        await eventually(alice_gets_one)
+        # Well before the workers' 15 s heartbeat, the other write that would find her gone.
+        await eventually(alice_gets_one, timeout=10)
         gate.release()
         for resp in streams:
             assert (await SseReader(resp).until("end"))[-1][1]["status"] == "succeeded"
@@ -279,6 +293,7 @@ async def test_a_master_bounds_streams_per_viewer_and_in_total_and_its_fds(
                 return False
             assert resp.status == 200
             assert (await SseReader(resp).until("end"))[-1][1]["status"] == "succeeded"
+            resp.close()
             return True
 
         await eventually(carol_gets_one)
@@ -307,7 +322,7 @@ async def test_a_workers_refusal_reaches_the_viewer_through_the_master(
                 feed.output.feed(b"hi\n")
                 first = await api.session.get(api.base + "/api/runs/job@1000%231/live",
                                               headers={"Authorization": f"Bearer {viewers[0]}"})
-                assert first.status == 200, await first.text()
+                assert first.status == 200
                 second = await api.as_token(viewers[1]).call("GET",
                                                              "/api/runs/job@1000%231/live")
                 assert second.status == 429
@@ -317,6 +332,7 @@ async def test_a_workers_refusal_reaches_the_viewer_through_the_master(
                     "too_many_streams", "total", "worker")
                 feed.finish("succeeded")
                 assert (await SseReader(first).until("end"))[-1][1]["status"] == "succeeded"
+                first.close()
 
 
 async def test_a_worker_takes_its_metrics_token_and_limits_from_settings(
@@ -329,7 +345,9 @@ async def test_a_worker_takes_its_metrics_token_and_limits_from_settings(
         limits = worker.live_server.limits
         assert (limits.per_viewer, limits.total, limits.server) == (3, 7, "worker")
         url = f"{worker.live_server.url}/metrics"
-        assert (await http.get(url)).status == 401
+        async with http.get(url) as refused:
+            assert refused.status == 401
         resp = await http.get(url, headers={"Authorization": "Bearer scrape-me"})
         assert resp.status == 200
-        assert "cronswarm_build_info" in await resp.text()
+        text = await resp.text()
+        assert "cronswarm_build_info" in text and "\ncronswarm_live_streams 0.0\n" in text

@@ -99,8 +99,10 @@ async def test_a_master_and_a_worker_start_from_the_units_and_env_files(
             assert resp.status == 200, await resp.text()
             assert (await resp.json())["checks"] == {"etcd": "ok", "mongodb": "ok"}
             for url in (f"{base}/metrics", f"{info['http']}/metrics"):
-                assert (await http.get(url)).status == 401  # the env files set a token
-                assert (await http.get(url, headers=scraper)).status == 200
+                async with http.get(url) as refused:  # the env files set a token
+                    assert refused.status == 401
+                async with http.get(url, headers=scraper) as scraped:
+                    assert scraped.status == 200
         # systemd stops with SIGTERM (KillMode=mixed: to the main process) and
         # waits TimeoutStopSec before SIGKILL: both end cleanly well within it.
         codes = [await proc.stop(signal.SIGTERM, timeout=stops[proc.name])

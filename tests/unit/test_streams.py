@@ -21,6 +21,7 @@ def test_a_viewer_gets_its_share_and_others_theirs_up_to_the_total() -> None:
             assert limits.open_for("carol") == 1
     assert limits.open_streams == 0
     assert limits.open_for("alice") == 0
+    assert limits.refused == {"per_viewer": 1, "total": 1}
 
 
 def test_a_refused_or_failed_stream_holds_no_slot() -> None:
