@@ -252,3 +252,48 @@ async def test_kill_stops_a_live_run(cli: Cli, settings: Settings, store: EtcdSt
         assert r.code == 0 and r.out.strip() == f"kill requested: {run_id}"
         doc = await wait_final(logs, f"{run_id}#1")
     assert doc["status"] == "killed" and doc["killed_by"].startswith("token:")
+
+
+async def test_export_then_import_restores_the_job_table(cli: Cli, tmp_path: Path) -> None:
+    for argv in (("hourly", "--schedule", "0 * * * *", "--command", "echo hi", "--env", "A=1",
+                  "--target", "zone=a", "--retries", "2"),
+                 ("poll", "--schedule", "*/5 * * * * *", "--http-url", "https://example.org/",
+                  "--disabled", "--set", "timeout=30")):
+        assert (await cli("job", "add", *argv)).code == 0
+    saved = tmp_path / "jobs.json"
+    result = await cli("job", "export", "-o", str(saved))
+    assert result.code == 0 and "exported 2 jobs" in result.err
+    assert saved.stat().st_mode & 0o777 == 0o600
+    exported = json.loads(saved.read_text())["jobs"]
+    assert [j["name"] for j in exported] == ["hourly", "poll"]
+    assert not {"revision", "next_fire", "last_run", "running"} & {k for j in exported for k in j}
+    assert (await cli("job", "export")).json() == {"jobs": exported}  # stdout: the same
+
+    # One job lost, the other changed: import creates the first and leaves the second...
+    assert (await cli("job", "rm", "hourly")).code == 0
+    assert (await cli("job", "edit", "poll", "--schedule", "0 0 * * *")).code == 0
+    result = await cli("job", "import", str(saved))
+    assert result.code == 0, result.err
+    assert result.out.startswith("created 1, replaced 0, skipped 1")
+    assert (await cli("job", "show", "poll", "--json")).json()["schedule"] == "0 0 * * *"
+    # ... and --replace puts it back as exported.
+    result = await cli("job", "import", str(saved), "--replace", "--json")
+    assert result.json() == {"created": [], "replaced": ["hourly", "poll"], "skipped": []}
+    assert (await cli("job", "export")).json() == {"jobs": exported}
+
+
+async def test_import_refuses_a_bad_document_and_stops_at_a_bad_job(
+        cli: Cli, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text('[{"name": "x"}]')
+    result = await cli("job", "import", str(bad))
+    assert result.code == 2 and "must hold" in result.err
+    bad.write_text(json.dumps({"jobs": [
+        {"name": "fine", "schedule": "0 * * * *", "command": "true"},
+        {"name": "broken", "schedule": "not cron", "command": "true"},
+        {"name": "after", "schedule": "0 * * * *", "command": "true"}]}))
+    result = await cli("job", "import", str(bad))
+    assert result.code == 1
+    assert "job broken: schedule" in result.err and "created 1" in result.err
+    names = [j["name"] for j in (await cli("job", "export")).json()["jobs"]]  # type: ignore[index]
+    assert names == ["fine"]
