@@ -16,4 +16,11 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e '.[dev]'
-exec .venv/bin/python -m pytest "$@"
+if [ "$#" -gt 0 ]; then
+    exec .venv/bin/python -m pytest "$@"
+fi
+# The whole suite: most tests wait on the wall clock, so three processes share
+# the two cores (pytest-xdist, a test file per process at a time). Then the
+# tests marked "alone", whose verdicts need a machine nobody else saturates.
+.venv/bin/python -m pytest -n 3 --dist loadfile -m "not alone"
+exec .venv/bin/python -m pytest -m alone

@@ -2,9 +2,10 @@
 
 Server commands (``master``, ``worker``, ``up``) read the cluster settings;
 client commands (``job``, ``runs``, ``workers``, ``token``) talk to a master's
-HTTP API (``CRONSWARM_URL``, ``CRONSWARM_TOKEN``). Exit codes: 0 success,
-1 refused by the master, 2 bad usage or configuration, 3 not authenticated or
-not allowed, 4 master (or etcd) unreachable, 5 server error.
+HTTP API (``CRONSWARM_URL``, ``CRONSWARM_TOKEN``); ``secrets`` makes keys and
+re-seals jobs' secrets in etcd. Exit codes: 0 success, 1 refused by the master
+(or a job's secrets could not be rotated), 2 bad usage or configuration, 3 not
+authenticated or not allowed, 4 master (or etcd) unreachable, 5 server error.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import sys
 
 from .. import __version__
 from ..common import ConfigError, CronswarmError, ServiceUnavailable, Settings
-from . import _jobs, _runs, _token, _up
+from . import _jobs, _runs, _secrets, _token, _up
 from ._client import CliError, ExitCode, run_client_command
 from ._serve import serve_master, serve_worker
 
@@ -37,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     _jobs.add_parser(sub)
     _runs.add_parser(sub)
     _token.add_parser(sub)
+    _secrets.add_parser(sub)
     return parser
 
 
@@ -62,6 +64,8 @@ def main(argv: list[str] | None = None) -> int:
             return _up.run(args, args.config)
         if args.command == "token":
             return _token.run(args, args.config)
+        if args.command == "secrets":
+            return _secrets.run(args, args.config)
         if not server:
             return run_client_command(args.client_command, args)
         settings = Settings.load(config_file=args.config)

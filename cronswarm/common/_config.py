@@ -18,6 +18,7 @@ from typing import Any
 
 from ._errors import ConfigError
 from ._job import check_name
+from ._secrets import KEYS_SETTING, Keyring
 
 _REQUIRED: Any = object()
 
@@ -121,6 +122,12 @@ def _boolean(raw: object) -> bool:
     raise ValueError(f"{raw!r} is not a boolean (true/false)")
 
 
+def _job_secret_keys(raw: object) -> str:
+    text = str(raw).strip()
+    Keyring.parse(text)  # ValueError names what is wrong, never a key
+    return text
+
+
 def _worker_id(raw: object) -> str:
     text = str(raw)
     if (reason := check_name(text)) is not None:
@@ -204,6 +211,10 @@ class Settings:
     http_deny_local: bool = _setting("CRONSWARM_HTTP_DENY_LOCAL", _boolean, False)
     # beyond this offset from the cluster's clock a worker claims nothing (ms)
     max_clock_offset_ms: int = _setting("CRONSWARM_MAX_CLOCK_OFFSET_MS", _positive_int, 500)
+    # Job secrets: "id:base64-32-byte-key,..."; the first seals, all open (masters
+    # seal, workers open). Kept as given (``Keyring.from_setting`` reads it).
+    job_secret_keys: str | None = field(default=None, repr=False, metadata={
+        "env": KEYS_SETTING, "parse": _job_secret_keys})
     # live output streams (masters and workers each): open at once per viewer, and in all
     live_streams_per_viewer: int = _setting("CRONSWARM_LIVE_STREAMS_PER_VIEWER", _positive_int,
                                             4)

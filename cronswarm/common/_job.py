@@ -18,11 +18,16 @@ from typing import Any, Literal
 
 from ._alerting import AlertRule
 from ._cron import load_timezone, validate_expression
-from ._errors import ValidationError
+from ._errors import FieldProblem, ValidationError
 from ._fields import FieldReader
 from ._names import NAME_RE as NAME_RE
 from ._names import check_name as check_name
 from ._names import validate_name as validate_name
+from ._secrets import (
+    Sealed,
+    sealed_from_stored,
+    sealed_to_stored,
+)
 from ._urls import check_http_url
 
 _ENV_KEY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
@@ -37,6 +42,7 @@ MISFIRE_POLICIES: tuple[Misfire, ...] = ("skip", "run_latest", "run_all")
 HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 MAX_TIMEOUT_S = 7 * 24 * 3600.0
 _NO_STRINGS: Mapping[str, str] = MappingProxyType({})  # shared by every job without env/targets
+_NO_SECRETS: Mapping[str, Sealed] = MappingProxyType({})
 
 
 def _check_env_key(key: str) -> str | None:
@@ -227,11 +233,14 @@ class Job:
     retention_days: int | None = None  # None: the cluster default
     expect_success_within: float | None = None  # seconds, dead-man alert
     alerts: AlertRule | None = None  # None: every kind, to the default channels
+    # Write-only values, sealed (see ``_secrets``): slot -> ciphertext.
+    secrets: Mapping[str, Sealed] = field(default_factory=lambda: _NO_SECRETS)
 
     FIELDS = (
         "name", "schedule", "command", "http", "timezone", "enabled", "description", "shell",
         "cwd", "env", "user", "timeout", "kill_grace", "overlap", "misfire", "misfire_window",
         "retry", "priority", "targets", "retention_days", "expect_success_within", "alerts",
+        "secrets",
     )
 
     @property
@@ -246,8 +255,13 @@ class Job:
         return self.command or ""
 
     @classmethod
-    def from_dict(cls, data: object, *, name: str | None = None) -> Job:
-        """Validate an untrusted JSON object; ``name`` overrides/provides the name."""
+    def from_dict(cls, data: object, *, name: str | None = None, stored: bool = False) -> Job:
+        """Validate an untrusted JSON object; ``name`` overrides/provides the name.
+
+        ``secrets`` (sealed values) are read only from the etcd encoding
+        (``stored``): the API takes secret values in the clear apart and seals
+        them. ``secrets_set`` (what ``to_dict`` shows) is read-only.
+        """
         if name is not None and isinstance(data, Mapping):
             data = {**data, "name": name}
         r = FieldReader(data, allowed=_JOB_FIELDS)
@@ -286,6 +300,19 @@ class Job:
         retention = r.integer("retention_days", None, minimum=1, maximum=3650)
         dead_man = r.number("expect_success_within", None, minimum=1, maximum=366 * 86400)
         alerts = r.nested("alerts", AlertRule.from_dict, None)
+        secrets: Mapping[str, Sealed] = _NO_SECRETS
+        if r.data.get("secrets") is not None:
+            if not stored:
+                r.fail("secrets", "secret values are given in the clear to the API, which "
+                                  "seals them")
+            else:
+                try:
+                    secrets = sealed_from_stored(r.data["secrets"])
+                except ValueError as exc:
+                    r.fail("secrets", str(exc))
+        if secrets:
+            for where, reason in secret_slot_problems(secrets, http, env):
+                r.fail(where, reason)
         if http is not None:
             for key in ("shell", "cwd", "user", "env"):
                 if r.data.get(key):
@@ -311,11 +338,12 @@ class Job:
             env=env, user=user, timeout=timeout, kill_grace=kill_grace, overlap=overlap,
             misfire=misfire, misfire_window=misfire_window, retry=retry, priority=priority,
             targets=targets, retention_days=retention, expect_success_within=dead_man,
-            alerts=alerts,
+            alerts=alerts, secrets=secrets,
         )
 
     def to_dict(self) -> dict[str, Any]:
-        """The canonical JSON object (the API shape and the etcd encoding)."""
+        """The canonical JSON object: the API shape, which shows which secrets
+        are set (``secrets_set``) and never their values."""
         out: dict[str, Any] = {"name": self.name, "schedule": self.schedule}
         if self.command is not None:
             out["command"] = self.command
@@ -335,10 +363,16 @@ class Job:
             out["env"] = dict(self.env)
         if self.alerts is not None:
             out["alerts"] = self.alerts.to_dict()
+        out["secrets_set"] = sorted(self.secrets)
         return out
 
     def to_json(self) -> bytes:
-        return json.dumps(self.to_dict(), separators=(",", ":"), sort_keys=True).encode()
+        """The etcd encoding: ``to_dict`` with the sealed secrets."""
+        out = self.to_dict()
+        del out["secrets_set"]
+        if self.secrets:
+            out["secrets"] = sealed_to_stored(self.secrets)
+        return json.dumps(out, separators=(",", ":"), sort_keys=True).encode()
 
     @classmethod
     def from_json(cls, raw: bytes | str, *, stored_as: str | None = None) -> Job:
@@ -353,20 +387,34 @@ class Job:
             raise ValidationError.single("body", f"is not valid JSON: {exc}") from exc
         if stored_as is not None and type(data) is dict and data.get("name") == stored_as:
             data["name"] = stored_as
-        return cls.from_dict(data)
+        return cls.from_dict(data, stored=True)
 
     def patched(self, changes: Mapping[str, Any]) -> Job:
-        """A new job with ``changes`` applied (a JSON merge patch); revalidated."""
+        """A new job with ``changes`` applied (a JSON merge patch); revalidated.
+
+        Its secrets are this job's, unchecked: ``with_secrets`` checks them
+        against the new job once their own changes are applied.
+        """
         if not isinstance(changes, Mapping):
             raise ValidationError.single("body", "must be a JSON object")
         if "name" in changes and changes["name"] != self.name:
             raise ValidationError.single("name", "cannot be changed; create a new job instead")
-        merged = _merge_patch(self.to_dict(), changes)
+        base = self.to_dict()
+        del base["secrets_set"]
+        merged = _merge_patch(base, changes)
         if "http" in changes and changes["http"] is not None:
             merged.pop("command", None)
         if "command" in changes and changes["command"] is not None:
             merged.pop("http", None)
-        return Job.from_dict(merged)
+        return replace(Job.from_dict(merged), secrets=self.secrets)
+
+    def with_secrets(self, secrets: Mapping[str, Sealed]) -> Job:
+        """This job holding ``secrets`` instead; ValidationError if they do not fit it."""
+        problems = [FieldProblem(where, reason) for where, reason
+                    in secret_slot_problems(secrets, self.http, self.env)]
+        if problems:
+            raise ValidationError(problems)
+        return replace(self, secrets=dict(secrets) if secrets else _NO_SECRETS)
 
     def with_enabled(self, enabled: bool) -> Job:
         return replace(self, enabled=enabled)
@@ -377,6 +425,42 @@ class Job:
 
 
 _JOB_FIELDS = frozenset(Job.FIELDS)
+
+
+def secret_slot_problems(secrets: Mapping[str, Sealed], http: HttpRequest | None,
+                         env: Mapping[str, str]) -> list[tuple[str, str]]:
+    """Which secret slots do not fit the job: (field, reason) for each."""
+    if not secrets:
+        return []  # most jobs: nothing to build
+    problems: list[tuple[str, str]] = []
+    plain_headers = {k.lower() for k in http.headers} if http is not None else set()
+    secret_headers: set[str] = set()
+    for slot in sorted(secrets):
+        kind, _, key = slot.partition(".")
+        where = f"secrets.{slot}"
+        if kind == "env":
+            if http is not None:
+                problems.append((where, "applies to shell jobs only (clear it with null)"))
+            elif (reason := _check_env_key(key)) is not None:
+                problems.append((where, reason))
+            elif key in env:
+                problems.append((where, f"is also a plain variable (env.{key}); keep one"))
+        elif http is None:
+            problems.append((where, "applies to HTTP jobs only (clear it with null)"))
+        elif kind == "headers":
+            if (reason := _check_header(key)) is not None:
+                problems.append((where, reason))
+            elif key.lower() in plain_headers:
+                problems.append((where, f"is also a plain header (http.headers.{key})"))
+            elif key.lower() in secret_headers:
+                problems.append((where, "is set twice (header names ignore case)"))
+            secret_headers.add(key.lower())
+        elif slot != "basic_auth":
+            problems.append((where, "is not a secret slot"))
+    if "basic_auth" in secrets and http is not None and (
+            "authorization" in plain_headers | secret_headers):
+        problems.append(("secrets.basic_auth", "cannot be used with an Authorization header"))
+    return problems
 
 
 def _merge_patch(target: dict[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:

@@ -102,14 +102,20 @@ def recent_entry(doc: Mapping[str, Any]) -> Doc:
     return {k: doc.get(k) for k in _RECENT_FIELDS}
 
 
+def keep_newer(kept: dict[Any, Any], entry: Mapping[str, Any]) -> None:
+    """Keep ``entry`` in ``kept`` (by run document id) unless a later state
+    (higher ``seq``) of its run document is there already."""
+    held = kept.get(entry["_id"])
+    if held is None or (entry.get("seq") or 0) >= (held.get("seq") or 0):
+        kept[entry["_id"]] = entry
+
+
 def newest_states(entries: Iterable[Mapping[str, Any]]) -> list[Doc]:
     """``recent`` as stored (oldest first, maybe a stale state twice) to the
     newest state of each run document, newest first."""
     best: dict[Any, Mapping[str, Any]] = {}
     for entry in entries:
-        held = best.get(entry["_id"])
-        if held is None or (entry.get("seq") or 0) > (held.get("seq") or 0):
-            best[entry["_id"]] = entry
+        keep_newer(best, entry)
     return sorted((dict(e) for e in best.values()),
                   key=lambda e: (e["tick"], e["attempt"]), reverse=True)
 
@@ -137,10 +143,7 @@ class Held:
         for doc in docs:
             if self.newest is None or _order(doc) >= _order(self.newest):
                 self.newest = doc
-            entry = recent_entry(doc)
-            held = self.recent.get(entry["_id"])
-            if held is None or (entry.get("seq") or 0) >= (held.get("seq") or 0):
-                self.recent[entry["_id"]] = entry
+            keep_newer(self.recent, recent_entry(doc))
             if doc["_id"] in replaced:
                 self.pull.add(doc["_id"])
             until = doc.get("expire_at") or doc["tick"] + keep
@@ -155,9 +158,7 @@ class Held:
                                          or _order(other.newest) >= _order(self.newest)):
             self.newest = other.newest
         for entry in other.recent.values():
-            held = self.recent.get(entry["_id"])
-            if held is None or (entry.get("seq") or 0) >= (held.get("seq") or 0):
-                self.recent[entry["_id"]] = entry
+            keep_newer(self.recent, entry)
         self.pull |= other.pull
         if other.expire_at is not None:
             self.expire_at = (other.expire_at if self.expire_at is None

@@ -12,7 +12,7 @@ from typing import Any
 
 from aiohttp import web
 
-from ..common import Job, RunStatus, ValidationError, validate_name
+from ..common import RunStatus, ValidationError, read_job_input, split_secret_input, validate_name
 from ._auth import Role
 from ._http import JOBS, LOGS, json_response, principal, read_object, require
 from ._joblist import NEVER, JobFilter, job_view, load_job_page, next_fire
@@ -64,8 +64,8 @@ async def list_jobs(request: web.Request) -> web.Response:
 @routes.post("/api/jobs")
 async def create_job(request: web.Request) -> web.Response:
     who = require(request, Role.ADMIN)
-    job = Job.from_dict(await read_object(request))
-    stored = await request.app[JOBS].create(job, actor=who.actor)
+    job, secrets = read_job_input(await read_object(request))
+    stored = await request.app[JOBS].create(job, actor=who.actor, secrets=secrets)
     response = _written(request, stored, status=201)
     response.headers["Location"] = f"/api/jobs/{job.name}"
     return response
@@ -90,8 +90,9 @@ async def replace_job(request: web.Request) -> web.Response:
     body = await read_object(request)
     if "name" in body and body["name"] != name:
         raise ValidationError.single("name", "does not match the job in the URL")
-    job = Job.from_dict(body, name=name)
-    stored = await request.app[JOBS].replace(job, actor=who.actor, if_match=_if_match(request))
+    job, secrets = read_job_input(body, name=name)
+    stored = await request.app[JOBS].replace(job, actor=who.actor, if_match=_if_match(request),
+                                             secrets=secrets)
     return _written(request, stored)
 
 
@@ -103,14 +104,21 @@ def _patch_action(changes: dict[str, Any]) -> str:
 
 @routes.patch("/api/jobs/{name}")
 async def patch_job(request: web.Request) -> web.Response:
-    """A JSON merge patch. Operators may change ``enabled`` only (pause/resume)."""
+    """A JSON merge patch. Operators may change ``enabled`` only (pause/resume).
+
+    ``secrets`` follow the same rule as in a replace: named slots are set or
+    (null) cleared, the others kept.
+    """
     who = principal(request)
     name = _job_name(request)
-    changes = await read_object(request)
-    who.require(Role.OPERATOR if changes and set(changes) <= _ENABLED_ONLY else Role.ADMIN)
+    body = await read_object(request)
+    who.require(Role.OPERATOR if body and set(body) <= _ENABLED_ONLY else Role.ADMIN)
+    changes, secrets, problems = split_secret_input(body)
+    if problems:
+        raise ValidationError(problems)
     stored = await request.app[JOBS].patch(name, changes, actor=who.actor,
                                            if_match=_if_match(request),
-                                           action=_patch_action(changes))
+                                           action=_patch_action(body), secrets=secrets)
     return _written(request, stored)
 
 

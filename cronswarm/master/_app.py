@@ -17,6 +17,7 @@ from ..common import (
     DENY_SETTING,
     AuthError,
     Job,
+    Keyring,
     Keyspace,
     Settings,
     StreamLimits,
@@ -217,7 +218,8 @@ def create_app(
             app[JOBS] = JobService(coord, log_store, keys, clock,
                                    request_ttl=settings.request_ttl,
                                    check_job=deny_local_http if settings.http_deny_local
-                                   else None)
+                                   else None,
+                                   keyring=Keyring.from_setting(settings.job_secret_keys))
             app[TOKENS] = TokenStore(coord, keys)
             app[SESSION_KEY] = await load_session_key(coord, keys, settings.secret_key)
             app[SESSIONS] = SessionStore(coord, keys)

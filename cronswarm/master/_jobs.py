@@ -18,9 +18,11 @@ from ..common import (
     Clock,
     ConflictError,
     Job,
+    Keyring,
     Keyspace,
     NotFoundError,
     PreconditionFailed,
+    SecretInput,
     SystemClock,
     ValidationError,
     escaped_text,
@@ -71,8 +73,11 @@ def parse_etag(value: str | None) -> int | None:
 class JobService:
     def __init__(self, store: CoordStore, logs: LogStore, keys: Keyspace,
                  clock: Clock | None = None, *, request_ttl: int = REQUEST_TTL,
-                 check_job: Callable[[Job], None] | None = None) -> None:
+                 check_job: Callable[[Job], None] | None = None,
+                 keyring: Keyring | None = None) -> None:
         self.store = store
+        # Seals the secret values of jobs written here (None: jobs cannot get any).
+        self.keyring = keyring
         # A cluster policy a job must meet to be written (raises ValidationError).
         self.check_job = check_job
         self.logs = logs
@@ -171,7 +176,10 @@ class JobService:
             token = found_token[0] if found_token else None
         raise ConflictError(f"the fencing token of job {name!r} kept moving; retry")
 
-    async def create(self, job: Job, *, actor: str) -> StoredJob:
+    async def create(self, job: Job, *, actor: str, secrets: SecretInput | None = None
+                     ) -> StoredJob:
+        if secrets is not None:
+            job = secrets.apply(job, {}, self.keyring)
         if self.check_job is not None:
             self.check_job(job)
         key = self.keys.job(job.name)
@@ -179,22 +187,28 @@ class JobService:
                                     restart=True)
         if result is None:
             raise ConflictError(f"job {job.name!r} already exists")
-        await self._audit(actor, "job.create", job.name, None, job.to_dict())
+        await self._audit(actor, "job.create", job.name, None, job.to_dict(),
+                          _secret_details(secrets))
         return StoredJob(job, result.revision)
 
-    async def replace(self, job: Job, *, actor: str, if_match: int | None) -> StoredJob:
+    async def replace(self, job: Job, *, actor: str, if_match: int | None,
+                      secrets: SecretInput | None = None) -> StoredJob:
         current = await self.get(job.name)
         return await self._write(current, job, actor=actor, if_match=if_match,
-                                 action="job.update")
+                                 action="job.update", secrets=secrets)
 
     async def patch(self, name: str, changes: Mapping[str, Any], *, actor: str,
-                    if_match: int | None, action: str = "job.update") -> StoredJob:
+                    if_match: int | None, action: str = "job.update",
+                    secrets: SecretInput | None = None) -> StoredJob:
         current = await self.get(name)
         return await self._write(current, current.job.patched(changes), actor=actor,
-                                 if_match=if_match, action=action)
+                                 if_match=if_match, action=action, secrets=secrets)
 
     async def _write(self, current: StoredJob, job: Job, *, actor: str,
-                     if_match: int | None, action: str) -> StoredJob:
+                     if_match: int | None, action: str,
+                     secrets: SecretInput | None = None) -> StoredJob:
+        # Secrets a request does not name keep their stored (sealed) values.
+        job = (secrets or _NO_CHANGE).apply(job, current.job.secrets, self.keyring)
         if self.check_job is not None and job.http != current.job.http:
             self.check_job(job)  # (a job written before the policy can still be paused)
         key = self.keys.job(job.name)
@@ -211,7 +225,8 @@ class JobService:
                 raise PreconditionFailed(
                     f"job {job.name!r} changed since revision {if_match}; reload and retry")
             raise ConflictError(f"job {job.name!r} changed meanwhile; retry")
-        await self._audit(actor, action, job.name, old.to_dict(), job.to_dict())
+        await self._audit(actor, action, job.name, old.to_dict(), job.to_dict(),
+                          _secret_details(secrets))
         return StoredJob(job, result.revision)
 
     async def delete(self, name: str, *, actor: str, if_match: int | None = None) -> None:
@@ -289,6 +304,19 @@ class JobService:
         entry = AuditEntry(self.clock.now_ms(), actor, action, target, before, after,
                            dict(details or {}))
         await write_audit(self.logs, entry)
+
+
+_NO_CHANGE = SecretInput({})
+
+
+def _secret_details(secrets: SecretInput | None) -> dict[str, Any] | None:
+    """What the audit says of a secret change: which slots, never a value."""
+    if secrets is None:
+        return None
+    details: dict[str, Any] = {"secrets_changed": secrets.touched}
+    if secrets.clear_all:
+        details["secrets_cleared"] = True
+    return details
 
 
 async def write_audit(logs: LogStore, entry: AuditEntry) -> None:

@@ -12,6 +12,7 @@ from typing import Any
 
 from ..common import MISFIRE_POLICIES, OVERLAP_POLICIES, RunStatus, Trigger
 from ..common._job import HTTP_METHODS, MAX_TIMEOUT_S
+from ..common._secrets import MAX_SECRET_LEN
 from ._auth import MAX_EXPIRES_IN_S, TOKEN_NAME_RE, Role
 
 Schema = dict[str, Any]
@@ -152,6 +153,37 @@ def _job_properties(*, partial: bool) -> dict[str, Schema]:
         "retention_days": nullable({"type": "integer", "minimum": 1, "maximum": 3650}),
         "expect_success_within": nullable(_number(1, 366 * 86400)),
         "alerts": nullable(ref("AlertRule")),
+        "secrets": nullable(ref("JobSecrets")),
+    }
+
+
+def job_secrets() -> Schema:
+    """Write-only secret values (never in a response); see ``SecretInput``."""
+    value = nullable({"type": "string", "minLength": 1, "maxLength": MAX_SECRET_LEN,
+                      "pattern": _TEXT})
+    return {
+        "type": "object",
+        "additionalProperties": False,
+        "description": ("write-only: a named secret is set, null clears it, one not named "
+                        "keeps its value; null for the whole object clears them all. "
+                        "Responses show only secrets_set. Needs CRONSWARM_JOB_SECRET_KEYS "
+                        "on the master"),
+        "properties": {
+            "env": {"type": "object", "propertyNames": {"pattern": _ENV_KEY},
+                    "additionalProperties": value, "description": "shell jobs"},
+            "headers": {"type": "object", "propertyNames": {"pattern": _HEADER},
+                        "additionalProperties": value, "description": "HTTP jobs"},
+            "basic_auth": nullable({
+                "type": "object", "additionalProperties": False,
+                "required": ["username", "password"], "description": "HTTP jobs",
+                "properties": {
+                    "username": {"type": "string", "minLength": 1, "maxLength": 256,
+                                 "pattern": r"^[^:\x00]*$"},
+                    "password": {"type": "string", "minLength": 1,
+                                 "maxLength": MAX_SECRET_LEN, "pattern": _TEXT},
+                },
+            }),
+        },
     }
 
 
@@ -191,14 +223,18 @@ def job_patch() -> Schema:
 
 def _job_output() -> Schema:
     props = _job_properties(partial=False)
+    del props["secrets"]
     return {
         "type": "object",
         "additionalProperties": False,
         "required": ["name", "schedule", "timezone", "enabled", "description", "timeout",
                      "kill_grace", "overlap", "misfire", "misfire_window", "retry",
-                     "priority", "targets", "revision", "next_fire"],
+                     "priority", "targets", "secrets_set", "revision", "next_fire"],
         "properties": {
             **props,
+            "secrets_set": {"type": "array", "items": {"type": "string"}, "description": (
+                "which secrets the job holds (env.NAME, headers.Name, basic_auth), never "
+                "their values")},
             "retry": ref("RetryPolicy"),
             "http": ref("HttpRequest"),
             "revision": {"type": "integer", "description": "etcd mod_revision (the ETag)"},
@@ -377,6 +413,7 @@ def components() -> dict[str, Schema]:
         "Error": _error(),
         "HttpRequest": http_request(),
         "HttpRequestPatch": http_request(partial=True),
+        "JobSecrets": job_secrets(),
         "RetryPolicy": retry_policy(),
         "RetryPolicyPatch": retry_policy(partial=True),
         "JobCreate": job_input(name_required=True),

@@ -23,9 +23,10 @@ the worker is killed with SIGKILL.
 
 The child gets a minimal environment (never the worker's own, which may hold
 credentials): PATH, HOME, LANG, SHELL, USER, LOGNAME, TZ, the job's ``env``
-and the ``CRONSWARM_*`` variables (run id, job, tick, attempt, worker, and
-the attempt's process tag). With ``user`` (worker running as root) the job
-runs as that user, with its primary and supplementary groups and its home.
+and secret ``env`` (opened for the run), and the ``CRONSWARM_*`` variables
+(run id, job, tick, attempt, worker, and the attempt's process tag). With
+``user`` (worker running as root) the job runs as that user, with its
+primary and supplementary groups and its home.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from ..common import Job, RunStatus
+from ..common import NO_SECRETS, Job, OpenedSecrets, RunStatus
 from ._guardian import Guardian
 from ._output import BoundedOutput
 from ._procfs import become_subreaper
@@ -97,6 +98,7 @@ class RunContext:
     allow_run_as: bool = True
     started: asyncio.Event = field(default_factory=asyncio.Event)
     pid: int | None = None
+    secrets: OpenedSecrets = NO_SECRETS  # opened for this attempt only
 
     def environment(self) -> dict[str, str]:
         return {
@@ -136,6 +138,7 @@ def _child_env(ctx: RunContext, user: pwd.struct_passwd | None, tag: str) -> dic
             if key in os.environ:
                 env[key] = os.environ[key]
     env.update(ctx.job.env)
+    env.update(ctx.secrets.env)
     env.update(ctx.environment())
     env[TAG_VAR] = tag
     return env
@@ -254,7 +257,6 @@ class ShellExecutor:
                 raise
         except (OSError, subprocess.SubprocessError) as exc:
             return ExecResult(RunStatus.FAILED, error=f"cannot start {shell!r}: {exc}")
-        self._mains.add(proc.pid)
         if self.guardian is not None:
             self.guardian.group(tag, proc.pid)
         ctx.pid = proc.pid

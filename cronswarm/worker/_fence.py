@@ -17,7 +17,12 @@ same run. So the worker decides from its own monotonic clock alone:
 
 The fence lifts when a refresh sent after the fence instant succeeds (the same
 lease, or a new one). Runs of an expired lease are never resumed: their keys
-are gone and may already be another worker's.
+are gone and may already be another worker's; the elected master records the
+stopped attempt lost and offers the next one. When the refresh that lifts the
+fence is on the *same* lease, the lease never expired and nobody else may have
+the run: the worker itself goes on with the run's next attempt, as the job's
+retry policy allows (the stopped attempt counts as a failed one), since the
+master, seeing the lease alive, never judges it.
 
 The decision is re-made at every action that relies on the lease (a claim, a
 run's start, its next attempt), from the clock as it is then, not only by a
@@ -86,6 +91,8 @@ class LeaseFence:
         self._on_fence = on_fence
         self._monotonic = monotonic
         self._changed = asyncio.Event()
+        self.lifted = asyncio.Event()  # set while not fenced
+        self.lifted.set()
 
     @property
     def deadline(self) -> float | None:
@@ -111,6 +118,7 @@ class LeaseFence:
         if self.fenced and not fence_due(self.sent_at, self.ttl, self._monotonic(),
                                          self.fraction):
             self.fenced = False
+            self.lifted.set()
             log.warning("lease refreshed: claiming again")
         self._changed.set()
 
@@ -118,6 +126,7 @@ class LeaseFence:
         if self.fenced or self.sent_at is None:
             return
         self.fenced = True
+        self.lifted.clear()
         self.fences += 1
         late = self._monotonic() - self.sent_at
         log.warning("lease not refreshed for %.1fs (TTL %gs): fenced, stopping every run "

@@ -3,6 +3,8 @@
 The request is the job's ``http`` (method, URL, headers, body, redirects);
 the worker adds ``User-Agent`` and ``X-Cronswarm-Run-Id``/``-Attempt``
 headers unless the job sets them, so endpoints can be idempotent per tick.
+Secret headers and basic auth (opened for the run) are added last, and go
+only to the origin of the job's URL, never to another a redirect points at.
 The response body goes through the attempt's bounded output (head, tail,
 true byte count) and its status is the record's ``http_status``; the attempt
 succeeds when ``HttpRequest.status_ok`` accepts the status (any 2xx unless
@@ -27,6 +29,7 @@ address, so a name that resolves to 127.0.0.1 or a redirect to
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import logging
 import os
@@ -37,9 +40,16 @@ from urllib.parse import urlsplit
 
 import aiohttp
 from multidict import CIMultiDict
+from yarl import URL
 
 from .. import __version__
-from ..common import DENY_SETTING, HttpRequest, RunStatus, local_address_reason
+from ..common import (
+    DENY_SETTING,
+    HttpRequest,
+    RunStatus,
+    Scrubber,
+    local_address_reason,
+)
 from ._executor import ExecResult, RunContext
 
 log = logging.getLogger(__name__)
@@ -47,6 +57,7 @@ log = logging.getLogger(__name__)
 _CHUNK = 65536
 CONNECT_TIMEOUT_S = 30.0  # to establish a connection, when the job's timeout is longer
 MAX_REDIRECTS = 10
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
 
 
 @dataclass(slots=True)
@@ -153,7 +164,8 @@ class HttpExecutor:
         return ExecResult(RunStatus.TIMEOUT, http_status=progress.status,
                           error=f"timed out after {ctx.job.timeout:g}s{got}")
 
-    def _headers(self, ctx: RunContext, req: HttpRequest) -> CIMultiDict[str]:
+    def _headers(self, ctx: RunContext, req: HttpRequest, *, secret: bool = True
+                 ) -> CIMultiDict[str]:
         headers: CIMultiDict[str] = CIMultiDict({
             "User-Agent": f"cronswarm/{__version__}",
             "X-Cronswarm-Run-Id": ctx.run_id,
@@ -161,7 +173,50 @@ class HttpExecutor:
         })
         for name, value in req.headers.items():
             headers[name] = value  # the job's own headers win
+        if not secret:
+            headers.popall("Authorization", None)
+            return headers
+        for name, value in ctx.secrets.headers.items():
+            headers[name] = value
+        if ctx.secrets.basic_auth is not None:
+            user, password = ctx.secrets.basic_auth
+            credentials = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+            headers["Authorization"] = f"Basic {credentials}"
         return headers
+
+    async def _open(self, session: aiohttp.ClientSession, ctx: RunContext, req: HttpRequest
+                    ) -> tuple[aiohttp.ClientResponse, int]:
+        """The response (redirects followed if the job says so) and the redirect count.
+
+        A job with secrets follows redirects itself: its secret headers and
+        basic auth go only to the origin (scheme, host, port) of the job's URL,
+        never to another one a redirect points at.
+        """
+        data = None if req.body is None else req.body.encode()
+        if not req.follow_redirects or (not ctx.secrets.headers
+                                        and ctx.secrets.basic_auth is None):
+            resp = await session.request(req.method, req.url, headers=self._headers(ctx, req),
+                                         data=data, allow_redirects=req.follow_redirects,
+                                         max_redirects=MAX_REDIRECTS)
+            return resp, len(resp.history)
+        home = URL(req.url).origin()
+        method, url = req.method, URL(req.url)
+        for hops in range(MAX_REDIRECTS + 1):
+            resp = await session.request(method, url, data=data, allow_redirects=False,
+                                         headers=self._headers(ctx, req,
+                                                               secret=url.origin() == home))
+            location = resp.headers.get("Location")
+            if resp.status not in _REDIRECTS or location is None:
+                return resp, hops
+            target = url.join(URL(location))
+            if target.scheme not in ("http", "https"):
+                return resp, hops  # not followed: the 3xx is the answer
+            resp.release()
+            if (resp.status == 303 and method != "HEAD") or (
+                    resp.status in (301, 302) and method == "POST"):
+                method, data = "GET", None  # as browsers (and aiohttp) do
+            url = target
+        raise aiohttp.TooManyRedirects(resp.request_info, ())
 
     async def _call(self, ctx: RunContext, req: HttpRequest, progress: _Progress
                     ) -> ExecResult:
@@ -172,27 +227,23 @@ class HttpExecutor:
         connector = aiohttp.TCPConnector(socket_factory=denying_socket if self.deny_local
                                          else None)
         try:
-            async with (
-                aiohttp.ClientSession(timeout=timeout, trust_env=False,
-                                      connector=connector) as session,
-                session.request(
-                    req.method, req.url, headers=self._headers(ctx, req),
-                    data=None if req.body is None else req.body.encode(),
-                    allow_redirects=req.follow_redirects, max_redirects=MAX_REDIRECTS,
-                ) as resp,
-            ):
-                progress.status, progress.reason = resp.status, resp.reason
-                async for chunk in resp.content.iter_chunked(_CHUNK):
-                    ctx.output.feed(chunk)
+            async with aiohttp.ClientSession(timeout=timeout, trust_env=False,
+                                             connector=connector) as session:
+                resp, hops = await self._open(session, ctx, req)
+                async with resp:
+                    progress.status, progress.reason = resp.status, resp.reason
+                    async for chunk in resp.content.iter_chunked(_CHUNK):
+                        ctx.output.feed(chunk)
         except (aiohttp.ClientError, TimeoutError) as exc:
-            error = describe_client_error(exc, req.url, connect)
+            error = Scrubber(ctx.secrets.values()).text(
+                describe_client_error(exc, req.url, connect))
             log.info("HTTP job %s: %s", ctx.run_id, error)
             return ExecResult(RunStatus.FAILED, http_status=progress.status, error=error)
         details: dict[str, object] = {"http_reason": resp.reason or ""}
         if str(resp.url) != req.url:
             details["final_url"] = str(resp.url)
-        if resp.history:
-            details["redirects"] = len(resp.history)
+        if hops:
+            details["redirects"] = hops
         if req.status_ok(resp.status):
             return ExecResult(RunStatus.SUCCEEDED, http_status=resp.status, details=details)
         return ExecResult(

@@ -2,11 +2,17 @@
 
 Memory stays within ``head + tail`` bytes however much a job prints; live
 subscribers see every chunk as it arrives (for the dashboard's live tail).
+
+With a ``Scrubber`` (a job with secrets) every chunk goes through it first,
+so the head, the tail, the byte count and the live subscribers all see the
+scrubbed stream; ``flush`` releases the bytes it held back at the end.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+
+from ..common import Scrubber
 
 
 class BoundedOutput:
@@ -19,6 +25,7 @@ class BoundedOutput:
         self._tail = bytearray()
         self.total = 0
         self._listeners: list[Callable[[bytes], None]] = []
+        self.scrubber: Scrubber | None = None
 
     def subscribe(self, listener: Callable[[bytes], None]) -> Callable[[], None]:
         """Call ``listener(chunk)`` for each new chunk; returns an unsubscribe function."""
@@ -26,6 +33,16 @@ class BoundedOutput:
         return lambda: self._listeners.remove(listener) if listener in self._listeners else None
 
     def feed(self, chunk: bytes) -> None:
+        if self.scrubber is not None:
+            chunk = self.scrubber.feed(chunk)
+        self._take(chunk)
+
+    def flush(self) -> None:
+        """The output has ended: release what the scrubber held back."""
+        if self.scrubber is not None:
+            self._take(self.scrubber.flush())
+
+    def _take(self, chunk: bytes) -> None:
         if not chunk:
             return
         original = chunk

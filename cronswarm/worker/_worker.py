@@ -32,9 +32,12 @@ from ..common import (
     ClusterClock,
     CronSchedule,
     Job,
+    Keyring,
     Keyspace,
     RunRecord,
     RunStatus,
+    Scrubber,
+    SecretKeyError,
     Settings,
     StreamLimits,
     SystemClock,
@@ -44,6 +47,7 @@ from ..common import (
     encode_tick,
     loop_deadline,
     may_own,
+    open_secrets,
     run_id,
     start_floor,
 )
@@ -190,6 +194,8 @@ class Worker:
                                     on_state=self._register)
         self.clock: ClusterClock = self.clock_sync.clock
         self.labels = dict(settings.worker_labels)
+        # Opens the jobs' secrets when a run starts (None: jobs with secrets fail).
+        self.keyring = Keyring.from_setting(settings.job_secret_keys)
         self.executors: dict[str, Executor] = executors or {
             "shell": ShellExecutor(), "http": HttpExecutor()}
         self.timetable = Timetable()  # enabled jobs this worker may run
@@ -791,9 +797,14 @@ class Worker:
             while True:
                 result = await self._attempt_in_slot(live, due)
                 self._check_owned(live)
-                if result is None or live.kill.requested.is_set() or self.draining:
-                    break
-                if live.attempt >= policy.attempts or not _retryable(job, result):
+                if (live.kill.reason == LEASE_LOST and live.attempt < policy.attempts
+                        and (result is None or result.status is RunStatus.KILLED)):
+                    if not await self._outlived_fence(live):
+                        break  # the keys went with the lease: the master's to retry
+                    live.kill = KillSwitch()  # the next attempt may be stopped again
+                    self._fenced_runs.discard(live.run_id)
+                elif (result is None or live.kill.requested.is_set() or self.draining
+                      or live.attempt >= policy.attempts or not _retryable(job, result)):
                     break
                 delay = retry_delay(policy.delay, policy.multiplier, policy.max_delay,
                                     policy.jitter, live.attempt)
@@ -834,6 +845,19 @@ class Worker:
                 self._fenced_runs.discard(live.run_id)
             if not self.runs:
                 self._runs_idle.set()
+
+    async def _outlived_fence(self, live: LiveRun) -> bool:
+        """After the fence stopped an attempt of ``live``: whether the fence
+        lifted on the lease the run's keys are on (it never expired, so the run
+        is still this worker's alone). False once the worker drains."""
+        lifted = asyncio.ensure_future(self.fence.lifted.wait())
+        drain = asyncio.ensure_future(self._drain.wait())
+        try:
+            await asyncio.wait((lifted, drain), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            lifted.cancel()
+            drain.cancel()
+        return not self.draining and self._owns(live.info)
 
     def _check_owned(self, live: LiveRun) -> None:
         """Stop ``live`` if its lease is not safely ours any more."""
@@ -916,9 +940,19 @@ class Worker:
         ctx = RunContext(job, live.run_id, live.tick, live.attempt, self.id, kill=live.kill,
                          output=live.output, shell=self.settings.shell,
                          allow_run_as=self.settings.allow_run_as)
+        secret_error: str | None = None
+        try:
+            ctx.secrets = open_secrets(self.keyring, job.name, job.secrets)
+        except SecretKeyError as exc:  # names the slot and key id, never a value
+            secret_error = f"cannot open the job's secrets: {exc}"
+            log.error("run %s: %s", live.run_id, secret_error)
+        scrubber = Scrubber(ctx.secrets.values())
+        live.output.scrubber = scrubber if scrubber else None
         with self.feeds.track(record.record_id, live.output) as feed:
             executor = self.executors.get(job.kind)
-            if executor is None:
+            if secret_error is not None:
+                result = ExecResult(RunStatus.FAILED, error=secret_error)
+            elif executor is None:
                 result = ExecResult(RunStatus.FAILED,
                                     error=f"this worker cannot run {job.kind} jobs")
             else:
@@ -927,6 +961,9 @@ class Worker:
                 except Exception as exc:  # an executor bug must not lose the record
                     log.exception("executor failed on %s", live.run_id)
                     result = ExecResult(RunStatus.FAILED, error=f"internal error: {exc!r}")
+            live.output.flush()
+            if result.error is not None:
+                result.error = scrubber.text(result.error)
             head, tail = live.output.text()
             record.status = result.status
             record.ended = self.clock.now_ms()

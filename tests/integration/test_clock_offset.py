@@ -15,6 +15,8 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+import pytest
+
 from cronswarm.common import ClockReport, ClockState, Keyspace, Settings
 from cronswarm.coord import EtcdStore
 from cronswarm.logstore import MongoLogStore
@@ -24,6 +26,8 @@ from tests.apiclient import running_master
 from tests.helpers import wait_for_count
 from tests.receivers import webhook_channel, webhook_receiver
 from tests.swarm import assert_once_per_tick, create_job, pause_and_settle, runs_of
+
+pytestmark = pytest.mark.slow
 
 # scripts/bootstrap.sh installs it (need_faketime) and says where.
 LIBFAKETIME = os.environ.get("CRONSWARM_FAKETIME_LIB",

@@ -195,3 +195,73 @@ async def test_a_worker_frozen_past_its_lease_fences_itself_on_waking(
     timeline.assert_each_started_once()
     if wake == "when the lease expired":
         timeline.assert_no_overlap()
+
+
+async def test_a_worker_frozen_past_its_fence_but_not_its_lease_runs_the_next_attempt(
+    settings: Settings, store: EtcdStore, logs: MongoLogStore, keys: Keyspace,
+    admin_token: str, tmp_path: Path,
+) -> None:
+    """A stall long enough to fence the worker while its lease lives on (an
+    overloaded host, a short freeze): the fence stops the attempt, the lease
+    never expires, so the master never judges the run lost; the worker itself
+    goes on with the next attempt. Before, that attempt never ran."""
+    timeline = Timeline(tmp_path)
+    workers = {wid: await procs.start("worker", settings, CRONSWARM_WORKER_ID=wid)
+               for wid in ("y1", "y2")}
+    frozen: procs.Proc | None = None
+    keeper: asyncio.Task[None] | None = None
+    try:
+        async with running_master(settings, admin_token) as api:
+            for proc in workers.values():
+                await proc.wait_for_line("ready with")
+            await create_job(store, logs, settings, name="long", schedule="0 0 1 1 *",
+                             command=timeline.command("sleep 60", "true"), overlap="forbid",
+                             retry={"attempts": 2, "any_worker": True, "delay": 0.2,
+                                    "jitter": 0})
+            rid = await JobService(store, logs, keys).run_now("long", actor="tests")
+            first, second = f"{rid}#1", f"{rid}#2"
+            victim = await timeline.wait_for("start", first)
+            registration = await store.get(keys.worker(victim))
+            assert registration is not None and registration.lease
+            lease = registration.lease
+
+            async def keep_alive() -> None:
+                while True:  # the lease outlives the freeze: refreshed from here
+                    await store.keepalive(lease)
+                    await asyncio.sleep(settings.lease_ttl / 4)  # refresh timer
+
+            keeper = asyncio.create_task(keep_alive())
+            frozen = workers[victim]
+            frozen.proc.send_signal(signal.SIGSTOP)
+            # The fault itself: frozen past the fence instant (2/3 of the TTL
+            # after its last refresh), which a whole TTL is.
+            await asyncio.sleep(settings.lease_ttl + 0.5)
+            frozen.proc.send_signal(signal.SIGCONT)
+            frozen = None
+            assert await timeline.wait_for("end", first, timeout=15) == victim
+            doc = await wait_final(logs, first, timeout=30)
+            assert doc["status"] == "killed" and "lease lost" in doc["error"], doc
+            await timeline.wait_for("start", second, timeout=30)
+            final = await wait_final(logs, second, timeout=30)
+            assert final["status"] == "succeeded", final
+            keeper.cancel()
+            # The lease never expired: the worker is registered on it still,
+            # and the master had nothing to judge.
+            again = await store.get(keys.worker(victim))
+            assert again is not None and again.lease == lease
+            assert api.app is not None
+            assert api.app[LEADER].runs_lost == 0
+            docs = await logs.runs.find({"job": "long"}).sort("attempt", 1).to_list(None)
+    finally:
+        if keeper is not None:
+            keeper.cancel()
+        if frozen is not None:
+            frozen.proc.send_signal(signal.SIGCONT)
+        await asyncio.gather(*(p.stop() for p in workers.values()))
+        timeline.close()
+        for orphan in job_processes("long"):
+            with contextlib.suppress(psutil.Error):
+                orphan.kill()
+    assert [(d["attempt"], d["status"]) for d in docs] == [(1, "killed"), (2, "succeeded")]
+    timeline.assert_each_started_once()
+    timeline.assert_no_overlap()

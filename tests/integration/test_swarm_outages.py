@@ -22,6 +22,8 @@ from tests.swarm import (
     swarm,
 )
 
+pytestmark = pytest.mark.slow
+
 
 async def wait_until_wall(epoch_s: float) -> None:
     """Wait for a wall-clock instant (the outage scenario's schedule, not a sync)."""

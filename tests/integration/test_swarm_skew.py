@@ -3,6 +3,8 @@
 import time
 from pathlib import Path
 
+import pytest
+
 from cronswarm.common import Settings
 from cronswarm.coord import EtcdStore
 from cronswarm.logstore import MongoLogStore
@@ -15,6 +17,8 @@ from tests.swarm import (
     runs_of,
     swarm,
 )
+
+pytestmark = pytest.mark.slow
 
 
 async def test_five_skewed_workers_run_each_tick_exactly_once(

@@ -56,3 +56,19 @@ def test_a_record_of_the_largest_undecodable_output_fits_in_one_mongodb_document
     size = len(bson.encode(record_to_doc(record, default_retention_days=30)))
     assert out.truncated
     assert 6 * limit < size < 16 * 1024 * 1024  # MongoDB's maxBsonObjectSize
+
+
+def test_a_scrubbed_output_never_holds_a_secret_cut_by_reads_or_limits() -> None:
+    from cronswarm.common import Scrubber
+
+    out = BoundedOutput(8, 8)
+    out.scrubber = Scrubber(["hunter2-pw"])
+    seen: list[bytes] = []
+    out.subscribe(seen.append)
+    for chunk in (b"a hun", b"ter2-pw b ", b"x" * 20, b" hunter2", b"-pw"):
+        out.feed(chunk)
+    out.flush()
+    whole = b"a [secret] b " + b"x" * 20 + b" [secret]"
+    assert b"".join(seen) == whole  # the live stream
+    assert out.head == whole[:8] and out.tail == whole[-8:]
+    assert out.total == len(whole)
