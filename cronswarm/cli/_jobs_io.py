@@ -5,6 +5,10 @@
 runs). ``import`` creates each job of such a document through the API (so
 each is written, audited and started afresh as any new job), and leaves jobs
 that exist already alone, or replaces them with ``--replace``.
+
+Job secrets are write-only: the document names them (``secrets_set``) but
+holds no value. A job created by ``import`` has none (both commands say which
+jobs need theirs set again); a job replaced keeps the secrets it has.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from ._client import ApiClient, CliError, ExitCode, path, print_json
 
 # Fields of the API's job view that describe its state, not the job.
 VIEW_ONLY = ("revision", "next_fire", "last_run", "running")
+SECRET_NAMES = "secrets_set"  # kept in the document; never sent back (read-only)
 PAGE = 1000
 
 
@@ -42,6 +47,10 @@ def job_document(view: dict[str, Any]) -> dict[str, Any]:
 async def job_export(args: argparse.Namespace, client: ApiClient) -> int:
     jobs = sorted((job_document(j) for j in await all_jobs(client)), key=lambda j: j["name"])
     text = json.dumps({"jobs": jobs}, indent=2, sort_keys=True) + "\n"
+    with_secrets = [j["name"] for j in jobs if j.get(SECRET_NAMES)]
+    if with_secrets:
+        print(f"{len(with_secrets)} jobs hold secrets, which are write-only and not "
+              f"exported (only their names): {', '.join(with_secrets)}", file=sys.stderr)
     if args.output in (None, "-"):
         sys.stdout.write(text)
         return 0
@@ -75,20 +84,25 @@ def _read_jobs(name: str) -> list[dict[str, Any]]:
 async def job_import(args: argparse.Namespace, client: ApiClient) -> int:
     jobs = _read_jobs(args.file)
     existing = {j["name"] for j in await all_jobs(client)}
-    outcome: dict[str, list[str]] = {"created": [], "replaced": [], "skipped": []}
+    outcome: dict[str, list[str]] = {"created": [], "replaced": [], "skipped": [],
+                                     "secrets_to_set": []}
     for job in jobs:
         name = job["name"]
+        body = {k: v for k, v in job.items() if k != SECRET_NAMES}
         try:
             if name not in existing:
-                await client.call("POST", "/api/jobs", body=job)
+                await client.call("POST", "/api/jobs", body=body)
                 outcome["created"].append(name)
-            elif args.replace:
-                await client.call("PUT", path("jobs", name), body=job)
+                if job.get(SECRET_NAMES):
+                    outcome["secrets_to_set"].append(name)
+            elif args.replace:  # (a replace that names no secret keeps them)
+                await client.call("PUT", path("jobs", name), body=body)
                 outcome["replaced"].append(name)
             else:
                 outcome["skipped"].append(name)
         except CliError as exc:  # say how far it got, then fail
-            done = ", ".join(f"{k} {len(v)}" for k, v in outcome.items())
+            done = ", ".join(f"{k} {len(outcome[k])}" for k in ("created", "replaced",
+                                                                  "skipped"))
             raise CliError(f"job {name}: {exc} ({done} before it)", exc.code) from None
     if args.json:
         print_json(outcome)
@@ -96,4 +110,7 @@ async def job_import(args: argparse.Namespace, client: ApiClient) -> int:
         print(f"created {len(outcome['created'])}, replaced {len(outcome['replaced'])}, "
               f"skipped {len(outcome['skipped'])} (exist already"
               f"{'' if args.replace else '; --replace replaces them'})")
+    if outcome["secrets_to_set"]:
+        print("created without their secrets (set them again: README, Job secrets): "
+              + ", ".join(outcome["secrets_to_set"]), file=sys.stderr)
     return 0

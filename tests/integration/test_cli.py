@@ -1,6 +1,7 @@
 """The ``cronswarm`` client commands against a real master (main() in a thread)."""
 
 import asyncio
+import base64
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -278,7 +279,8 @@ async def test_export_then_import_restores_the_job_table(cli: Cli, tmp_path: Pat
     assert (await cli("job", "show", "poll", "--json")).json()["schedule"] == "0 0 * * *"
     # ... and --replace puts it back as exported.
     result = await cli("job", "import", str(saved), "--replace", "--json")
-    assert result.json() == {"created": [], "replaced": ["hourly", "poll"], "skipped": []}
+    assert result.json() == {"created": [], "replaced": ["hourly", "poll"], "skipped": [],
+                             "secrets_to_set": []}
     assert (await cli("job", "export")).json() == {"jobs": exported}
 
 
@@ -297,3 +299,35 @@ async def test_import_refuses_a_bad_document_and_stops_at_a_bad_job(
     assert "job broken: schedule" in result.err and "created 1" in result.err
     names = [j["name"] for j in (await cli("job", "export")).json()["jobs"]]  # type: ignore[index]
     assert names == ["fine"]
+
+
+async def test_export_names_secrets_and_import_says_which_to_set_again(
+    settings: Settings, admin_token: str, logs: MongoLogStore, tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    keys = "k1:" + base64.b64encode(bytes(range(32))).decode()
+    async with running_master(settings.with_overrides(job_secret_keys=keys),
+                              admin_token) as api:
+        cli = Cli(capsys, api.base, admin_token)
+        spec = tmp_path / "job.json"
+        spec.write_text(json.dumps({"name": "backup", "schedule": "0 2 * * *",
+                                    "command": "echo $DB_PASSWORD",
+                                    "secrets": {"env": {"DB_PASSWORD": "hunter2"}}}))
+        assert (await cli("job", "add", "--file", str(spec))).code == 0
+        saved = tmp_path / "jobs.json"
+        result = await cli("job", "export", "-o", str(saved))
+        assert "1 jobs hold secrets" in result.err and "backup" in result.err
+        assert "hunter2" not in saved.read_text()
+        (job,) = json.loads(saved.read_text())["jobs"]
+        assert job["secrets_set"] == ["env.DB_PASSWORD"]
+        # Replaced, the job keeps the secrets it has; created anew, it has none.
+        result = await cli("job", "import", str(saved), "--replace")
+        assert result.code == 0 and result.err == ""
+        shown = (await cli("job", "show", "backup", "--json")).json()
+        assert shown["secrets_set"] == ["env.DB_PASSWORD"]  # type: ignore[index]
+        assert (await cli("job", "rm", "backup")).code == 0
+        result = await cli("job", "import", str(saved))
+        assert result.code == 0 and result.out.startswith("created 1")
+        assert "created without their secrets" in result.err and "backup" in result.err
+        shown = (await cli("job", "show", "backup", "--json")).json()
+        assert shown["secrets_set"] == []  # type: ignore[index]
