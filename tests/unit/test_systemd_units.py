@@ -34,11 +34,10 @@ from tests.units import (
     service,
 )
 
-# Settings being added on other branches at the same time (etcd TLS and auth,
-# job secret encryption); the guide and the env files already name them.
+# Settings being added on another branch at the same time (etcd TLS and auth);
+# the guide and the env files already name them.
 COMING_SETTINGS = {"CRONSWARM_ETCD_CA_FILE", "CRONSWARM_ETCD_CERT_FILE",
-                   "CRONSWARM_ETCD_KEY_FILE", "CRONSWARM_ETCD_USER", "CRONSWARM_ETCD_PASSWORD",
-                   "CRONSWARM_JOB_SECRET_KEYS"}
+                   "CRONSWARM_ETCD_KEY_FILE", "CRONSWARM_ETCD_USER", "CRONSWARM_ETCD_PASSWORD"}
 SETTINGS = {f.metadata["env"] for f in fields(Settings)}
 # Variables of the job's environment or of the CLI client, not settings.
 NOT_SETTINGS = {"CRONSWARM_RUN_ID", "CRONSWARM_URL", "CRONSWARM_TOKEN"}
