@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import signal
 
 from aiohttp import web
 
 from ..common import ServiceUnavailable, Settings
-from ..coord import EtcdStore
+from ..coord import check_etcd_access, etcd_store
 from ..logstore import MongoLogStore
 from ..master import create_app
 from ..worker import HttpExecutor, LogWriter, ShellExecutor, Worker, guardian_running
@@ -41,12 +40,17 @@ async def serve_master(settings: Settings, stop: asyncio.Event | None = None) ->
 
 async def serve_worker(settings: Settings, stop: asyncio.Event | None = None) -> None:
     stop = stop or stop_on_signals()
-    store = EtcdStore(settings.etcd_endpoints, timeout=settings.etcd_timeout)
+    store = etcd_store(settings)
     logs = MongoLogStore(settings.mongodb_uri, database=settings.mongodb_database,
                          default_retention_days=settings.retention_days)
     try:
-        with contextlib.suppress(ServiceUnavailable):
+        await check_etcd_access(store, settings.key_prefix)
+        try:
+            await logs.check_access()
             await logs.ensure_indexes()
+        except ServiceUnavailable as exc:
+            log.warning("MongoDB does not answer at start-up (%s); run records wait in the "
+                        "spool (%s) until it does", exc, settings.spool_dir)
         writer = LogWriter.open(logs, settings)
         try:
             # The guardian kills the runs' processes if this process dies

@@ -17,7 +17,7 @@ import sys
 from typing import Any
 
 from ..common import Keyspace, Settings, SystemClock
-from ..coord import EtcdStore
+from ..coord import check_etcd_access, etcd_store
 from ..logstore import AuditEntry, MongoLogStore
 from ..master import Role, TokenStore
 from ..master._jobs import write_audit
@@ -105,12 +105,13 @@ async def run_api(args: argparse.Namespace, client: ApiClient) -> int:
 
 
 async def run_bootstrap(args: argparse.Namespace, settings: Settings) -> int:
-    store = EtcdStore(settings.etcd_endpoints, timeout=settings.etcd_timeout)
+    store = etcd_store(settings)
     logs = MongoLogStore(settings.mongodb_uri, database=settings.mongodb_database)
     tokens = TokenStore(store, Keyspace(settings.key_prefix))
     actor = f"cli:{getpass.getuser()}"
     now = SystemClock().now_ms()
     try:
+        await check_etcd_access(store, settings.key_prefix)
         if args.token_cmd == "create":
             token, record = await tokens.create(name=args.name or args.role,
                                                 role=Role.parse(args.role),

@@ -21,13 +21,18 @@ import time
 from pathlib import Path
 
 from ..common import ConfigError, Keyspace, Settings, SystemClock
-from ..coord import EtcdStore
+from ..coord import check_etcd_access, etcd_store
 from ..devservices import EtcdServer, MongoServer, dying_with_parent
 from ..logstore import AuditEntry, MongoLogStore
 from ..master import Role, TokenStore
 from ..master._jobs import write_audit
 
 log = logging.getLogger(__name__)
+
+
+# Settings that only make sense with CRONSWARM_ETCD_ENDPOINTS.
+_OWN_ETCD_ONLY = ("CRONSWARM_ETCD_CA_FILE", "CRONSWARM_ETCD_CERT_FILE", "CRONSWARM_ETCD_KEY_FILE",
+                  "CRONSWARM_ETCD_USER", "CRONSWARM_ETCD_PASSWORD")
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -50,9 +55,10 @@ def _port_free(host: str, port: int) -> bool:
 
 async def _admin_token(settings: Settings, token_file: Path) -> str | None:
     """Create the first admin token if none exists; returns it (or None)."""
-    store = EtcdStore(settings.etcd_endpoints, timeout=settings.etcd_timeout)
+    store = etcd_store(settings)
     logs = MongoLogStore(settings.mongodb_uri, database=settings.mongodb_database)
     try:
+        await check_etcd_access(store, settings.key_prefix)
         tokens = TokenStore(store, Keyspace(settings.key_prefix))
         if await tokens.any_admin():
             return None
@@ -95,6 +101,11 @@ def run(args: argparse.Namespace, config_file: str | None) -> int:
         raise ConfigError("--port", f"{args.host}:{args.port} is in use; pick another --port")
     data = Path(args.data_dir).resolve()
     env = dict(os.environ)
+    if not env.get("CRONSWARM_ETCD_ENDPOINTS"):
+        for var in _OWN_ETCD_ONLY:
+            if env.get(var):
+                raise ConfigError(var, "is for an etcd of yours: set CRONSWARM_ETCD_ENDPOINTS "
+                                       "too (the etcd 'up' starts has no TLS and no users)")
     servers: list[EtcdServer | MongoServer] = []
     children: list[subprocess.Popen[bytes]] = []
     stop = {"flag": False}

@@ -4,7 +4,7 @@ from ._addresses import DENY_SETTING, local_address_reason, local_url_reason
 from ._alerting import ALERT_KINDS, DEFAULT_ALERT_RULE, PROBLEM_KINDS, AlertKind, AlertRule
 from ._cancel import reraise_cancellation
 from ._clock import Clock, SkewedClock, SystemClock, loop_deadline
-from ._config import MAX_OUTPUT_PART_BYTES, Settings
+from ._config import MAX_OUTPUT_PART_BYTES, Settings, read_pem_file
 from ._cron import CronSchedule, from_ms, load_timezone, preview, to_ms, validate_expression
 from ._describe import describe
 from ._errors import (
@@ -17,6 +17,7 @@ from ._errors import (
     PermissionDenied,
     PreconditionFailed,
     RateLimited,
+    ServiceRefused,
     ServiceStartError,
     ServiceUnavailable,
     TokenExpired,
@@ -136,6 +137,7 @@ __all__ = [
     "Sealed",
     "SecretInput",
     "SecretKeyError",
+    "ServiceRefused",
     "ServiceStartError",
     "ServiceUnavailable",
     "Settings",
@@ -174,6 +176,7 @@ __all__ = [
     "parse_run_id",
     "preview",
     "read_job_input",
+    "read_pem_file",
     "registered_clock",
     "reraise_cancellation",
     "restart_token",

@@ -128,6 +128,30 @@ def _job_secret_keys(raw: object) -> str:
     return text
 
 
+def _non_empty(raw: object) -> str:
+    text = str(raw)
+    if not text.strip():
+        raise ValueError("must not be empty")
+    return text
+
+
+def read_pem_file(path: str) -> bytes:
+    """The bytes of a PEM file; ValueError naming the path if unreadable or not PEM."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise ValueError(f"cannot read {path!r}: {exc.strerror or exc}") from exc
+    if b"-----BEGIN " not in data:
+        raise ValueError(f"{path!r} is not a PEM file (no '-----BEGIN' line)")
+    return data
+
+
+def _pem_file(raw: object) -> str:
+    path = str(raw).strip()
+    read_pem_file(path)
+    return path
+
+
 def _worker_id(raw: object) -> str:
     text = str(raw)
     if (reason := check_name(text)) is not None:
@@ -160,6 +184,14 @@ class Settings:
     mongodb_database: str | None = _setting("CRONSWARM_MONGODB_DATABASE", str, None)
     key_prefix: str = _setting("CRONSWARM_KEY_PREFIX", _prefix, "/cron")
     etcd_timeout: float = _setting("CRONSWARM_ETCD_TIMEOUT", _positive_float, 5.0)
+    # etcd over TLS (a CA file turns it on; a certificate and key add mutual
+    # TLS) and etcd's own authentication (user and password together)
+    etcd_ca_file: str | None = _setting("CRONSWARM_ETCD_CA_FILE", _pem_file, None)
+    etcd_cert_file: str | None = _setting("CRONSWARM_ETCD_CERT_FILE", _pem_file, None)
+    etcd_key_file: str | None = _setting("CRONSWARM_ETCD_KEY_FILE", _pem_file, None)
+    etcd_user: str | None = _setting("CRONSWARM_ETCD_USER", _non_empty, None)
+    etcd_password: str | None = field(default=None, repr=False, metadata={
+        "env": "CRONSWARM_ETCD_PASSWORD", "parse": _non_empty})
     # master
     master_host: str = _setting("CRONSWARM_MASTER_HOST", str, "127.0.0.1")
     master_port: int = _setting("CRONSWARM_MASTER_PORT", _port, 8080)
@@ -259,7 +291,21 @@ class Settings:
             var = missing[0].metadata["env"]
             raise ConfigError(var, f"is required (set the environment variable {var} "
                                    f"or '{missing[0].name}' in the config file)")
-        return cls(**values)
+        settings = cls(**values)
+        settings.check_pairs()
+        return settings
+
+    def check_pairs(self) -> None:
+        """Settings that only make sense together; ConfigError naming the missing one."""
+        for given, needed, what in (
+            ("etcd_cert_file", "etcd_key_file", "mutual TLS needs the certificate and its key"),
+            ("etcd_key_file", "etcd_cert_file", "mutual TLS needs the certificate and its key"),
+            ("etcd_user", "etcd_password", "etcd authentication needs a user and a password"),
+            ("etcd_password", "etcd_user", "etcd authentication needs a user and a password"),
+        ):
+            if getattr(self, given) is not None and getattr(self, needed) is None:
+                raise ConfigError(_env_of(needed), f"is required when {_env_of(given)} is "
+                                                   f"set ({what})")
 
     def with_overrides(self, **changes: Any) -> Settings:
         return replace(self, **changes)
@@ -281,6 +327,10 @@ class Settings:
                 text = str(value)
             out[f.metadata["env"]] = text
         return out
+
+
+def _env_of(name: str) -> str:
+    return next(str(f.metadata["env"]) for f in fields(Settings) if f.name == name)
 
 
 def _read_toml(path: Path) -> dict[str, Any]:

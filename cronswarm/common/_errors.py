@@ -56,6 +56,17 @@ class ConfigError(CronswarmError):
         super().__init__(f"{setting}: {reason}")
 
 
+class ServiceRefused(ConfigError):
+    """A backing service refused our certificate, credentials or permissions:
+    retrying cannot help; the settings named by ``setting`` (or the service's
+    own) must change. The message is one complete sentence for an operator."""
+
+    def __init__(self, setting: str, message: str) -> None:
+        CronswarmError.__init__(self, message)
+        self.setting = setting
+        self.reason = message
+
+
 class NotFoundError(CronswarmError):
     """The named object does not exist."""
 

@@ -17,6 +17,8 @@ from ._abc import (
 from ._cluster_key import cluster_key_path, load_cluster_key
 from ._election import Election, LeadershipLost, Term, leader_of
 from ._etcd import EtcdStore, channel_target, prefix_end
+from ._etcd_access import check_etcd_access, etcd_store
+from ._etcd_tls import EtcdCredentials, EtcdTls
 from ._lease import LeaseKeeper
 from ._mirror import PrefixMirror
 from ._wait import wait_deleted
@@ -27,7 +29,9 @@ __all__ = [
     "CoordUnavailable",
     "Delete",
     "Election",
+    "EtcdCredentials",
     "EtcdStore",
+    "EtcdTls",
     "Get",
     "KeyValue",
     "LeadershipLost",
@@ -41,7 +45,9 @@ __all__ = [
     "WatchCompacted",
     "WatchEvent",
     "channel_target",
+    "check_etcd_access",
     "cluster_key_path",
+    "etcd_store",
     "leader_of",
     "load_cluster_key",
     "prefix_end",

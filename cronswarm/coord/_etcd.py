@@ -18,6 +18,7 @@ import contextlib
 import ipaddress
 import logging
 import socket
+import time
 from collections import Counter
 from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Sequence
 from typing import Any
@@ -38,6 +39,8 @@ from ._abc import (
     WatchCompacted,
     WatchEvent,
 )
+from ._etcd_auth import EtcdTokens
+from ._etcd_tls import EtcdCredentials, EtcdTls, permission_denied, target_name_override
 
 log = logging.getLogger(__name__)
 
@@ -133,38 +136,77 @@ class EtcdStore:
     """CoordStore on an etcd v3 cluster.
 
     ``stats`` counts requests by kind (``range``, ``put``, ``delete``, ``txn``,
-    ``lease_grant``, ``lease_keepalive``, ``lease_revoke``, ``watch``) and
-    ``errors``; writes are ``put + delete + txn``.
+    ``lease_grant``, ``lease_keepalive``, ``lease_revoke``, ``watch``,
+    ``authenticate``), ``errors``, and ``reauthenticate`` (calls that etcd
+    refused for an expired token); writes are ``put + delete + txn``.
+
+    With ``tls`` the channel is TLS; with ``credentials`` every call carries
+    the token of an etcd user (etcd's Auth service), fetched again once when
+    etcd rejects it (simple tokens expire after ``--auth-token-ttl`` unused; a
+    member we fail over to may not know ours).
     """
 
-    def __init__(self, endpoints: Sequence[str], *, timeout: float = 5.0) -> None:
+    def __init__(self, endpoints: Sequence[str], *, timeout: float = 5.0,
+                 tls: EtcdTls | None = None,
+                 credentials: EtcdCredentials | None = None) -> None:
         if not endpoints:
             raise ValueError("at least one etcd endpoint is needed")
         self.endpoints = tuple(endpoints)
         self.timeout = timeout
+        self.tls = tls
+        self.credentials = credentials
         self.stats: Counter[str] = Counter()
         self._channel: grpc.aio.Channel | None = None
         self._kv: Any = None
         self._lease: Any = None
         self._watch: Any = None
         self._maintenance: Any = None
+        self._auth: Any = None
+        self._tokens = EtcdTokens(credentials, self.stats)
 
     def _stubs(self) -> None:
         if self._channel is None:
-            self._channel = grpc.aio.insecure_channel(
-                channel_target(self.endpoints), options=_CHANNEL_OPTIONS
-            )
+            target = channel_target(self.endpoints)
+            if self.tls is None:
+                self._channel = grpc.aio.insecure_channel(target, options=_CHANNEL_OPTIONS)
+            else:
+                options: tuple[tuple[str, int | str], ...] = _CHANNEL_OPTIONS
+                if (name := target_name_override(self.endpoints)) is not None:
+                    options = (*options, ("grpc.ssl_target_name_override", name))
+                creds = grpc.ssl_channel_credentials(self.tls.ca, self.tls.key, self.tls.cert)
+                self._channel = grpc.aio.secure_channel(target, creds, options=options)
             self._kv = rpc.KVStub(self._channel)
             self._lease = rpc.LeaseStub(self._channel)
             self._watch = rpc.WatchStub(self._channel)
             self._maintenance = rpc.MaintenanceStub(self._channel)
+            self._auth = rpc.AuthStub(self._channel)
+
+    async def authenticate(self, stale: str | None = None) -> None:
+        """Get a token for our etcd user, unless we hold one other than ``stale``
+        (a no-op without credentials)."""
+        self._stubs()
+        await self._tokens.ensure(self._auth, self.timeout, stale)
 
     async def _unary(self, kind: str, method_name: str, stub_name: str, request: Any) -> Any:
         self._stubs()
         method = getattr(getattr(self, stub_name), method_name)
         self.stats[kind] += 1
+        deadline = time.monotonic() + self.timeout
+        await self.authenticate()
+        token = self._tokens.token
         try:
-            return await method(request, timeout=self.timeout)
+            try:
+                return await method(request, timeout=self.timeout,
+                                    metadata=self._tokens.metadata())
+            except grpc.aio.AioRpcError as exc:
+                if not self._tokens.rejected(exc):
+                    raise
+                log.info("etcd rejected our token (%s); authenticating again", exc.details())
+            self.stats["reauthenticate"] += 1
+            await self.authenticate(stale=token)
+            # Once, within what is left of the call's timeout.
+            return await method(request, timeout=max(deadline - time.monotonic(), 0.001),
+                                metadata=self._tokens.metadata())
         except grpc.aio.AioRpcError as exc:
             self.stats["errors"] += 1
             raise CoordUnavailable(f"{method_name}: {exc.code().name}: {exc.details()}") from exc
@@ -252,15 +294,28 @@ class EtcdStore:
         self.stats["lease_keepalive"] += 1
         try:
             async with asyncio.timeout(self.timeout):
-                call = self._lease.LeaseKeepAlive(iter([rpc.LeaseKeepAliveRequest(ID=lease_id)]))
+                await self.authenticate()
+                token = self._tokens.token
                 try:
-                    async for reply in call:
-                        return int(reply.TTL)
-                finally:
-                    call.cancel()
+                    return await self._keepalive_once(lease_id)
+                except grpc.aio.AioRpcError as exc:
+                    if not self._tokens.rejected(exc):
+                        raise
+                self.stats["reauthenticate"] += 1
+                await self.authenticate(stale=token)
+                return await self._keepalive_once(lease_id)
         except (grpc.aio.AioRpcError, TimeoutError) as exc:
             self.stats["errors"] += 1
             raise CoordUnavailable(f"LeaseKeepAlive: {exc}") from exc
+
+    async def _keepalive_once(self, lease_id: int) -> int:
+        call = self._lease.LeaseKeepAlive(iter([rpc.LeaseKeepAliveRequest(ID=lease_id)]),
+                                          metadata=self._tokens.metadata())
+        try:
+            async for reply in call:
+                return int(reply.TTL)
+        finally:
+            call.cancel()
         return 0
 
     async def revoke_lease(self, lease_id: int) -> None:
@@ -283,6 +338,12 @@ class EtcdStore:
     async def ping(self) -> None:
         await self._unary("status", "Status", "_maintenance", rpc.StatusRequest())
 
+    async def probe_read(self, prefix: str) -> None:
+        """One key under ``prefix``, read as etcd checks it: permission on the whole range."""
+        raw = prefix.encode()
+        await self._unary("range", "Range", "_kv", rpc.RangeRequest(
+            key=raw, range_end=prefix_end(raw), limit=1, keys_only=True))
+
     async def watch_prefix(
         self, prefix: str, start_revision: int
     ) -> AsyncIterator[list[WatchEvent]]:
@@ -290,30 +351,65 @@ class EtcdStore:
         create = rpc.WatchCreateRequest(key=raw, range_end=prefix_end(raw), progress_notify=True)
         next_revision = start_revision
         delay = _WATCH_BACKOFF[0]
+        refused: str | None = None  # a token etcd refused: authenticate again
+        reauthenticated = False  # since the last watch etcd accepted
         while True:
             self._stubs()
             create.start_revision = next_revision
+            try:
+                await self.authenticate(stale=refused)
+            except CoordUnavailable as exc:
+                cause = exc.__cause__
+                if not (isinstance(cause, grpc.aio.AioRpcError) and _is_transient(cause)):
+                    raise
+                log.warning("etcd watch on %s cannot authenticate (%s); retrying", prefix,
+                            cause.code().name)
+                await asyncio.sleep(delay)  # reconnect backoff, not synchronisation
+                delay = min(delay * 2, _WATCH_BACKOFF[1])
+                continue
+            token = self._tokens.token
+            retry_now = False
             hold_open = asyncio.Event()
-            call = self._watch.Watch(_requests(rpc.WatchRequest(create_request=create), hold_open))
+            call = self._watch.Watch(_requests(rpc.WatchRequest(create_request=create), hold_open),
+                                     metadata=self._tokens.metadata())
             self.stats["watch"] += 1
             try:
                 async for resp in call:
                     if resp.compact_revision:
                         raise WatchCompacted(int(resp.compact_revision))
                     if resp.canceled:
+                        # etcd refuses a watch whose token expired as "permission
+                        # denied": authenticate again, once, before believing it.
+                        if (token is not None and permission_denied(resp.cancel_reason)
+                                and not reauthenticated):
+                            refused, reauthenticated, retry_now = token, True, True
+                            self.stats["reauthenticate"] += 1
+                            log.info("etcd refused the watch on %s (%s); authenticating again",
+                                     prefix, resp.cancel_reason)
+                            break
                         raise CoordUnavailable(f"watch canceled: {resp.cancel_reason}")
                     if resp.created:
                         delay = _WATCH_BACKOFF[0]
+                        reauthenticated = False
                     events = [_event(e) for e in resp.events]
                     if events:
                         next_revision = events[-1].mod_revision + 1
                         yield events
                     elif not resp.created and resp.header.revision >= next_revision:
                         next_revision = resp.header.revision + 1  # progress notification
-                # The server ended the stream: treat like a disconnect.
-                log.info("etcd watch on %s ended by the server; resuming at %d",
-                         prefix, next_revision)
+                else:
+                    # The server ended the stream: treat like a disconnect.
+                    log.info("etcd watch on %s ended by the server; resuming at %d",
+                             prefix, next_revision)
+                if retry_now:
+                    continue  # with a new token, at once
             except grpc.aio.AioRpcError as exc:
+                if self._tokens.rejected(exc) and not reauthenticated:
+                    refused, reauthenticated = token, True
+                    self.stats["reauthenticate"] += 1
+                    log.info("etcd rejected the token of the watch on %s (%s); "
+                             "authenticating again", prefix, exc.details())
+                    continue
                 if not _is_transient(exc):
                     raise CoordUnavailable(f"watch: {exc.code().name}: {exc.details()}") from exc
                 self.stats["errors"] += 1

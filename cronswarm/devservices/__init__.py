@@ -3,6 +3,7 @@
 from ._process import (
     EtcdCluster,
     EtcdServer,
+    EtcdServerTls,
     MongoServer,
     ServerProcess,
     dying_with_parent,
@@ -13,6 +14,7 @@ from ._process import (
 __all__ = [
     "EtcdCluster",
     "EtcdServer",
+    "EtcdServerTls",
     "MongoServer",
     "ServerProcess",
     "dying_with_parent",

@@ -16,12 +16,14 @@ import random
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
@@ -189,8 +191,26 @@ class ServerProcess:
             self._log = None
 
 
+@dataclass(frozen=True, slots=True)
+class EtcdServerTls:
+    """Client TLS of an etcd member: its certificate and key; with ``ca_file``,
+    clients must present a certificate signed by it (``--client-cert-auth``).
+    The readiness probe checks the member with ``ca_file`` and presents
+    ``client_cert_file``/``client_key_file``; with ``probe_verifies`` false it
+    does not check the member's certificate (one meant to fail, as in tests
+    of an expired one)."""
+
+    cert_file: Path
+    key_file: Path
+    ca_file: Path | None = None
+    client_cert_file: Path | None = None
+    client_key_file: Path | None = None
+    probe_verifies: bool = True
+
+
 class EtcdServer(ServerProcess):
-    """One etcd member. Alone by default; pass ``cluster`` for a member of several."""
+    """One etcd member. Alone by default; pass ``cluster`` for a member of several,
+    ``tls`` to serve clients over TLS, ``extra_args`` for other etcd flags."""
 
     name = "etcd"
 
@@ -203,8 +223,12 @@ class EtcdServer(ServerProcess):
         peer_port: int | None = None,
         cluster: Sequence[tuple[str, int]] | None = None,
         host: str = "127.0.0.1",
+        tls: EtcdServerTls | None = None,
+        extra_args: Sequence[str] = (),
     ) -> None:
         super().__init__(data_dir)
+        self.tls = tls
+        self.extra_args = tuple(extra_args)
         self.member = member
         self.name = f"etcd-{member}"
         self.host = host
@@ -216,8 +240,13 @@ class EtcdServer(ServerProcess):
     def endpoint(self) -> str:
         return f"{self.host}:{self.client_port}"
 
+    @property
+    def client_url(self) -> str:
+        scheme = "https" if self.tls is not None else "http"
+        return f"{scheme}://{self.host}:{self.client_port}"
+
     def command(self) -> list[str]:
-        client = f"http://{self.host}:{self.client_port}"
+        client = self.client_url
         peer = f"http://{self.host}:{self.peer_port}"
         initial = ",".join(f"{m}=http://{self.host}:{p}" for m, p in self.cluster)
         return [
@@ -234,12 +263,35 @@ class EtcdServer(ServerProcess):
             "--heartbeat-interval", "10" if len(self.cluster) == 1 else "50",
             "--election-timeout", "100" if len(self.cluster) == 1 else "500",
             "--log-level", "warn",
+            *self._tls_args(),
+            *self.extra_args,
         ]
 
+    def _tls_args(self) -> list[str]:
+        if self.tls is None:
+            return []
+        args = ["--cert-file", str(self.tls.cert_file), "--key-file", str(self.tls.key_file)]
+        if self.tls.ca_file is not None:
+            args += ["--trusted-ca-file", str(self.tls.ca_file), "--client-cert-auth"]
+        return args
+
+    def _probe_context(self) -> ssl.SSLContext | None:
+        if self.tls is None:
+            return None
+        context = ssl.create_default_context(
+            cafile=str(self.tls.ca_file) if self.tls.ca_file else None)
+        if not self.tls.probe_verifies:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        if self.tls.client_cert_file is not None:
+            context.load_cert_chain(self.tls.client_cert_file, self.tls.client_key_file)
+        return context
+
     def ready(self) -> bool:
-        url = f"http://{self.host}:{self.client_port}/health"
+        url = f"{self.client_url}/health"
         try:
-            with urllib.request.urlopen(url, timeout=1) as resp:
+            with urllib.request.urlopen(url, timeout=1,  # noqa: S310 - our own member
+                                        context=self._probe_context()) as resp:
                 return bool(json.loads(resp.read()).get("health") == "true")
         except (OSError, ValueError, urllib.error.URLError):
             return False
@@ -266,11 +318,12 @@ class EtcdServer(ServerProcess):
 class EtcdCluster:
     """Several etcd members on loopback, forming one cluster."""
 
-    def __init__(self, base_dir: Path, size: int = 3, host: str = "127.0.0.1") -> None:
+    def __init__(self, base_dir: Path, size: int = 3, host: str = "127.0.0.1", *,
+                 tls: EtcdServerTls | None = None, extra_args: Sequence[str] = ()) -> None:
         peers = [(f"m{i}", free_port(host)) for i in range(size)]
         self.members = [
             EtcdServer(Path(base_dir) / name, member=name, peer_port=port, cluster=peers,
-                       host=host)
+                       host=host, tls=tls, extra_args=extra_args)
             for name, port in peers
         ]
 
@@ -305,11 +358,12 @@ class MongoServer(ServerProcess):
     name = "mongodb"
 
     def __init__(self, data_dir: Path, *, port: int | None = None, host: str = "127.0.0.1",
-                 in_memory: bool = False) -> None:
+                 in_memory: bool = False, extra_args: Sequence[str] = ()) -> None:
         super().__init__(data_dir)
         self.host = host
         self.port = port or free_port(host)
         self.in_memory = in_memory
+        self.extra_args = tuple(extra_args)  # e.g. --auth (used from the next start)
 
     @property
     def uri(self) -> str:
@@ -320,7 +374,7 @@ class MongoServer(ServerProcess):
         return [
             find_executable("secantusd-py", "CRONSWARM_SECANTUSD_BIN"),
             "--host", self.host, "--port", str(self.port), "--storage-path", storage,
-            "--log-level", "WARNING",
+            "--log-level", "WARNING", *self.extra_args,
         ]
 
     def ready(self) -> bool:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import warnings
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -33,8 +34,10 @@ from pymongo.errors import BulkWriteError, ExecutionTimeout, OperationFailure, P
 
 from ..common import (
     Clock,
+    ConfigError,
     RunRecord,
     RunStatus,
+    ServiceRefused,
     SystemClock,
     Trigger,
     from_ms,
@@ -46,6 +49,8 @@ from ._rollups import DUPLICATE_KEY, RECENT_KEPT, HourlyCounts, LastRuns
 from ._windows import FUTURE_MARGIN_MS, MAX_PROBES, windows
 
 INDEX_NOT_FOUND = 27
+UNAUTHORIZED = 13
+AUTHENTICATION_FAILED = 18
 DEFAULT_DATABASE = "cronswarm"
 _SEQ = {RunStatus.RUNNING: 0, RunStatus.LOST: 1}
 _FINAL_SEQ = 2
@@ -194,6 +199,23 @@ def _page(docs: list[Doc], limit: int) -> RunPage:
     return RunPage(runs, next_cursor)
 
 
+def _open_client(uri: str, timeout_ms: int) -> AsyncMongoClient[Doc]:
+    """A client for ``uri``; ConfigError for a URI that cannot work."""
+    if not uri.startswith(("mongodb://", "mongodb+srv://")):
+        raise ConfigError("MONGODB_URI", "must start with mongodb:// or mongodb+srv://")
+    try:
+        with warnings.catch_warnings():
+            # pymongo only warns about an unknown or malformed option, then
+            # ignores it: a tls=ture would silently mean no TLS.
+            warnings.simplefilter("error", UserWarning)
+            return AsyncMongoClient(uri, tz_aware=True, serverSelectionTimeoutMS=timeout_ms,
+                                    connectTimeoutMS=timeout_ms,
+                                    socketTimeoutMS=max(timeout_ms * 6, 30000),
+                                    appname="cronswarm")
+    except (PyMongoError, UserWarning, ValueError, TypeError, OSError) as exc:
+        raise ConfigError("MONGODB_URI", str(exc)) from None
+
+
 class MongoLogStore:
     """LogStore on MongoDB. Give it a URI (it owns the client) or a client."""
 
@@ -210,14 +232,7 @@ class MongoLogStore:
         clock: Clock | None = None,
     ) -> None:
         if isinstance(uri_or_client, str):
-            self.client: AsyncMongoClient[Doc] = AsyncMongoClient(
-                uri_or_client,
-                tz_aware=True,
-                serverSelectionTimeoutMS=timeout_ms,
-                connectTimeoutMS=timeout_ms,
-                socketTimeoutMS=max(timeout_ms * 6, 30000),
-                appname="cronswarm",
-            )
+            self.client: AsyncMongoClient[Doc] = _open_client(uri_or_client, timeout_ms)
             self._owns_client = True
         else:
             self.client = uri_or_client
@@ -237,6 +252,30 @@ class MongoLogStore:
         self.text_budget_ms = text_budget_ms  # time a text search reads for (_history.py)
         self.text_scan_at_once = text_scan_at_once  # runs it reads at once without it
         self.clock: Clock = clock or SystemClock()
+
+    async def check_access(self) -> None:
+        """Read one run: ServiceRefused if MongoDB refuses our user or certificate
+        for good, LogStoreUnavailable if it does not answer."""
+        try:
+            await self.runs.find_one({}, projection={"_id": 1})
+        except OperationFailure as exc:
+            reason = (exc.details or {}).get("errmsg") or str(exc)
+            if exc.code == AUTHENTICATION_FAILED:
+                raise ServiceRefused("MONGODB_URI", (
+                    f"MongoDB refused the user in MONGODB_URI ({reason}) — check its user "
+                    "name, password and authSource")) from None
+            if exc.code == UNAUTHORIZED:
+                raise ServiceRefused("MONGODB_URI", (
+                    f"MongoDB does not let us read database {self.db.name!r} ({reason}) — "
+                    "give MONGODB_URI a user (and authSource) with readWrite on it")) from None
+            raise LogStoreUnavailable(str(exc)) from exc
+        except PyMongoError as exc:
+            if "CERTIFICATE_VERIFY_FAILED" in str(exc):
+                raise ServiceRefused("MONGODB_URI", (
+                    "TLS handshake with MongoDB failed: certificate verify failed — is "
+                    "tlsCAFile in MONGODB_URI the CA that signed the servers' "
+                    "certificates?")) from None
+            raise LogStoreUnavailable(str(exc)) from exc
 
     async def ensure_indexes(self) -> None:
         try:

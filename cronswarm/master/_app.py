@@ -19,6 +19,7 @@ from ..common import (
     Job,
     Keyring,
     Keyspace,
+    ServiceRefused,
     Settings,
     StreamLimits,
     SystemClock,
@@ -26,7 +27,7 @@ from ..common import (
     ValidationError,
     local_url_reason,
 )
-from ..coord import CoordStore, Election, EtcdStore, PrefixMirror
+from ..coord import CoordStore, Election, PrefixMirror, check_etcd_access, etcd_store
 from ..logstore import LogStore, MongoLogStore
 from ..metrics import ClusterView, master_registry
 from . import (
@@ -201,8 +202,9 @@ def create_app(
         async with contextlib.AsyncExitStack() as stack:
             coord = store
             if coord is None:
-                etcd = EtcdStore(settings.etcd_endpoints, timeout=settings.etcd_timeout)
+                etcd = etcd_store(settings)
                 stack.push_async_callback(etcd.close)
+                await check_etcd_access(etcd, settings.key_prefix)
                 coord = etcd
             log_store = logs
             if log_store is None:
@@ -227,8 +229,11 @@ def create_app(
             terms = TermLog(log_store.db)
             app[ALERTS], app[TERMS] = alerts, terms
             try:
+                await log_store.check_access()
                 await log_store.ensure_indexes()
                 await alerts.ensure_indexes()
+            except ServiceRefused:
+                raise  # settings that cannot work: the start fails with one line
             except Exception as exc:
                 log.warning("cannot create MongoDB indexes now: %s", exc)
             mirror = PrefixMirror(coord, keys.tokens)

@@ -54,7 +54,7 @@ def gauge(name: str, doc: str, value: float | None = None,
 
 
 ETCD_KINDS = ("range", "put", "delete", "txn", "lease_grant", "lease_keepalive",
-              "lease_revoke", "watch", "status")
+              "lease_revoke", "watch", "status", "authenticate")
 
 
 class EtcdCollector(Collector):
