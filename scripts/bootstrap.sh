@@ -5,6 +5,8 @@
 #   need_chromium Debian's Chromium, for the browser tests (sets CHROMIUM)
 #   need_faketime Debian's libfaketime: the fault tests run workers on clocks of
 #                 their own (sets FAKETIME_LIB)
+#   need_systemd_analyze Debian's systemd (only its systemd-analyze is used): the
+#                 tests verify the units in deploy/systemd; no systemd need run
 
 _apt_install() {
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
@@ -62,4 +64,10 @@ need_faketime() {
         fi
     fi
     export CRONSWARM_FAKETIME_LIB=$FAKETIME_LIB
+}
+
+need_systemd_analyze() {
+    if ! command -v systemd-analyze >/dev/null; then
+        _apt_install systemd
+    fi
 }

@@ -10,6 +10,7 @@ cd "$(dirname "$0")/.."
 need_python
 need_chromium
 need_faketime
+need_systemd_analyze
 if [ ! -x .venv/bin/python ]; then
     "$PYTHON" -m venv .venv
 fi

@@ -1,4 +1,5 @@
-"""``cronswarm job ls|show|add|edit|rm|pause|resume|run|kill`` over the HTTP API."""
+"""``cronswarm job ls|show|add|edit|rm|pause|resume|run|kill|export|import`` over the HTTP
+API (export and import: ``_jobs_io``)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from ._client import (
     print_json,
     table,
 )
+from ._jobs_io import job_export, job_import
 
 
 def fmt_ms(ms: object) -> str:
@@ -147,6 +149,12 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     kill = leaf("kill", job_kill, "stop a job's live runs (or one run)")
     kill.add_argument("name")
     kill.add_argument("--run", dest="run_id", help="only this run id (<job>@<tick>)")
+    export = leaf("export", job_export, "write every job as one JSON document")
+    export.add_argument("-o", "--output", help="file to write (mode 0600; default stdout)")
+    imp = leaf("import", job_import, "create the jobs of a document written by job export")
+    imp.add_argument("file", help="the JSON document ('-' for stdin)")
+    imp.add_argument("--replace", action="store_true",
+                     help="replace jobs that exist already (default: leave them)")
 
 
 def _job_rows(jobs: list[dict[str, Any]]) -> list[list[str]]:

@@ -21,6 +21,7 @@ from ._errors import (
     ServiceStartError,
     ServiceUnavailable,
     TokenExpired,
+    TooManyStreams,
     ValidationError,
 )
 from ._fields import FieldReader, escaped_text, unencodable_text
@@ -86,6 +87,7 @@ from ._sse import (
     sse_comment,
     sse_event,
 )
+from ._streams import VIEWER_HEADER, ReaderStalled, StreamLimits, write_within
 from ._urls import check_http_url
 
 __all__ = [
@@ -101,6 +103,7 @@ __all__ = [
     "OVERLAP_POLICIES",
     "PROBLEM_KINDS",
     "SSE_HEADERS",
+    "VIEWER_HEADER",
     "AlertKind",
     "AlertRule",
     "AuthError",
@@ -124,6 +127,7 @@ __all__ = [
     "PermissionDenied",
     "PreconditionFailed",
     "RateLimited",
+    "ReaderStalled",
     "RecordId",
     "RetryPolicy",
     "RunRecord",
@@ -138,8 +142,10 @@ __all__ = [
     "ServiceUnavailable",
     "Settings",
     "SkewedClock",
+    "StreamLimits",
     "SystemClock",
     "TokenExpired",
+    "TooManyStreams",
     "Trigger",
     "ValidationError",
     "best_sample",
@@ -184,4 +190,5 @@ __all__ = [
     "unencodable_text",
     "validate_expression",
     "validate_name",
+    "write_within",
 ]

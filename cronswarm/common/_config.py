@@ -247,6 +247,10 @@ class Settings:
     # seal, workers open). Kept as given (``Keyring.from_setting`` reads it).
     job_secret_keys: str | None = field(default=None, repr=False, metadata={
         "env": KEYS_SETTING, "parse": _job_secret_keys})
+    # live output streams (masters and workers each): open at once per viewer, and in all
+    live_streams_per_viewer: int = _setting("CRONSWARM_LIVE_STREAMS_PER_VIEWER", _positive_int,
+                                            4)
+    live_streams_total: int = _setting("CRONSWARM_LIVE_STREAMS_TOTAL", _positive_int, 64)
 
     @classmethod
     def load(

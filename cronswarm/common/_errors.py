@@ -104,6 +104,24 @@ class RateLimited(CronswarmError):
         super().__init__(message)
 
 
+class TooManyStreams(RateLimited):
+    """A live output stream refused: ``limit`` (``per_viewer`` or ``total``) of
+    ``maximum`` streams is reached on this ``server`` (``master`` or ``worker``)."""
+
+    def __init__(self, limit: str, maximum: int, server: str, retry_after: int) -> None:
+        self.limit = limit
+        self.maximum = maximum
+        self.server = server
+        scope = "for this viewer" if limit == "per_viewer" else "in total"
+        super().__init__(f"too many live output streams: at most {maximum} {scope} on this "
+                         f"{server}; retry in {retry_after} s", retry_after)
+
+    def as_dict(self) -> dict[str, object]:
+        """The API's error object, naming the limit."""
+        return {"code": "too_many_streams", "message": str(self), "limit": self.limit,
+                "max": self.maximum, "server": self.server}
+
+
 class PermissionDenied(CronswarmError):
     """The caller is authenticated but its role does not allow the action."""
 

@@ -4,7 +4,8 @@ The stream is a series of unnamed events, each ``{"offset": int, "data": str}``
 (``offset`` is the byte offset of the chunk in the attempt's output; a jump
 means bytes were left out: the middle of a truncated output, or chunks a slow
 reader fell behind on), then one ``end`` event holding the attempt's final
-status, ``output_bytes`` and ``truncated``.
+status, ``output_bytes``, ``truncated`` and, when this reader fell behind and
+chunks were dropped for it, ``dropped`` (bytes).
 """
 
 from __future__ import annotations
@@ -31,9 +32,14 @@ def output_event(offset: int, data: str) -> bytes:
     return sse_event({"offset": offset, "data": data})
 
 
-def end_event(status: str, *, output_bytes: int, truncated: bool) -> bytes:
-    return sse_event({"status": status, "output_bytes": output_bytes, "truncated": truncated},
-                     event="end")
+def end_event(status: str, *, output_bytes: int, truncated: bool, dropped: int = 0) -> bytes:
+    """The last event; ``dropped`` (only when > 0): bytes this reader fell behind
+    on and did not get."""
+    data: dict[str, Any] = {"status": status, "output_bytes": output_bytes,
+                            "truncated": truncated}
+    if dropped:
+        data["dropped"] = dropped
+    return sse_event(data, event="end")
 
 
 def sse_comment(text: str) -> bytes:

@@ -21,6 +21,7 @@ from ..common import (
     Keyspace,
     ServiceRefused,
     Settings,
+    StreamLimits,
     SystemClock,
     TokenExpired,
     ValidationError,
@@ -185,6 +186,8 @@ def create_app(
     )
     app[SETTINGS] = settings
     app[AUTH_LIMITER] = FailureLimiter(limit=settings.auth_failure_limit)
+    app[_live.STREAMS] = StreamLimits(settings.live_streams_per_viewer,
+                                      settings.live_streams_total, server="master")
     keys = Keyspace(settings.key_prefix)
     aiohttp_jinja2.setup(
         app,
@@ -242,7 +245,8 @@ def create_app(
             app[LEADER], app[ELECTION] = leader, election
             cluster = ClusterView(coord, keys)
             app[CLUSTER_VIEW] = cluster
-            app[METRICS] = master_registry(settings.master_id, coord, election, leader, cluster)
+            app[METRICS] = master_registry(settings.master_id, coord, election, leader, cluster,
+                                           streams=app[_live.STREAMS])
             tasks = [asyncio.create_task(mirror.run(), name="token-mirror"),
                      asyncio.create_task(election.run(leader.lead), name="election")]
             try:

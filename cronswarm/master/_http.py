@@ -24,6 +24,7 @@ from ..common import (
     ServiceUnavailable,
     Settings,
     TokenExpired,
+    TooManyStreams,
     ValidationError,
     unencodable_text,
     validate_name,
@@ -101,6 +102,9 @@ def map_error(exc: CronswarmError) -> web.Response:
         return error_response(412, "precondition_failed", str(exc))
     if isinstance(exc, ConflictError):
         return error_response(409, "conflict", str(exc))
+    if isinstance(exc, TooManyStreams):
+        return json_response({"error": exc.as_dict()}, status=429,
+                             headers={"Retry-After": str(exc.retry_after)})
     if isinstance(exc, RateLimited):
         return error_response(429, "rate_limited", str(exc),
                               headers={"Retry-After": str(exc.retry_after)})

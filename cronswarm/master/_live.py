@@ -10,6 +10,13 @@ the newest attempt. Role: viewer.
   passes the events on as they come.
 * When no worker has it (finished, or its worker is gone), the stored record
   is sent from MongoDB: its head, its tail (at its true offset), then ``end``.
+* Each stream holds a slot of the master's ``StreamLimits`` (per viewer: the
+  caller's token, a dashboard session counting as the token it was opened
+  with; and in total) from before it reaches the worker until it ends; beyond
+  a limit the answer is 429 with ``Retry-After``. The worker has limits of its
+  own (per master and viewer, named in ``X-Cronswarm-Viewer``); its 429 is
+  passed on. A viewer that takes nothing for the limits' ``stall_timeout`` is
+  disconnected; until then the worker drops what it falls behind on.
 """
 
 from __future__ import annotations
@@ -25,14 +32,18 @@ from aiohttp import web
 
 from ..common import (
     SSE_HEADERS,
+    VIEWER_HEADER,
     Keyspace,
     NotFoundError,
+    ReaderStalled,
     RunRecord,
+    StreamLimits,
     end_event,
     live_auth_header,
     output_event,
     parse_record_id,
     sse_event,
+    write_within,
 )
 from ..coord import CoordStore
 from ..logstore import LogStore, RunQuery
@@ -44,6 +55,8 @@ log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
 
 CONNECT_TIMEOUT_S = 5.0  # to reach the worker; the stream itself has no time limit
+STREAMS = web.AppKey("live_streams", StreamLimits)
+
 async def worker_url(store: CoordStore, keys: Keyspace, job: str, run: str) -> str | None:
     """The live output base URL of the worker running ``run`` now, if any."""
     running = await store.get(keys.running(job, run))
@@ -88,12 +101,21 @@ def stored_events(record: RunRecord) -> list[bytes]:
     return events
 
 
-async def _relay(request: web.Request, url: str, record_id: str) -> web.StreamResponse | None:
+def drop_reader(request: web.Request, what: str) -> None:
+    """Disconnect a reader that took nothing for the stall timeout (its buffers go)."""
+    log.info("live output reader of %s stalled: disconnected", what)
+    if request.transport is not None:
+        request.transport.abort()
+
+
+async def _relay(request: web.Request, url: str, record_id: str, viewer: str
+                 ) -> web.StreamResponse | None:
     """Pass the worker's stream on; None if the worker does not have the run."""
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=CONNECT_TIMEOUT_S,
                                     connect=CONNECT_TIMEOUT_S)
     headers = {"Authorization": live_auth_header(request.app[SESSION_KEY], record_id),
-               "Accept": "text/event-stream"}
+               "Accept": "text/event-stream", VIEWER_HEADER: viewer}
+    stall = request.app[STREAMS].stall_timeout
     target = f"{url.rstrip('/')}/runs/{quote(record_id, safe='@')}/output"
     response: web.StreamResponse | None = None
     try:
@@ -101,6 +123,11 @@ async def _relay(request: web.Request, url: str, record_id: str) -> web.StreamRe
             aiohttp.ClientSession(timeout=timeout) as session,
             session.get(target, headers=headers) as upstream,
         ):
+            if upstream.status == 429:  # the worker's own limit: say which
+                body = await upstream.read()
+                return web.Response(status=429, body=body, headers={
+                    "Content-Type": "application/json",
+                    "Retry-After": upstream.headers.get("Retry-After", "5")})
             if upstream.status != 200:
                 if upstream.status != 404:
                     log.warning("worker at %s answered %d for %s", url, upstream.status,
@@ -108,8 +135,12 @@ async def _relay(request: web.Request, url: str, record_id: str) -> web.StreamRe
                 return None
             response = web.StreamResponse(headers=SSE_HEADERS)
             await response.prepare(request)
+            # Backpressure: while the viewer is slow, this stops reading the
+            # worker, whose own buffer for the stream is bounded (it drops).
             async for chunk in upstream.content.iter_any():
-                await response.write(chunk)
+                await write_within(response.write, chunk, stall)
+    except ReaderStalled:
+        drop_reader(request, record_id)
     except ConnectionResetError:
         log.debug("viewer of %s left", record_id)  # closing the session drops the worker too
     except (aiohttp.ClientError, TimeoutError) as exc:
@@ -124,18 +155,25 @@ async def _relay(request: web.Request, url: str, record_id: str) -> web.StreamRe
 
 @routes.get("/api/runs/{record_id}/live")
 async def live_output(request: web.Request) -> web.StreamResponse:
-    require(request, Role.VIEWER)
+    who = require(request, Role.VIEWER)
     wanted = parse_record_id(request.match_info["record_id"])
-    keys = Keyspace(request.app[SETTINGS].key_prefix)
-    url = await worker_url(request.app[COORD], keys, wanted.job, wanted.run_id)
-    if url is not None and (relayed := await _relay(request, url, str(wanted))) is not None:
-        return relayed
-    record = await stored_record(request.app[LOGS], *wanted)
-    if record is None:
-        raise NotFoundError("run", str(wanted))
-    response = web.StreamResponse(headers=SSE_HEADERS)
-    await response.prepare(request)
-    with contextlib.suppress(ConnectionResetError):  # the viewer may leave early
-        for event in stored_events(record):
-            await response.write(event)
-    return response
+    limits = request.app[STREAMS]
+    with limits.slot(who.token_id):
+        keys = Keyspace(request.app[SETTINGS].key_prefix)
+        url = await worker_url(request.app[COORD], keys, wanted.job, wanted.run_id)
+        if url is not None and (
+                relayed := await _relay(request, url, str(wanted), who.token_id)) is not None:
+            return relayed
+        record = await stored_record(request.app[LOGS], *wanted)
+        if record is None:
+            raise NotFoundError("run", str(wanted))
+        response = web.StreamResponse(headers=SSE_HEADERS)
+        await response.prepare(request)
+        try:
+            for event in stored_events(record):
+                await write_within(response.write, event, limits.stall_timeout)
+        except ReaderStalled:
+            drop_reader(request, str(wanted))
+        except ConnectionResetError:
+            pass  # the viewer may leave early
+        return response

@@ -87,8 +87,9 @@ def _live_op() -> dict[str, Any]:
     op = _op("Stream run output", "viewer", 200, None, errors=(*_READ, 404), tag="runs",
              ok_description=(
                  "text/event-stream: events {offset, data} with the output so far and as "
-                 "it comes, then an `end` event with status, output_bytes and truncated; "
-                 "a finished run is replayed from history"),
+                 "it comes, then an `end` event with status, output_bytes and truncated "
+                 "(and dropped: bytes this reader fell behind on and missed); a finished "
+                 "run is replayed from history"),
              params=[_param("record_id", "path", {"type": "string",
                                                   "pattern": RECORD_ID_PATTERN},
                             "<job>@<tick>#<attempt>, or <job>@<tick> for the newest "
@@ -112,6 +113,12 @@ def _live_op() -> dict[str, Any]:
         },
     }
     op["responses"]["200"]["content"] = {"text/event-stream": {"schema": event}}
+    op["responses"]["429"] = {
+        "description": "too many live output streams open (code too_many_streams: `limit`, "
+                       "`max` and `server` say which), or too many failed logins or bad "
+                       "tokens from this address: retry after `Retry-After` seconds",
+        "headers": {"Retry-After": {"description": "seconds", "schema": {"type": "integer"}}},
+        "content": _json(ref("Error"))}
     return op
 
 

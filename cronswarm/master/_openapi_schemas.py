@@ -391,6 +391,10 @@ def _error() -> Schema:
                     "required": ["field", "reason"],
                     "properties": {"field": {"type": "string"}, "reason": {"type": "string"}},
                 }},
+                # too_many_streams (429 of a live output stream): which limit, where
+                "limit": {"type": "string", "enum": ["per_viewer", "total"]},
+                "max": {"type": "integer", "minimum": 1},
+                "server": {"type": "string", "enum": ["master", "worker"]},
             },
         }},
     }

@@ -16,6 +16,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from .. import __version__
+from ..common import StreamLimits
 
 PREFIX = "cronswarm_"
 
@@ -74,6 +75,19 @@ class EtcdCollector(Collector):
                                      labels=["role"])
         errors.add_metric([self.role], stats.get("errors", 0))
         yield errors
+
+
+class StreamsCollector(Collector):
+    """Live output streams open now, and those refused by each limit."""
+
+    def __init__(self, limits: StreamLimits) -> None:
+        self.limits = limits
+
+    def collect(self) -> Iterator[Any]:
+        yield gauge(f"{PREFIX}live_streams", "live output streams open now",
+                    self.limits.open_streams)
+        yield counter(f"{PREFIX}live_streams_refused", "live output streams refused (429), "
+                      "by the limit reached", labels=dict(self.limits.refused), label="limit")
 
 
 class InfoCollector(Collector):

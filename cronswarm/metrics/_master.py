@@ -10,9 +10,17 @@ from typing import TYPE_CHECKING, Any
 from prometheus_client import CollectorRegistry
 from prometheus_client.registry import Collector
 
-from ..common import ALERT_KINDS, Keyspace, ServiceUnavailable
+from ..common import ALERT_KINDS, Keyspace, ServiceUnavailable, StreamLimits
 from ..coord import CoordStore, Election
-from ._common import PREFIX, EtcdCollector, InfoCollector, counter, gauge, new_registry
+from ._common import (
+    PREFIX,
+    EtcdCollector,
+    InfoCollector,
+    StreamsCollector,
+    counter,
+    gauge,
+    new_registry,
+)
 
 if TYPE_CHECKING:
     from ..master._leader import LeaderDuties
@@ -95,9 +103,12 @@ class MasterCollector(Collector):
 
 
 def master_registry(master_id: str, store: CoordStore, election: Election,
-                    leader: LeaderDuties, cluster: ClusterView) -> CollectorRegistry:
+                    leader: LeaderDuties, cluster: ClusterView,
+                    streams: StreamLimits | None = None) -> CollectorRegistry:
     registry = new_registry()
     registry.register(InfoCollector("master", master_id))
     registry.register(MasterCollector(election, leader, cluster))
     registry.register(EtcdCollector(store, "master"))
+    if streams is not None:
+        registry.register(StreamsCollector(streams))
     return registry

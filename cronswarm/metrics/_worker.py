@@ -10,8 +10,16 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import HistogramMetricFamily
 from prometheus_client.registry import Collector
 
-from ..common import RunStatus
-from ._common import PREFIX, EtcdCollector, InfoCollector, counter, gauge, new_registry
+from ..common import RunStatus, StreamLimits
+from ._common import (
+    PREFIX,
+    EtcdCollector,
+    InfoCollector,
+    StreamsCollector,
+    counter,
+    gauge,
+    new_registry,
+)
 
 if TYPE_CHECKING:
     from ..worker import Worker
@@ -86,10 +94,12 @@ def _writer_metrics(sink: Any, flushes: FlushStats) -> Iterator[Any]:
                          flushes.seconds)
 
 
-def worker_registry(worker: Worker) -> CollectorRegistry:
-    """A registry of its own describing ``worker``."""
+def worker_registry(worker: Worker, streams: StreamLimits | None = None) -> CollectorRegistry:
+    """A registry of its own describing ``worker`` (and its live output streams)."""
     registry = new_registry()
     registry.register(InfoCollector("worker", worker.id))
     registry.register(WorkerCollector(worker))
     registry.register(EtcdCollector(worker.store, "worker"))
+    if streams is not None:
+        registry.register(StreamsCollector(streams))
     return registry

@@ -10,13 +10,21 @@ free port) and advertises the base URL as ``"http"`` in its registry value
 * Authentication: ``Authorization: Cronswarm <hmac>`` where the HMAC is
   ``cronswarm.common.live_signature(cluster key, record id)``. Only holders of
   the cluster key (masters) can read output; anything else gets 401.
+* Limits: each stream holds a slot of the worker's ``StreamLimits`` — per
+  viewer (the master's address and the viewer it names in
+  ``X-Cronswarm-Viewer``) and in total; beyond one the answer is 429 with
+  ``Retry-After`` and the limit named. A reader that takes nothing for the
+  limits' ``stall_timeout`` is disconnected.
+* ``/metrics`` needs ``Authorization: Bearer <CRONSWARM_METRICS_TOKEN>`` when
+  that setting is given, as on masters.
 * ``record_id`` is ``<job>@<tick>#<attempt>``, or ``<job>@<tick>`` for the
   newest attempt of that run here.
 * The response is server-sent events (``cronswarm.common._sse``): what the
   attempt has printed so far (its head, and its tail when the middle was
   dropped), then each new chunk as it arrives, then ``end`` with the status.
   A reader that falls more than ``SUBSCRIBER_BUFFER`` bytes behind loses the
-  oldest pending chunks; the offsets show the gap. Memory stays bounded.
+  oldest pending chunks; the offsets show the gap, and its ``end`` event says
+  how many bytes it missed (``dropped``). Memory stays bounded.
 * Finished attempts stay readable for a while (the newest
   ``KEEP_FINISHED``), so a viewer arriving just after the end still gets the
   whole output from the worker; after that, masters read MongoDB.
@@ -36,11 +44,17 @@ from aiohttp import web
 
 from ..common import (
     SSE_HEADERS,
+    VIEWER_HEADER,
     ConfigError,
+    ReaderStalled,
+    StreamLimits,
+    TooManyStreams,
     check_live_auth,
     end_event,
     output_event,
+    same_signature,
     sse_comment,
+    write_within,
 )
 from ._output import BoundedOutput
 
@@ -162,13 +176,19 @@ class Subscriber:
         return items
 
 
-async def stream_feed(request: web.Request, feed: Feed) -> web.StreamResponse:
-    """Send ``feed`` as server-sent events until it ends or the reader leaves."""
+async def stream_feed(request: web.Request, feed: Feed, stall_timeout: float
+                      ) -> web.StreamResponse:
+    """Send ``feed`` as server-sent events until it ends or the reader leaves
+    (or takes nothing for ``stall_timeout`` seconds: then it is disconnected)."""
     response = web.StreamResponse(headers=SSE_HEADERS)
     await response.prepare(request)
     sub = Subscriber(feed.output)
     decoder = codecs.getincrementaldecoder("utf-8")("replace")
     expected = 0
+
+    async def send(data: bytes) -> None:
+        await write_within(response.write, data, stall_timeout)
+
     try:
         while True:
             ended = feed.ended.is_set()
@@ -176,18 +196,22 @@ async def stream_feed(request: web.Request, feed: Feed) -> web.StreamResponse:
                 if offset != expected:
                     decoder.reset()  # a gap: do not glue bytes across it
                 expected = offset + len(chunk)
-                await response.write(output_event(offset, decoder.decode(chunk)))
+                await send(output_event(offset, decoder.decode(chunk)))
             if ended:
                 out = feed.output
-                await response.write(end_event(feed.status or "failed",
-                                               output_bytes=out.total,
-                                               truncated=out.truncated))
+                await send(end_event(feed.status or "failed", output_bytes=out.total,
+                                     truncated=out.truncated, dropped=sub.dropped))
                 break
             try:
                 async with asyncio.timeout(HEARTBEAT_S):
                     await _first(sub.wake, feed.ended)
             except TimeoutError:
-                await response.write(sse_comment("running"))
+                await send(sse_comment("running"))
+    except ReaderStalled:
+        log.info("live output reader of %s took nothing for %g s: disconnected",
+                 feed.record_id, stall_timeout)
+        if request.transport is not None:
+            request.transport.abort()
     except ConnectionResetError:
         log.debug("live output reader of %s left", feed.record_id)
     finally:
@@ -206,6 +230,7 @@ async def _first(*events: asyncio.Event) -> None:
 
 FEEDS = web.AppKey("feeds", OutputFeeds)
 CLUSTER_KEY = web.AppKey("cluster_key", bytes)
+STREAMS = web.AppKey("live_streams", StreamLimits)
 
 
 async def output_view(request: web.Request) -> web.StreamResponse:
@@ -220,23 +245,42 @@ async def output_view(request: web.Request) -> web.StreamResponse:
         return web.json_response({"error": {"code": "not_found",
                                              "message": f"{record_id} is not on this worker"}},
                                  status=404)
-    return await stream_feed(request, feed)
+    limits = request.app[STREAMS]
+    viewer = f"{request.remote}/{request.headers.get(VIEWER_HEADER, '')}"
+    try:
+        with limits.slot(viewer):
+            return await stream_feed(request, feed, limits.stall_timeout)
+    except TooManyStreams as exc:
+        return web.json_response({"error": exc.as_dict()}, status=429,
+                                 headers={"Retry-After": str(exc.retry_after)})
 
 
 Metrics = Callable[[], tuple[bytes, str]]  # the Prometheus text and its content type
 
 
-def create_live_app(feeds: OutputFeeds, cluster_key: bytes, metrics: Metrics | None = None
+def create_live_app(feeds: OutputFeeds, cluster_key: bytes, metrics: Metrics | None = None,
+                    *, limits: StreamLimits | None = None, metrics_token: str | None = None
                     ) -> web.Application:
     app = web.Application()
     app[FEEDS] = feeds
     app[CLUSTER_KEY] = cluster_key
+    app[STREAMS] = limits or StreamLimits(server="worker")
     app.router.add_get("/runs/{record_id}/output", output_view)
     if metrics is not None:
         render = metrics
 
         async def metrics_view(request: web.Request) -> web.Response:
-            """The worker's Prometheus metrics (no authentication: counts only)."""
+            """The worker's Prometheus metrics (counts only): open, unless
+            ``CRONSWARM_METRICS_TOKEN`` is set; then the scraper must send it."""
+            if metrics_token and not same_signature(request.headers.get("Authorization", ""),
+                                                    f"Bearer {metrics_token}"):
+                log.info("/metrics refused to %s: bad or missing metrics token",
+                         request.remote)
+                return web.json_response(
+                    {"error": {"code": "unauthenticated", "message":
+                               "/metrics needs 'Authorization: Bearer "
+                               "<CRONSWARM_METRICS_TOKEN>'"}},
+                    status=401, headers={"WWW-Authenticate": 'Bearer realm="cronswarm"'})
             body, content_type = render()
             return web.Response(body=body, headers={"Content-Type": content_type})
 
@@ -248,17 +292,25 @@ class LiveOutputServer:
     """The worker's HTTP endpoint; ``start`` returns the URL to advertise."""
 
     def __init__(self, feeds: OutputFeeds, host: str, port: int, *,
-                 metrics: Metrics | None = None) -> None:
+                 metrics: Metrics | None = None, metrics_token: str | None = None,
+                 limits: StreamLimits | None = None) -> None:
         self.feeds = feeds
         self.host = host
         self.port = port
         self.metrics = metrics
+        self.metrics_token = metrics_token
+        self.limits = limits or StreamLimits(server="worker")
         self.url: str | None = None
         self._runner: web.AppRunner | None = None
 
     async def start(self, cluster_key: bytes) -> str:
-        runner = web.AppRunner(create_live_app(self.feeds, cluster_key, self.metrics),
+        runner = web.AppRunner(create_live_app(self.feeds, cluster_key, self.metrics,
+                                               limits=self.limits,
+                                               metrics_token=self.metrics_token),
                                access_log=None,
+                               # a reader leaving ends its stream (and frees its
+                               # slot) at once, not at the next heartbeat
+                               handler_cancellation=True,
                                shutdown_timeout=1.0)
         await runner.setup()
         self._runner = runner

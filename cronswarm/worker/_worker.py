@@ -39,6 +39,7 @@ from ..common import (
     Scrubber,
     SecretKeyError,
     Settings,
+    StreamLimits,
     SystemClock,
     Trigger,
     ValidationError,
@@ -230,10 +231,13 @@ class Worker:
         # execution: slots, live output, retries on other workers
         self.slots = Slots(settings.max_concurrent_runs)
         self.feeds = OutputFeeds()
-        self.metrics = worker_registry(self)  # this worker's own registry
-        self.live_server = LiveOutputServer(self.feeds, settings.worker_http_host,
-                                            settings.worker_http_port,
-                                            metrics=lambda: render(self.metrics))
+        streams = StreamLimits(settings.live_streams_per_viewer, settings.live_streams_total,
+                               server="worker")
+        self.metrics = worker_registry(self, streams)  # this worker's own registry
+        self.live_server = LiveOutputServer(
+            self.feeds, settings.worker_http_host, settings.worker_http_port,
+            metrics=lambda: render(self.metrics), metrics_token=settings.metrics_token,
+            limits=streams)
         self.releases = ReleaseBatcher(store, linger=RELEASE_LINGER)
         self.retries = RetryBoard(
             store, self.keys, self.id, self.lease, self.clock,

@@ -187,6 +187,10 @@ def panels() -> list[dict[str, Any]]:
         panel(L, "Housekeeping", [
             ("sum(increase(cronswarm_orphan_tokens_removed_total[$__rate_interval]))",
              "orphan tokens removed")], w=12),
+        panel(L, "Live output streams", [
+            ("sum(cronswarm_live_streams)", "open"),
+            (("sum by (limit) (increase(cronswarm_live_streams_refused_total"
+              "[$__rate_interval]))"), "refused ({{limit}})")], w=12),
     ]
 
 

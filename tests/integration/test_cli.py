@@ -1,6 +1,7 @@
 """The ``cronswarm`` client commands against a real master (main() in a thread)."""
 
 import asyncio
+import base64
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -252,3 +253,81 @@ async def test_kill_stops_a_live_run(cli: Cli, settings: Settings, store: EtcdSt
         assert r.code == 0 and r.out.strip() == f"kill requested: {run_id}"
         doc = await wait_final(logs, f"{run_id}#1")
     assert doc["status"] == "killed" and doc["killed_by"].startswith("token:")
+
+
+async def test_export_then_import_restores_the_job_table(cli: Cli, tmp_path: Path) -> None:
+    for argv in (("hourly", "--schedule", "0 * * * *", "--command", "echo hi", "--env", "A=1",
+                  "--target", "zone=a", "--retries", "2"),
+                 ("poll", "--schedule", "*/5 * * * * *", "--http-url", "https://example.org/",
+                  "--disabled", "--set", "timeout=30")):
+        assert (await cli("job", "add", *argv)).code == 0
+    saved = tmp_path / "jobs.json"
+    result = await cli("job", "export", "-o", str(saved))
+    assert result.code == 0 and "exported 2 jobs" in result.err
+    assert saved.stat().st_mode & 0o777 == 0o600
+    exported = json.loads(saved.read_text())["jobs"]
+    assert [j["name"] for j in exported] == ["hourly", "poll"]
+    assert not {"revision", "next_fire", "last_run", "running"} & {k for j in exported for k in j}
+    assert (await cli("job", "export")).json() == {"jobs": exported}  # stdout: the same
+
+    # One job lost, the other changed: import creates the first and leaves the second...
+    assert (await cli("job", "rm", "hourly")).code == 0
+    assert (await cli("job", "edit", "poll", "--schedule", "0 0 * * *")).code == 0
+    result = await cli("job", "import", str(saved))
+    assert result.code == 0, result.err
+    assert result.out.startswith("created 1, replaced 0, skipped 1")
+    assert (await cli("job", "show", "poll", "--json")).json()["schedule"] == "0 0 * * *"
+    # ... and --replace puts it back as exported.
+    result = await cli("job", "import", str(saved), "--replace", "--json")
+    assert result.json() == {"created": [], "replaced": ["hourly", "poll"], "skipped": [],
+                             "secrets_to_set": []}
+    assert (await cli("job", "export")).json() == {"jobs": exported}
+
+
+async def test_import_refuses_a_bad_document_and_stops_at_a_bad_job(
+        cli: Cli, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text('[{"name": "x"}]')
+    result = await cli("job", "import", str(bad))
+    assert result.code == 2 and "must hold" in result.err
+    bad.write_text(json.dumps({"jobs": [
+        {"name": "fine", "schedule": "0 * * * *", "command": "true"},
+        {"name": "broken", "schedule": "not cron", "command": "true"},
+        {"name": "after", "schedule": "0 * * * *", "command": "true"}]}))
+    result = await cli("job", "import", str(bad))
+    assert result.code == 1
+    assert "job broken: schedule" in result.err and "created 1" in result.err
+    names = [j["name"] for j in (await cli("job", "export")).json()["jobs"]]  # type: ignore[index]
+    assert names == ["fine"]
+
+
+async def test_export_names_secrets_and_import_says_which_to_set_again(
+    settings: Settings, admin_token: str, logs: MongoLogStore, tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    keys = "k1:" + base64.b64encode(bytes(range(32))).decode()
+    async with running_master(settings.with_overrides(job_secret_keys=keys),
+                              admin_token) as api:
+        cli = Cli(capsys, api.base, admin_token)
+        spec = tmp_path / "job.json"
+        spec.write_text(json.dumps({"name": "backup", "schedule": "0 2 * * *",
+                                    "command": "echo $DB_PASSWORD",
+                                    "secrets": {"env": {"DB_PASSWORD": "hunter2"}}}))
+        assert (await cli("job", "add", "--file", str(spec))).code == 0
+        saved = tmp_path / "jobs.json"
+        result = await cli("job", "export", "-o", str(saved))
+        assert "1 jobs hold secrets" in result.err and "backup" in result.err
+        assert "hunter2" not in saved.read_text()
+        (job,) = json.loads(saved.read_text())["jobs"]
+        assert job["secrets_set"] == ["env.DB_PASSWORD"]
+        # Replaced, the job keeps the secrets it has; created anew, it has none.
+        result = await cli("job", "import", str(saved), "--replace")
+        assert result.code == 0 and result.err == ""
+        shown = (await cli("job", "show", "backup", "--json")).json()
+        assert shown["secrets_set"] == ["env.DB_PASSWORD"]  # type: ignore[index]
+        assert (await cli("job", "rm", "backup")).code == 0
+        result = await cli("job", "import", str(saved))
+        assert result.code == 0 and result.out.startswith("created 1")
+        assert "created without their secrets" in result.err and "backup" in result.err
+        shown = (await cli("job", "show", "backup", "--json")).json()
+        assert shown["secrets_set"] == []  # type: ignore[index]

@@ -69,3 +69,15 @@ def test_production_settings_default_and_parse() -> None:
                        "CRONSWARM_METRICS_TOKEN": "scrape", "CRONSWARM_HTTP_DENY_LOCAL": "yes"})
     assert (s.secure_cookies, s.trusted_proxy_hops, s.auth_failure_limit, s.metrics_token,
             s.http_deny_local) == (True, 2, 5, "scrape", True)
+
+
+def test_live_stream_limits_default_parse_and_refuse_zero() -> None:
+    s = Settings.load(BASE)
+    assert (s.live_streams_per_viewer, s.live_streams_total) == (4, 64)
+    s = Settings.load({**BASE, "CRONSWARM_LIVE_STREAMS_PER_VIEWER": "2",
+                       "CRONSWARM_LIVE_STREAMS_TOTAL": "10"})
+    assert (s.live_streams_per_viewer, s.live_streams_total) == (2, 10)
+    for var in ("CRONSWARM_LIVE_STREAMS_PER_VIEWER", "CRONSWARM_LIVE_STREAMS_TOTAL"):
+        with pytest.raises(ConfigError) as exc:
+            Settings.load({**BASE, var: "0"})
+        assert exc.value.setting == var

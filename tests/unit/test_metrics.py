@@ -13,7 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from cronswarm import __version__
 from cronswarm.alerts import AlertStats
-from cronswarm.common import RunRecord, RunStatus, Settings, Trigger
+from cronswarm.common import RunRecord, RunStatus, Settings, StreamLimits, Trigger
 from cronswarm.coord import EtcdStore
 from cronswarm.metrics import ClusterView, master_registry, render, worker_registry
 from cronswarm.worker import Worker
@@ -169,7 +169,8 @@ def exported_names() -> set[str]:
     worker = Worker(settings(), EtcdStore(["127.0.0.1:1"]), FakeWriter())
     names = set()
     for registry in (master_registry("m1", EtcdStore(["127.0.0.1:1"]), election, leader,
-                                     cluster), worker_registry(worker)):
+                                     cluster, streams=StreamLimits(server="master")),
+                     worker.metrics):  # the worker's own registry, its live streams included
         for family in registry.collect():
             if family.type == "counter":
                 names.add(family.name + "_total")

@@ -7,7 +7,7 @@ from typing import Any
 import jsonschema_rs
 import pytest
 
-from cronswarm.common import Job, Settings, ValidationError
+from cronswarm.common import Job, Settings, TooManyStreams, ValidationError
 from cronswarm.master import create_app
 from cronswarm.master._openapi import document
 
@@ -107,3 +107,10 @@ def test_stored_jobs_match_the_output_schema() -> None:
                                "retry": {"attempts": 3, "on_exit_codes": [1]}}):
         doc = {**Job.from_dict(body).to_dict(), "revision": 3, "next_fire": None}
         assert out.is_valid(doc), list(out.iter_errors(doc))
+
+
+def test_a_refused_live_stream_matches_the_error_schema() -> None:
+    refusal = TooManyStreams("per_viewer", 4, "worker", 5)
+    assert validator("Error").is_valid({"error": refusal.as_dict()})
+    live = document()["paths"]["/api/runs/{record_id}/live"]["get"]["responses"]["429"]
+    assert "too_many_streams" in live["description"] and "Retry-After" in live["headers"]
