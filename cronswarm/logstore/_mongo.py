@@ -46,6 +46,7 @@ from ..common import (
 from ._abc import AuditEntry, LogStoreRejected, LogStoreUnavailable, RunPage, RunQuery
 from ._history import SCAN_AT_ONCE, HistoryPager, encode_cursor
 from ._rollups import DUPLICATE_KEY, RECENT_KEPT, HourlyCounts, LastRuns
+from ._tls import tls_refusal
 from ._windows import FUTURE_MARGIN_MS, MAX_PROBES, windows
 
 INDEX_NOT_FOUND = 27
@@ -254,8 +255,9 @@ class MongoLogStore:
         self.clock: Clock = clock or SystemClock()
 
     async def check_access(self) -> None:
-        """Read one run: ServiceRefused if MongoDB refuses our user or certificate
-        for good, LogStoreUnavailable if it does not answer."""
+        """Read one run: ServiceRefused if MongoDB refuses our user, or a TLS
+        handshake fails for good (_tls.py), LogStoreUnavailable if it does not
+        answer."""
         try:
             await self.runs.find_one({}, projection={"_id": 1})
         except OperationFailure as exc:
@@ -270,11 +272,9 @@ class MongoLogStore:
                     "give MONGODB_URI a user (and authSource) with readWrite on it")) from None
             raise LogStoreUnavailable(str(exc)) from exc
         except PyMongoError as exc:
-            if "CERTIFICATE_VERIFY_FAILED" in str(exc):
-                raise ServiceRefused("MONGODB_URI", (
-                    "TLS handshake with MongoDB failed: certificate verify failed — is "
-                    "tlsCAFile in MONGODB_URI the CA that signed the servers' "
-                    "certificates?")) from None
+            refusal = tls_refusal(str(exc))
+            if refusal is not None:
+                raise ServiceRefused("MONGODB_URI", refusal) from None
             raise LogStoreUnavailable(str(exc)) from exc
 
     async def ensure_indexes(self) -> None:
