@@ -46,7 +46,7 @@ from ..common import (
 from ._abc import AuditEntry, LogStoreRejected, LogStoreUnavailable, RunPage, RunQuery
 from ._history import SCAN_AT_ONCE, HistoryPager, encode_cursor
 from ._rollups import DUPLICATE_KEY, RECENT_KEPT, HourlyCounts, LastRuns
-from ._tls import tls_refusal
+from ._tls import CLOSED_AFTER_CONNECT, handshake_error, tls_refusal
 from ._windows import FUTURE_MARGIN_MS, MAX_PROBES, windows
 
 INDEX_NOT_FOUND = 27
@@ -235,9 +235,12 @@ class MongoLogStore:
         if isinstance(uri_or_client, str):
             self.client: AsyncMongoClient[Doc] = _open_client(uri_or_client, timeout_ms)
             self._owns_client = True
+            self._uri: str | None = uri_or_client
         else:
             self.client = uri_or_client
             self._owns_client = False
+            self._uri = None
+        self._timeout_ms = timeout_ms
         # The database given wins, then the one named in the URI.
         self.db: AsyncDatabase[Doc] = (
             self.client[database] if database
@@ -272,7 +275,10 @@ class MongoLogStore:
                     "give MONGODB_URI a user (and authSource) with readWrite on it")) from None
             raise LogStoreUnavailable(str(exc)) from exc
         except PyMongoError as exc:
-            refusal = tls_refusal(str(exc))
+            text = str(exc)
+            if self._uri is not None and CLOSED_AFTER_CONNECT in text:
+                text = await asyncio.to_thread(handshake_error, self._uri, self._timeout_ms)
+            refusal = tls_refusal(text)
             if refusal is not None:
                 raise ServiceRefused("MONGODB_URI", refusal) from None
             raise LogStoreUnavailable(str(exc)) from exc
