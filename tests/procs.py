@@ -7,12 +7,15 @@ import contextlib
 import os
 import signal
 import sys
+import time
 import uuid
 from pathlib import Path
 
 from cronswarm.common import Settings
+from cronswarm.devservices import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
+START_DEADLINE = 30  # normal start-up takes about 2 s
 
 
 # A job that forks a tree of sleeping processes: the shell, a child, a
@@ -97,3 +100,30 @@ async def start(command: str, settings: Settings, **env: str) -> Proc:
     )
     ident = env.get("CRONSWARM_WORKER_ID") or env.get("CRONSWARM_MASTER_ID", "")
     return Proc(proc, f"{command}:{ident}")
+
+
+async def start_and_wait(command: str, settings: Settings) -> tuple[int | None, Proc]:
+    """Start ``command``; its exit code if it ends within the deadline, else None
+    once it is ready (then stopped)."""
+    env = {"CRONSWARM_MASTER_PORT": str(free_port())} if command == "master" else {}
+    proc = await start(command, settings, **env)
+    ready = "ready with" if command == "worker" else "master listening"
+    started = time.monotonic()
+    try:
+        try:
+            await proc.wait_for_line(ready, timeout=START_DEADLINE)
+            code = None
+        except AssertionError:  # it ended (or hung: then the wait below fails)
+            async with asyncio.timeout(START_DEADLINE):
+                code = await proc.proc.wait()
+    finally:
+        await proc.stop()
+    assert time.monotonic() - started < START_DEADLINE
+    return code, proc
+
+
+def the_error(proc: Proc) -> str:
+    errors = [line for line in proc.lines if line.startswith("cronswarm: error: ")]
+    assert len(errors) == 1, proc.lines
+    assert not [line for line in proc.lines if "Traceback" in line], proc.lines
+    return errors[0].removeprefix("cronswarm: error: ")

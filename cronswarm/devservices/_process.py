@@ -358,16 +358,19 @@ class MongoServer(ServerProcess):
     name = "mongodb"
 
     def __init__(self, data_dir: Path, *, port: int | None = None, host: str = "127.0.0.1",
-                 in_memory: bool = False, extra_args: Sequence[str] = ()) -> None:
+                 in_memory: bool = False, extra_args: Sequence[str] = (),
+                 uri_options: str = "") -> None:
         super().__init__(data_dir)
         self.host = host
         self.port = port or free_port(host)
         self.in_memory = in_memory
         self.extra_args = tuple(extra_args)  # e.g. --auth (used from the next start)
+        # Added to the URI, e.g. "&tls=true&tlsCAFile=..." with --tls-cert-file.
+        self.uri_options = uri_options
 
     @property
     def uri(self) -> str:
-        return f"mongodb://{self.host}:{self.port}/?directConnection=true"
+        return f"mongodb://{self.host}:{self.port}/?directConnection=true{self.uri_options}"
 
     def command(self) -> list[str]:
         storage = ":memory:" if self.in_memory else str(self.data_dir / "data")

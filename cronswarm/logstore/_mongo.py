@@ -46,6 +46,7 @@ from ..common import (
 from ._abc import AuditEntry, LogStoreRejected, LogStoreUnavailable, RunPage, RunQuery
 from ._history import SCAN_AT_ONCE, HistoryPager, encode_cursor
 from ._rollups import DUPLICATE_KEY, RECENT_KEPT, HourlyCounts, LastRuns
+from ._tls import CLOSED_AFTER_CONNECT, handshake_error, tls_refusal
 from ._windows import FUTURE_MARGIN_MS, MAX_PROBES, windows
 
 INDEX_NOT_FOUND = 27
@@ -234,9 +235,12 @@ class MongoLogStore:
         if isinstance(uri_or_client, str):
             self.client: AsyncMongoClient[Doc] = _open_client(uri_or_client, timeout_ms)
             self._owns_client = True
+            self._uri: str | None = uri_or_client
         else:
             self.client = uri_or_client
             self._owns_client = False
+            self._uri = None
+        self._timeout_ms = timeout_ms
         # The database given wins, then the one named in the URI.
         self.db: AsyncDatabase[Doc] = (
             self.client[database] if database
@@ -254,8 +258,9 @@ class MongoLogStore:
         self.clock: Clock = clock or SystemClock()
 
     async def check_access(self) -> None:
-        """Read one run: ServiceRefused if MongoDB refuses our user or certificate
-        for good, LogStoreUnavailable if it does not answer."""
+        """Read one run: ServiceRefused if MongoDB refuses our user, or a TLS
+        handshake fails for good (_tls.py), LogStoreUnavailable if it does not
+        answer."""
         try:
             await self.runs.find_one({}, projection={"_id": 1})
         except OperationFailure as exc:
@@ -270,11 +275,12 @@ class MongoLogStore:
                     "give MONGODB_URI a user (and authSource) with readWrite on it")) from None
             raise LogStoreUnavailable(str(exc)) from exc
         except PyMongoError as exc:
-            if "CERTIFICATE_VERIFY_FAILED" in str(exc):
-                raise ServiceRefused("MONGODB_URI", (
-                    "TLS handshake with MongoDB failed: certificate verify failed — is "
-                    "tlsCAFile in MONGODB_URI the CA that signed the servers' "
-                    "certificates?")) from None
+            text = str(exc)
+            if self._uri is not None and CLOSED_AFTER_CONNECT in text:
+                text = await asyncio.to_thread(handshake_error, self._uri, self._timeout_ms)
+            refusal = tls_refusal(text)
+            if refusal is not None:
+                raise ServiceRefused("MONGODB_URI", refusal) from None
             raise LogStoreUnavailable(str(exc)) from exc
 
     async def ensure_indexes(self) -> None:

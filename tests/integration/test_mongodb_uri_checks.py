@@ -4,8 +4,6 @@ server that does not answer is only a warning (workers spool)."""
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import Iterator
 
 import pytest
@@ -13,9 +11,7 @@ from pymongo import MongoClient
 
 from cronswarm.common import Settings
 from cronswarm.devservices import MongoServer, free_port
-from tests import procs
-
-START_DEADLINE = 30  # normal start-up takes about 2 s
+from tests.procs import start_and_wait, the_error
 
 
 @pytest.fixture(scope="module")
@@ -40,33 +36,6 @@ def mongo_with_users(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mongo
 def uri(server: MongoServer, credentials: str, database: str = "jobs") -> str:
     return (f"mongodb://{credentials}{server.host}:{server.port}/{database}"
             "?directConnection=true&authSource=admin")
-
-
-async def start_and_wait(command: str, settings: Settings) -> tuple[int | None, procs.Proc]:
-    """Start ``command``; its exit code if it ends within the deadline, else None
-    once it is ready (then stopped)."""
-    env = {"CRONSWARM_MASTER_PORT": str(free_port())} if command == "master" else {}
-    proc = await procs.start(command, settings, **env)
-    ready = "ready with" if command == "worker" else "master listening"
-    started = time.monotonic()
-    try:
-        try:
-            await proc.wait_for_line(ready, timeout=START_DEADLINE)
-            code = None
-        except AssertionError:  # it ended (or hung: then the wait below fails)
-            async with asyncio.timeout(START_DEADLINE):
-                code = await proc.proc.wait()
-    finally:
-        await proc.stop()
-    assert time.monotonic() - started < START_DEADLINE
-    return code, proc
-
-
-def the_error(proc: procs.Proc) -> str:
-    errors = [line for line in proc.lines if line.startswith("cronswarm: error: ")]
-    assert len(errors) == 1, proc.lines
-    assert not [line for line in proc.lines if "Traceback" in line], proc.lines
-    return errors[0].removeprefix("cronswarm: error: ")
 
 
 @pytest.mark.parametrize(("command", "credentials", "database", "expected"), [
