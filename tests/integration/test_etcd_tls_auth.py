@@ -168,8 +168,7 @@ async def test_masters_and_workers_run_jobs_over_tls_with_a_user(
     assert not [line for line in said if "Traceback" in line or "does not answer" in line]
 
 
-# Normal start-up takes about 2 s; the deadline only guards against hanging.
-START_DEADLINE = 30
+START_DEADLINE = procs.START_DEADLINE
 
 
 @pytest.mark.parametrize(("command", "changes", "expected"), [
@@ -199,19 +198,10 @@ async def test_settings_etcd_refuses_end_the_process_at_once_with_one_line(
              "expired_key": secure_etcd.expired_key}
     changes = {k: str(paths[v]) if v in paths else v for k, v in changes.items()}
     settings = secure_settings(secure_etcd, mongo_uri, tmp_path, **changes)
-    env = {"CRONSWARM_MASTER_PORT": str(free_port())} if command == "master" else {}
-    started = time.monotonic()
-    proc = await procs.start(command, settings, **env)
-    try:
-        async with asyncio.timeout(START_DEADLINE):
-            code = await proc.proc.wait()
-    finally:
-        await proc.stop()
-    assert time.monotonic() - started < START_DEADLINE
+    code, proc = await procs.start_and_wait(command, settings)
     assert code == 2, proc.lines
-    errors = [line for line in proc.lines if line.startswith("cronswarm: error: ")]
     want = expected.format(prefix=secure_etcd.prefix, expired_cert=secure_etcd.expired_cert)
-    assert len(errors) == 1 and want in errors[0], proc.lines
+    assert want in procs.the_error(proc), proc.lines
     assert not [line for line in proc.lines if "Traceback" in line], proc.lines
 
 
@@ -343,17 +333,9 @@ async def test_tls_to_a_plain_etcd_ends_the_start_with_one_line(
     secure_etcd: SecureEtcd, settings: Settings,
 ) -> None:
     plain = settings.with_overrides(etcd_ca_file=str(secure_etcd.ca))
-    started = time.monotonic()
-    proc = await procs.start("worker", plain)
-    try:
-        async with asyncio.timeout(START_DEADLINE):
-            code = await proc.proc.wait()
-    finally:
-        await proc.stop()
-    assert time.monotonic() - started < START_DEADLINE
+    code, proc = await procs.start_and_wait("worker", plain)
     assert code == 2, proc.lines
-    errors = [line for line in proc.lines if line.startswith("cronswarm: error: ")]
-    assert len(errors) == 1 and errors[0].endswith(
+    assert procs.the_error(proc).endswith(
         "failed: etcd does not speak TLS there — start it with --cert-file/--key-file and "
         "https:// client URLs, or unset CRONSWARM_ETCD_CA_FILE"), proc.lines
 
