@@ -5,7 +5,7 @@ managed through the API (``master._api_alerts``).
 """
 
 from ._channels import CHANNEL_TYPES, EMAIL_SECURITY, SECRETS, Channel, url_target
-from ._delivery import AlertStats, Dispatcher, resolve_channels, retry_delay
+from ._delivery import AlertStats, Dispatcher, resolve_channels
 from ._engine import JobAlertState, Notice, check_dead_man, on_problem, on_success
 from ._messages import (
     email_message,
@@ -48,7 +48,6 @@ __all__ = [
     "on_problem",
     "on_success",
     "resolve_channels",
-    "retry_delay",
     "slack_body",
     "url_target",
     "webhook_body",

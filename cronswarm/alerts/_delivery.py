@@ -13,13 +13,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 
-from ..common import AlertRule, Clock, ServiceUnavailable
+from ..common import AlertRule, Clock, ServiceUnavailable, backoff_delay
 from ._channels import Channel
 from ._engine import Notice
 from ._senders import DeliveryError, Sender
@@ -28,13 +27,6 @@ from ._store import AlertStore
 log = logging.getLogger(__name__)
 
 MAX_RETRY_DELAY = 60.0
-
-
-def retry_delay(base: float, attempt: int, *, rng: random.Random | None = None) -> float:
-    """Seconds before attempt ``attempt + 1``: doubling from ``base``, at most a
-    minute, plus up to 10 % jitter."""
-    delay: float = min(MAX_RETRY_DELAY, base * 2.0 ** (attempt - 1))
-    return delay + float((rng or random).uniform(0, delay * 0.1))
 
 
 def resolve_channels(rule: AlertRule, channels: Iterable[Channel]) -> list[str]:
@@ -136,7 +128,8 @@ class Dispatcher:
                     break
                 if attempt < self.attempts:
                     self.stats.retried[kind] += 1
-                    await asyncio.sleep(retry_delay(self.base_delay, attempt))  # backoff
+                    await asyncio.sleep(backoff_delay(  # backoff
+                        attempt, first=self.base_delay, cap=MAX_RETRY_DELAY))
                 continue
             except Exception as exc:  # a bug must not stop the other deliveries
                 # Only the type: the message of an unexpected error may quote a secret.

@@ -2,6 +2,7 @@
 
 from ._addresses import DENY_SETTING, local_address_reason, local_url_reason
 from ._alerting import ALERT_KINDS, DEFAULT_ALERT_RULE, PROBLEM_KINDS, AlertKind, AlertRule
+from ._backoff import backoff_delay
 from ._cancel import reraise_cancellation
 from ._clock import Clock, SkewedClock, SystemClock, loop_deadline
 from ._config import MAX_OUTPUT_PART_BYTES, Settings, read_pem_file
@@ -61,6 +62,7 @@ from ._offset import (
     ntp_sample,
     registered_clock,
 )
+from ._retry_request import LEASE_LOST, LEASE_LOST_REASON, RetryRequest
 from ._run import RunRecord, RunStatus, Trigger
 from ._secrets import (
     KEYS_SETTING,
@@ -95,6 +97,8 @@ __all__ = [
     "DEFAULT_ALERT_RULE",
     "DENY_SETTING",
     "KEYS_SETTING",
+    "LEASE_LOST",
+    "LEASE_LOST_REASON",
     "LIVE_AUTH_SCHEME",
     "MAX_OUTPUT_PART_BYTES",
     "MAX_TICK_MS",
@@ -130,6 +134,7 @@ __all__ = [
     "ReaderStalled",
     "RecordId",
     "RetryPolicy",
+    "RetryRequest",
     "RunRecord",
     "RunStatus",
     "Sample",
@@ -148,6 +153,7 @@ __all__ = [
     "TooManyStreams",
     "Trigger",
     "ValidationError",
+    "backoff_delay",
     "best_sample",
     "check_http_url",
     "check_live_auth",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
+import random
 import re
 import sys
 from collections.abc import Mapping
@@ -17,6 +18,7 @@ from types import MappingProxyType
 from typing import Any, Literal
 
 from ._alerting import AlertRule
+from ._backoff import backoff_delay
 from ._cron import load_timezone, validate_expression
 from ._errors import FieldProblem, ValidationError
 from ._fields import FieldReader
@@ -149,6 +151,11 @@ class RetryPolicy:
         "attempts", "delay", "multiplier", "max_delay", "jitter", "on_exit_codes",
         "on_http_statuses", "any_worker",
     )
+
+    def delay_after(self, attempt: int, rng: random.Random | None = None) -> float:
+        """Seconds between attempt ``attempt`` and the next (see ``backoff_delay``)."""
+        return backoff_delay(attempt, first=self.delay, cap=self.max_delay,
+                             multiplier=self.multiplier, jitter=self.jitter, rng=rng)
 
     @classmethod
     def from_dict(cls, data: object, path: str = "retry") -> RetryPolicy:

@@ -19,9 +19,8 @@ from __future__ import annotations
 import logging
 import math
 
-from ..common import Clock, Job, Keyspace, RunRecord, ValidationError
+from ..common import Clock, Job, Keyspace, RetryRequest, RunRecord, ValidationError
 from ..coord import Compare, CoordStore, Put, Term
-from ..worker import RetryRequest, retry_delay
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +32,7 @@ def lost_retry(job: Job, lost: RunRecord, *, now_ms: int, origin: str
     policy = job.retry
     if not policy.any_worker or lost.attempt >= policy.attempts:
         return None
-    delay = retry_delay(policy.delay, policy.multiplier, policy.max_delay, policy.jitter,
-                        lost.attempt)
+    delay = policy.delay_after(lost.attempt)
     request = RetryRequest(lost.run_id, job.name, lost.tick, lost.attempt + 1,
                            now_ms + int(delay * 1000), origin, dict(job.targets), lost=True)
     return request, delay

@@ -49,19 +49,19 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any
 
-from ..alerts import retry_delay
 from ..common import (
+    LEASE_LOST_REASON,
     Clock,
     Keyspace,
     RunRecord,
     RunStatus,
     ServiceUnavailable,
+    backoff_delay,
     parse_run_id,
     reraise_cancellation,
 )
 from ..coord import CoordStore, KeyValue, PrefixMirror
 from ..logstore import LogStore, RunQuery
-from ..worker import LEASE_LOST_REASON
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +74,8 @@ OnLost = Callable[[RunRecord], Awaitable[None]]
 LOST_MARGIN_S = 2.0
 JUDGED_KEPT = 10_000  # attempts remembered as already judged (bounded memory)
 MAX_UNSETTLED = 10_000  # verdicts kept waiting for etcd or MongoDB (bounded memory)
-RETRY_BASE_S = 0.5  # first wait before a verdict is tried again (doubling, at most 60 s)
+RETRY_BASE_S = 0.5  # first wait before a verdict is tried again (doubling,
+RETRY_CAP_S = 60.0  # at most a minute)
 LEASE_EXPIRED = "worker lost (its lease expired) during the run"
 
 
@@ -177,7 +178,7 @@ class LostRunReaper:
     def _retry_later(self, queue: asyncio.Queue[_Verdict], verdict: _Verdict) -> None:
         """Put ``verdict`` back on ``queue`` after a backoff (etcd or MongoDB failed)."""
         verdict.failures += 1
-        delay = retry_delay(self.retry_base, verdict.failures)
+        delay = backoff_delay(verdict.failures, first=self.retry_base, cap=RETRY_CAP_S)
         log.info("verdict on run %s waits %.1fs for etcd or MongoDB (try %d)",
                  verdict.run.get("run_id"), delay, verdict.failures)
 

@@ -22,12 +22,21 @@ import contextlib
 import json
 import logging
 
-from ..alerts import retry_delay
-from ..common import Clock, Job, Keyspace, RunRecord, RunStatus, Trigger, ValidationError, run_id
+from ..common import (
+    Clock,
+    Job,
+    Keyspace,
+    RetryRequest,
+    RunRecord,
+    RunStatus,
+    Trigger,
+    ValidationError,
+    backoff_delay,
+    run_id,
+)
 from ..coord import CoordStore, KeyValue, PrefixMirror
 from ..logstore import LogStore
-from ..worker import RetryRequest
-from ._reaper import RETRY_BASE_S, Duty, log_failures
+from ._reaper import RETRY_BASE_S, RETRY_CAP_S, Duty, log_failures
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +87,8 @@ class UnclaimedRequests:
                 # etcd or MongoDB failed (logged by the duty): asked again later,
                 # so the request gets its record once they answer.
                 asyncio.get_running_loop().call_later(
-                    retry_delay(RETRY_BASE_S, tries + 1), self._pending.put_nowait,
+                    backoff_delay(tries + 1, first=RETRY_BASE_S, cap=RETRY_CAP_S),
+                    self._pending.put_nowait,
                     (kind, name, request, tries + 1))
             elif not settled:
                 log.error("giving up on recording the expired %s request %s after %d tries",

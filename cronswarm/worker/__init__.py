@@ -16,25 +16,23 @@ from ._claim import (
     still_due,
 )
 from ._executor import ExecResult, Executor, KillSwitch, RunContext, ShellExecutor
-from ._fence import FENCE_FRACTION, LEASE_LOST, LEASE_LOST_REASON, Fenced, LeaseFence, fence_due
+from ._fence import FENCE_FRACTION, Fenced, LeaseFence, fence_due
 from ._guardian import Guardian, guardian_running
 from ._http import HttpExecutor
 from ._live import Feed, LiveOutputServer, OutputFeeds
 from ._logwriter import FlushEvent, LogWriter, WriterCounters, decode_record, encode_record
 from ._output import BoundedOutput
-from ._retry import HandOff, RetryBoard, RetryRequest
+from ._retry import HandOff, RetryBoard
 from ._sink import RunSink
 from ._slots import SlotBook, Slots
 from ._spool import Position, Spool, SpoolError, SpoolFull, encode_frame, scan_frames
 from ._stats import LAG_BUCKETS, CountingSink, FlushStats, LagHistogram, RunStats
 from ._timetable import Timetable
-from ._worker import LiveRun, Worker, retry_delay
+from ._worker import LiveRun, Worker
 
 __all__ = [
     "FENCE_FRACTION",
     "LAG_BUCKETS",
-    "LEASE_LOST",
-    "LEASE_LOST_REASON",
     "BoundedOutput",
     "Claim",
     "CountingSink",
@@ -57,7 +55,6 @@ __all__ = [
     "OutputFeeds",
     "Position",
     "RetryBoard",
-    "RetryRequest",
     "RunContext",
     "RunSink",
     "RunStats",
@@ -84,7 +81,6 @@ __all__ = [
     "plan_ticks",
     "read_claim",
     "rendezvous_owner",
-    "retry_delay",
     "run_info",
     "scan_frames",
     "still_due",

@@ -53,8 +53,6 @@ log = logging.getLogger(__name__)
 # the last third leaves the fenced runs time to be stopped before the lease
 # can expire (a kill takes at most its grace cap, 0.25 s, plus the tree walk).
 FENCE_FRACTION = 2 / 3
-LEASE_LOST = "lease lost"  # the reason of runs stopped by the fence
-LEASE_LOST_REASON = "lease_lost"  # the same, in a run record's ``extra.reason``
 
 
 def fence_due(sent_at: float | None, ttl: float, now: float,

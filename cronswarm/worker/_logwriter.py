@@ -43,7 +43,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
-from ..common import RunRecord, RunStatus, ServiceUnavailable, Settings, Trigger
+from ..common import (
+    RunRecord,
+    RunStatus,
+    ServiceUnavailable,
+    Settings,
+    Trigger,
+    backoff_delay,
+)
 from ..logstore import LogStore, LogStoreRejected
 from ._spool import Position, Spool, SpoolError
 
@@ -299,7 +306,8 @@ class LogWriter:
                 if self._closing.is_set():
                     return  # what is left stays in the spool for the next start
                 failures += 1
-                delay = min(self.retry_max_delay, self.retry_delay * 2 ** (failures - 1))
+                delay = backoff_delay(failures, first=self.retry_delay, cap=self.retry_max_delay,
+                                      jitter=0)
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(delay):  # retry backoff, cut short by close()
                         await self._closing.wait()

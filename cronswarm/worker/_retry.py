@@ -49,14 +49,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-from ..common import Clock, Job, Keyspace, ValidationError, loop_deadline
+from ..common import Clock, Job, Keyspace, RetryRequest, ValidationError, loop_deadline
 from ..coord import (
     Compare,
     CoordStore,
@@ -73,42 +71,6 @@ from ._claim import rendezvous_owner, run_info
 from ._registry import registered_labels
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class RetryRequest:
-    run_id: str
-    job: str
-    tick: int
-    attempt: int  # the attempt to run
-    not_before: int  # epoch ms
-    origin: str  # the worker that asks
-    targets: Mapping[str, str] = field(default_factory=dict)  # the job's, when asked
-    # Asked by the elected master for a run whose worker died (``lost``): the
-    # lock is not the origin's to hand over, so a claim takes it only if free.
-    lost: bool = False
-
-    def encode(self) -> bytes:
-        data: dict[str, Any] = {"run_id": self.run_id, "job": self.job, "tick": self.tick,
-                                "attempt": self.attempt, "not_before": self.not_before,
-                                "origin": self.origin, "targets": dict(self.targets)}
-        if self.lost:
-            data["lost"] = True
-        return json.dumps(data, separators=(",", ":")).encode()
-
-    @classmethod
-    def decode(cls, raw: bytes) -> RetryRequest:
-        data = json.loads(raw)
-        targets = data.get("targets") or {}
-        if not isinstance(targets, dict):
-            raise TypeError("targets must be an object")
-        return cls(str(data["run_id"]), str(data["job"]), int(data["tick"]),
-                   int(data["attempt"]), int(data["not_before"]), str(data["origin"]),
-                   {str(k): str(v) for k, v in targets.items()}, data.get("lost") is True)
-
-    def matches(self, labels: Mapping[str, str]) -> bool:
-        """Whether a worker with ``labels`` may take it (as ``Job.matches``)."""
-        return all(labels.get(k) == v for k, v in self.targets.items())
 
 
 class HandOff(Enum):

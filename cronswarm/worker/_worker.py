@@ -22,18 +22,20 @@ import contextlib
 import gc
 import json
 import logging
-import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..common import (
+    LEASE_LOST,
+    LEASE_LOST_REASON,
     Clock,
     ClusterClock,
     CronSchedule,
     Job,
     Keyring,
     Keyspace,
+    RetryRequest,
     RunRecord,
     RunStatus,
     Scrubber,
@@ -80,14 +82,14 @@ from ._claim import (
 )
 from ._clock_sync import ClockSync
 from ._executor import ExecResult, Executor, KillSwitch, RunContext, ShellExecutor
-from ._fence import LEASE_LOST, LEASE_LOST_REASON, Fenced, LeaseFence
+from ._fence import Fenced, LeaseFence
 from ._http import HttpExecutor
 from ._live import LiveOutputServer, OutputFeeds
 from ._output import BoundedOutput
 from ._registry import WorkerInfo
 from ._release import LINGER as RELEASE_LINGER
 from ._release import ReleaseBatcher
-from ._retry import HandOff, RetryBoard, RetryRequest
+from ._retry import HandOff, RetryBoard
 from ._sink import RunSink
 from ._slots import Slots
 from ._stats import CountingSink, FlushStats, RunStats
@@ -810,8 +812,7 @@ class Worker:
                 elif (result is None or live.kill.requested.is_set() or self.draining
                       or live.attempt >= policy.attempts or not _retryable(job, result)):
                     break
-                delay = retry_delay(policy.delay, policy.multiplier, policy.max_delay,
-                                    policy.jitter, live.attempt)
+                delay = policy.delay_after(live.attempt)
                 due = self.clock.now_ms() + int(delay * 1000)
                 if policy.any_worker:
                     request = RetryRequest(live.run_id, job.name, live.tick, live.attempt + 1,
@@ -1210,11 +1211,3 @@ def _retryable(job: Job, result: ExecResult) -> bool:
         return listed is None or result.http_status in listed
     codes = policy.on_exit_codes
     return codes is None or result.exit_code in codes
-
-
-def retry_delay(delay: float, multiplier: float, max_delay: float, jitter: float,
-                attempt: int, rng: random.Random | None = None) -> float:
-    """Seconds to wait before attempt ``attempt + 1``: exponential, capped, jittered."""
-    base = min(max_delay, delay * multiplier ** (attempt - 1))
-    spread = base * jitter
-    return base + (rng or random).uniform(0, spread) if spread else base

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from itertools import pairwise
 from pathlib import Path
 
-from cronswarm.common import Keyspace, Settings, SystemClock
+from cronswarm.common import Keyspace, RetryRequest, Settings, SystemClock
 from cronswarm.coord import (
     Compare,
     CoordUnavailable,
@@ -20,7 +20,7 @@ from cronswarm.coord import (
 )
 from cronswarm.logstore import MongoLogStore
 from cronswarm.master._unclaimed import UnclaimedRequests
-from cronswarm.worker import LogWriter, RetryRequest, Worker
+from cronswarm.worker import LogWriter, Worker
 from tests.helpers import wait_for_count
 from tests.workerkit import (
     Gate,

@@ -16,12 +16,12 @@ from cronswarm.alerts import (
     feishu_body,
     feishu_sign,
     resolve_channels,
-    retry_delay,
     slack_body,
     webhook_body,
     webhook_signature,
 )
-from cronswarm.common import AlertKind, AlertRule, ValidationError
+from cronswarm.alerts._delivery import MAX_RETRY_DELAY
+from cronswarm.common import AlertKind, AlertRule, ValidationError, backoff_delay
 
 SECRET = "s3cret-Value-77"
 EMAIL = {"name": "mail", "type": "email", "host": "smtp.example.com", "username": "u",
@@ -142,4 +142,4 @@ def test_channel_resolution_and_retry_backoff() -> None:
     named = AlertRule.from_dict({"channels": ["hook", "lark", "typo"]})
     assert resolve_channels(named, channels) == ["hook", "typo"]
     for attempt, base in [(1, 2), (2, 4), (3, 8), (4, 16), (5, 32), (6, 60), (9, 60)]:
-        assert base <= retry_delay(2, attempt) <= base * 1.1
+        assert base <= backoff_delay(attempt, first=2, cap=MAX_RETRY_DELAY) <= base * 1.1

@@ -6,9 +6,9 @@ import asyncio
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cronswarm.common import RunRecord, RunStatus
+from cronswarm.common import LEASE_LOST_REASON, RunRecord, RunStatus
 from cronswarm.master._reaper import ended_on_its_own
-from cronswarm.worker import FENCE_FRACTION, LEASE_LOST_REASON, LeaseFence, fence_due
+from cronswarm.worker import FENCE_FRACTION, LeaseFence, fence_due
 
 TTL = 9.0
 

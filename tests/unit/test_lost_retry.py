@@ -2,9 +2,8 @@
 
 import pytest
 
-from cronswarm.common import Job, Keyspace, RunRecord, RunStatus
+from cronswarm.common import Job, Keyspace, RetryRequest, RunRecord, RunStatus
 from cronswarm.master._lost_retry import lost_retry
-from cronswarm.worker import RetryRequest
 from cronswarm.worker._retry import build_retry_claim
 
 T0 = 1_767_225_600_000

@@ -5,8 +5,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cronswarm.common import Job, RunStatus
-from cronswarm.worker import ExecResult, RetryRequest, retry_delay
+from cronswarm.common import Job, RetryPolicy, RetryRequest, RunStatus, backoff_delay
+from cronswarm.worker import ExecResult
 from cronswarm.worker._retry import retry_owner
 from cronswarm.worker._worker import _retryable
 
@@ -16,7 +16,8 @@ from cronswarm.worker._worker import _retryable
     [(1, 0.5), (2, 1.0), (3, 2.0), (4, 3.0), (10, 3.0)],
 )
 def test_backoff_is_exponential_and_capped(attempt: int, expected: float) -> None:
-    assert retry_delay(0.5, 2.0, 3.0, 0.0, attempt) == expected
+    policy = RetryPolicy.from_dict({"attempts": 5, "delay": 0.5, "max_delay": 3.0, "jitter": 0})
+    assert policy.delay_after(attempt) == expected
 
 
 @given(delay=st.floats(0, 100), multiplier=st.floats(1, 10), max_delay=st.floats(0, 1000),
@@ -24,7 +25,8 @@ def test_backoff_is_exponential_and_capped(attempt: int, expected: float) -> Non
 def test_jitter_only_adds_up_to_its_fraction(delay: float, multiplier: float, max_delay: float,
                                              jitter: float, attempt: int, seed: int) -> None:
     base = min(max_delay, delay * multiplier ** (attempt - 1))
-    got = retry_delay(delay, multiplier, max_delay, jitter, attempt, random.Random(seed))
+    got = backoff_delay(attempt, first=delay, cap=max_delay, multiplier=multiplier,
+                        jitter=jitter, rng=random.Random(seed))
     assert base <= got <= base * (1 + jitter) + 1e-9
 
 
