@@ -107,7 +107,6 @@ class AlertMonitor:
                                      stats=self.stats)
         self.states: dict[str, JobAlertState] = {}
         self.polls = 0
-        self._polled = asyncio.Event()
         self._seen: dict[str, int] = {}  # record id -> ended, within the lookback
 
     def _on_job(self, name: str, kv: KeyValue | None, _old: KeyValue | None) -> None:
@@ -165,15 +164,7 @@ class AlertMonitor:
                     await self.check_dead_men()
                 next_dead_man = loop.time() + self.config.dead_man_interval
             self.polls += 1
-            self._polled.set()
-            self._polled = asyncio.Event()
             await asyncio.sleep(self.config.poll_interval)  # the duty's period
-
-    async def wait_polls(self, count: int) -> None:
-        """Return once ``count`` more polls have completed (for tests and probes)."""
-        target = self.polls + count
-        while self.polls < target:
-            await self._polled.wait()
 
     # -- one poll ---------------------------------------------------------------
 

@@ -423,9 +423,6 @@ class Job:
             raise ValidationError(problems)
         return replace(self, secrets=dict(secrets) if secrets else _NO_SECRETS)
 
-    def with_enabled(self, enabled: bool) -> Job:
-        return replace(self, enabled=enabled)
-
     def matches(self, labels: Mapping[str, str]) -> bool:
         """Whether a worker advertising ``labels`` may run this job."""
         return all(labels.get(k) == v for k, v in self.targets.items())

@@ -238,10 +238,3 @@ class Keyspace:
 
     def session(self, session_id: str) -> str:
         return self.sessions + validate_name(session_id, "session_id")
-
-    @staticmethod
-    def name_of(key: str, directory: str) -> str:
-        """The last component of ``key`` under ``directory``."""
-        if not key.startswith(directory):
-            raise ValueError(f"{key!r} is not under {directory!r}")
-        return key[len(directory):]

@@ -239,7 +239,3 @@ class Election:
         with contextlib.suppress(CoordUnavailable, TimeoutError):
             async with asyncio.timeout(self.ttl):
                 await self.store.revoke_lease(lease)
-
-    async def current_leader(self) -> str | None:
-        """The leader as etcd says now."""
-        return leader_of(await self.store.get(self.key))
