@@ -165,6 +165,15 @@ def _frozen_overlap(first: Execution, second: Execution, freezes: Sequence[Freez
                for f in freezes)
 
 
+def _ended_frozen(execution: Execution, freezes: Sequence[Freeze]) -> bool:
+    """``execution`` ended while its worker was frozen (or just woke): the
+    worker could not record its end before the master judged the run lost."""
+    end = execution.end_ns
+    return end is not None and any(
+        f.worker == execution.worker and f.start_ns <= end <= f.end_ns + FROZEN_MARGIN_NS
+        for f in freezes)
+
+
 def _retried(doc: Mapping[str, Any]) -> bool:
     """Does this attempt's end call for the next attempt (when one is left)?
     Failures and timeouts do; so do lost runs and runs stopped because their
@@ -206,9 +215,11 @@ def analyse(window: Window, jobs: Sequence[JobPlan], runs: Sequence[Execution],
         if r.attempt > 1 and status_of.get(before) == "succeeded":
             text = f"{r.run_id}#{r.attempt} on {r.worker} ran after {before} succeeded"
             previous = by_key.get((r.run_id, r.attempt - 1))
-            if previous is not None and _frozen_overlap(previous, r, freezes):
-                # It succeeded while its worker was frozen past its lease: the
-                # same documented window as the overlaps above.
+            if previous is not None and (_frozen_overlap(previous, r, freezes)
+                                         or _ended_frozen(previous, freezes)):
+                # It succeeded while its worker was frozen past its lease (the
+                # next attempt may start then, or later, once the lock is
+                # free): the same documented window as the overlaps above.
                 v.needless_frozen.append(text)
             else:
                 v.needless_attempts.append(text)

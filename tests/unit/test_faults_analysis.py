@@ -147,3 +147,24 @@ def test_an_attempt_after_a_success_on_a_frozen_worker_is_the_documented_window(
     assert v.needless_frozen == [f"sec@{tick(2)}#2 on w4 ran after sec@{tick(2)}#1 succeeded"]
     v = analyse(WINDOW, [SEC], runs, docs, [], open_end_ns=0)  # no freeze: a failure
     assert len(v.needless_attempts) == 1 and v.needless_frozen == []
+
+
+def test_an_attempt_long_after_a_success_that_ended_during_the_freeze_is_that_window() -> None:
+    """The first attempt's job finished while its worker was frozen past its
+    lease; the master had judged it lost, and the next attempt started only
+    once the job's lock was free, long after the worker woke (seen in CI)."""
+    lines, docs = every_second_ran(range(10))
+    lines += [start("sec", 2, 2, "w4", 9.5, 998)]
+    docs += [record("sec", 2, attempt=2)]
+    runs = parse_witness(lines, {})
+    [first] = [r for r in runs if r.key == (f"sec@{tick(2)}", 1)]
+    assert first.end_ns is not None
+    during = [Freeze(first.worker, first.start_ns, first.end_ns + 1_000_000_000)]
+    v = analyse(WINDOW, [SEC], runs, docs, during, open_end_ns=0)
+    assert v.needless_attempts == []
+    assert v.needless_frozen == [f"sec@{tick(2)}#2 on w4 ran after sec@{tick(2)}#1 succeeded"]
+    # A freeze that had ended well before the first attempt did: a failure.
+    before = [Freeze(first.worker, first.start_ns - 9_000_000_000,
+                     first.start_ns - 5_000_000_000)]
+    v = analyse(WINDOW, [SEC], runs, docs, before, open_end_ns=0)
+    assert len(v.needless_attempts) == 1 and v.needless_frozen == []
