@@ -27,6 +27,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from ..common import Backoff
 from ._abc import Compare, CoordStore, CoordUnavailable, Get, KeyValue, Put, WatchCompacted
 
 log = logging.getLogger(__name__)
@@ -110,23 +111,23 @@ class Election:
         self.changed = asyncio.Event()
 
     async def run(self, lead: Lead) -> None:
-        delay = _RETRY[0]
+        backoff = Backoff(*_RETRY)
         while True:
             try:
                 term = await self._campaign()
-                delay = _RETRY[0]
+                backoff.reset()
                 await self._lead(term, lead)
             except CoordUnavailable as exc:
+                delay = backoff.next()
                 log.warning("election on %s: etcd unavailable (%s); retrying in %.1fs",
                             self.key, exc, delay)
+                await asyncio.sleep(delay)  # retry backoff, not synchronisation
             except LeadershipLost as exc:
                 log.warning("%s is no longer the leader: %s", self.candidate, exc)
-                delay = _RETRY[0]
-                continue
+                backoff.reset()
             except Exception:
                 log.exception("leader duties of %s failed; resigning", self.candidate)
-            await asyncio.sleep(delay)  # retry backoff, not synchronisation
-            delay = min(delay * 2, _RETRY[1])
+                await asyncio.sleep(backoff.next())  # retry backoff, not synchronisation
 
     async def _campaign(self) -> Term:
         """Return once this candidate holds the key (a fresh lease is granted per try)."""
