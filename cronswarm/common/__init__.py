@@ -2,7 +2,7 @@
 
 from ._addresses import DENY_SETTING, local_address_reason, local_url_reason
 from ._alerting import ALERT_KINDS, DEFAULT_ALERT_RULE, PROBLEM_KINDS, AlertKind, AlertRule
-from ._backoff import Backoff, backoff_delay
+from ._backoff import backoff_delay
 from ._cancel import reraise_cancellation
 from ._clock import Clock, SkewedClock, SystemClock, loop_deadline
 from ._config import MAX_OUTPUT_PART_BYTES, Settings, read_pem_file
@@ -111,7 +111,6 @@ __all__ = [
     "AlertKind",
     "AlertRule",
     "AuthError",
-    "Backoff",
     "Clock",
     "ClockReport",
     "ClockState",

@@ -27,7 +27,6 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from ..common import Backoff
 from ._abc import Compare, CoordStore, CoordUnavailable, Get, KeyValue, Put, WatchCompacted
 
 log = logging.getLogger(__name__)
@@ -111,23 +110,23 @@ class Election:
         self.changed = asyncio.Event()
 
     async def run(self, lead: Lead) -> None:
-        backoff = Backoff(*_RETRY)
+        delay = _RETRY[0]
         while True:
             try:
                 term = await self._campaign()
-                backoff.reset()
+                delay = _RETRY[0]
                 await self._lead(term, lead)
             except CoordUnavailable as exc:
-                delay = backoff.next()
                 log.warning("election on %s: etcd unavailable (%s); retrying in %.1fs",
                             self.key, exc, delay)
-                await asyncio.sleep(delay)  # retry backoff, not synchronisation
             except LeadershipLost as exc:
                 log.warning("%s is no longer the leader: %s", self.candidate, exc)
-                backoff.reset()
+                delay = _RETRY[0]
+                continue
             except Exception:
                 log.exception("leader duties of %s failed; resigning", self.candidate)
-                await asyncio.sleep(backoff.next())  # retry backoff, not synchronisation
+            await asyncio.sleep(delay)  # retry backoff, not synchronisation
+            delay = min(delay * 2, _RETRY[1])
 
     async def _campaign(self) -> Term:
         """Return once this candidate holds the key (a fresh lease is granted per try)."""

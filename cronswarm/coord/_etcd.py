@@ -26,7 +26,6 @@ from typing import Any
 import grpc
 from aetcd import rpc
 
-from ..common import Backoff
 from ._abc import (
     Compare,
     CoordUnavailable,
@@ -360,7 +359,7 @@ class EtcdStore:
         raw = prefix.encode()
         create = rpc.WatchCreateRequest(key=raw, range_end=prefix_end(raw), progress_notify=True)
         next_revision = start_revision
-        backoff = Backoff(*_WATCH_BACKOFF)
+        delay = _WATCH_BACKOFF[0]
         refused: str | None = None  # a token etcd refused: authenticate again
         reauthenticated = False  # since the last watch etcd accepted
         while True:
@@ -374,7 +373,8 @@ class EtcdStore:
                     raise
                 log.warning("etcd watch on %s cannot authenticate (%s); retrying", prefix,
                             cause.code().name)
-                await asyncio.sleep(backoff.next())  # reconnect backoff, not synchronisation
+                await asyncio.sleep(delay)  # reconnect backoff, not synchronisation
+                delay = min(delay * 2, _WATCH_BACKOFF[1])
                 continue
             token = self._tokens.token
             retry_now = False
@@ -398,7 +398,7 @@ class EtcdStore:
                             break
                         raise CoordUnavailable(f"watch canceled: {resp.cancel_reason}")
                     if resp.created:
-                        backoff.reset()
+                        delay = _WATCH_BACKOFF[0]
                         reauthenticated = False
                     events = [_event(e) for e in resp.events]
                     if events:
@@ -427,7 +427,8 @@ class EtcdStore:
             finally:
                 hold_open.set()
                 call.cancel()
-            await asyncio.sleep(backoff.next())  # reconnect backoff, not synchronisation
+            await asyncio.sleep(delay)  # reconnect backoff, not synchronisation
+            delay = min(delay * 2, _WATCH_BACKOFF[1])
 
     async def close(self) -> None:
         if self._channel is not None:

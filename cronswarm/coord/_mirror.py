@@ -7,7 +7,6 @@ import contextlib
 import logging
 from collections.abc import Callable
 
-from ..common import Backoff
 from ._abc import CoordStore, CoordUnavailable, KeyValue, WatchCompacted
 
 log = logging.getLogger(__name__)
@@ -97,12 +96,12 @@ class PrefixMirror:
 
     async def run(self) -> None:
         """Load and follow the prefix until cancelled."""
-        backoff = Backoff(0.05, 2.0)
+        delay = 0.05
         while True:
             try:
                 await self._load()
                 self.ready.set()
-                backoff.reset()
+                delay = 0.05
                 async for batch in self.store.watch_prefix(self.prefix, self.revision + 1):
                     for event in batch:
                         name = event.key[len(self.prefix):]
@@ -112,9 +111,9 @@ class PrefixMirror:
             except WatchCompacted as exc:
                 log.info("watch on %s fell behind compaction (%s); reloading", self.prefix, exc)
             except CoordUnavailable as exc:
-                delay = backoff.next()
                 log.warning("cannot load %s (%s); retrying in %.2fs", self.prefix, exc, delay)
                 await asyncio.sleep(delay)  # reconnect backoff
+                delay = min(delay * 2, 2.0)
 
     async def wait_for(self, predicate: Callable[[], bool]) -> None:
         """Return once ``predicate()`` holds (checked after every change)."""

@@ -45,7 +45,7 @@ from pymongo import DESCENDING, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import BulkWriteError, PyMongoError
 
-from ..common import backoff_delay, to_ms
+from ..common import to_ms
 from ._abc import LogStoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -255,8 +255,7 @@ class LastRuns:
             loop = asyncio.get_running_loop()
             wake = min(h.due for h in self._held.values())
             if failures:
-                wake = max(wake, loop.time() + backoff_delay(failures, first=1.0,
-                                                             cap=self.every_s, jitter=0))
+                wake = max(wake, loop.time() + min(self.every_s, 2.0 ** (failures - 1)))
             await asyncio.sleep(max(0.0, wake - loop.time()))
             now = loop.time()
             try:

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from ..common import Backoff, CronSchedule, Job, Keyspace, decode_tick, encode_tick
+from ..common import CronSchedule, Job, Keyspace, decode_tick, encode_tick
 from ..coord import (
     Compare,
     CoordStore,
@@ -159,17 +159,17 @@ async def _txn_retrying(
     """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + retry_for
-    backoff = Backoff(0.05, 0.5)
+    delay = 0.05
     in_doubt = False
     while True:
         try:
             return await store.txn(*ops), in_doubt
         except CoordUnavailable:
-            delay = backoff.next()
             if loop.time() + delay > deadline:
                 raise
             in_doubt = True
             await asyncio.sleep(delay)  # retry backoff while etcd fails over
+            delay = min(delay * 2, 0.5)
 
 
 async def claim(

@@ -54,7 +54,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from enum import Enum
 from typing import Any
 
-from ..common import Backoff, Clock, Job, Keyspace, RetryRequest, ValidationError, loop_deadline
+from ..common import Clock, Job, Keyspace, RetryRequest, ValidationError, loop_deadline
 from ..coord import (
     Compare,
     CoordStore,
@@ -229,7 +229,7 @@ class RetryBoard:
         still hold our value."""
         key = self.keys.retry(job.name, request.run_id)
         running = self.keys.running(job.name, request.run_id)
-        backoff = Backoff(0.1, 1.0)
+        delay = 0.1
         while True:
             try:
                 pending = await self.store.get(key)
@@ -241,7 +241,8 @@ class RetryBoard:
                     log.warning("cannot tell whether the offer of %s#%d committed (%s); "
                                 "not running it here", request.run_id, request.attempt, exc)
                     return HandOff.WITHDRAWN
-                await asyncio.sleep(backoff.next())  # retry backoff while etcd fails over
+                await asyncio.sleep(delay)  # retry backoff while etcd fails over
+                delay = min(delay * 2, 1.0)
                 continue
             if holder is not None and holder.value == info:
                 return HandOff.KEPT

@@ -29,7 +29,6 @@ from typing import Any
 from ..common import (
     LEASE_LOST,
     LEASE_LOST_REASON,
-    Backoff,
     Clock,
     ClusterClock,
     CronSchedule,
@@ -1003,19 +1002,19 @@ class Worker:
                               "at": self.clock.now_ms()}).encode()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + job.kill_grace + 5
-        backoff = Backoff(0.1, 1.0)
+        delay = 0.1
         while True:
             try:
                 await self.store.put(self.keys.killer(job.name), request,
                                      lease=self.lease.lease_id)
                 break
             except CoordUnavailable as exc:
-                delay = backoff.next()
                 if loop.time() + delay > deadline:
                     log.warning("cannot ask %s to stop (%s); %s does not start", old_run, exc,
                                 new_run)
                     return False
                 await asyncio.sleep(delay)  # retry backoff while etcd fails over
+                delay = min(delay * 2, 1.0)
         try:
             async with asyncio.timeout_at(deadline):
                 await wait_deleted(self.store, self.keys.running(job.name, old_run))

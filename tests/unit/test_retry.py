@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cronswarm.common import Backoff, Job, RetryPolicy, RetryRequest, RunStatus, backoff_delay
+from cronswarm.common import Job, RetryPolicy, RetryRequest, RunStatus, backoff_delay
 from cronswarm.worker import ExecResult
 from cronswarm.worker._retry import retry_owner
 from cronswarm.worker._worker import _retryable
@@ -79,13 +79,3 @@ def test_retry_requests_round_trip_and_match_labels_like_jobs() -> None:
     assert request.matches({"zone": "a", "gpu": "yes"})
     assert not request.matches({"zone": "b"})
     assert RetryRequest("j@1000", "j", 1000, 2, 2000, "w1").matches({})
-
-
-def test_a_backoff_after_thousands_of_failures_is_its_cap() -> None:
-    """An outage of hours: the exponent must not overflow a float."""
-    assert backoff_delay(5000, first=0.05, cap=2.0, jitter=0) == 2.0
-    backoff = Backoff(0.05, 2.0)
-    delays = [backoff.next() for _ in range(3)]
-    assert delays == [0.05, 0.1, 0.2]
-    backoff.reset()
-    assert backoff.next() == 0.05
