@@ -26,16 +26,9 @@ from ._errors import (
     ValidationError,
 )
 from ._fields import FieldReader, escaped_text, unencodable_text
-from ._job import (
-    MISFIRE_POLICIES,
-    OVERLAP_POLICIES,
-    HttpRequest,
-    Job,
-    RetryPolicy,
-    check_name,
-    validate_name,
-)
+from ._job import MISFIRE_POLICIES, OVERLAP_POLICIES, Job, check_name, validate_name
 from ._job_input import SecretInput, read_job_input, split_secret_input
+from ._job_parts import HttpRequest, RetryPolicy
 from ._keys import (
     MAX_TICK_MS,
     Keyspace,

@@ -16,6 +16,19 @@ T = TypeVar("T")
 _MISSING: Any = object()
 
 
+def string_problem(value: str, max_len: int, non_empty: bool = True,
+                   check: Callable[[str], str | None] | None = None) -> str | None:
+    """What is wrong with the string ``value`` of a field, or None: the one rule
+    for string fields (``FieldReader.string`` and the stored-job decoder)."""
+    if non_empty and not value.strip():
+        return "must not be empty"
+    if len(value) > max_len:
+        return f"must be at most {max_len} characters (got {len(value)})"
+    if "\x00" in value:
+        return "must not contain NUL characters"
+    return None if check is None else check(value)
+
+
 class FieldReader:
     """Reads fields of one JSON object; ``finish()`` raises if anything was wrong."""
 
@@ -81,13 +94,7 @@ class FieldReader:
         if not isinstance(value, str):
             self.fail(key, f"must be a string, not {_json_type(value)}")
             return default if default is not _MISSING else ""
-        if non_empty and not value.strip():
-            self.fail(key, "must not be empty")
-        elif len(value) > max_len:
-            self.fail(key, f"must be at most {max_len} characters (got {len(value)})")
-        elif "\x00" in value:
-            self.fail(key, "must not contain NUL characters")
-        elif check is not None and (reason := check(value)) is not None:
+        if (reason := string_problem(value, max_len, non_empty, check)) is not None:
             self.fail(key, reason)
         return value
 

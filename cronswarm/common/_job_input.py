@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ._errors import FieldProblem, ValidationError
-from ._job import Job, _check_env_key, _check_header
+from ._job import Job
+from ._job_parts import check_env_key, check_header
 from ._secrets import Keyring, Sealed, no_keyring_error, read_secret_changes
 
 
@@ -55,7 +56,7 @@ def split_secret_input(body: Mapping[str, Any]
     if raw is None:
         return rest, SecretInput({}, clear_all=True), []
     try:
-        changes = read_secret_changes(raw, check_env=_check_env_key, check_header=_check_header)
+        changes = read_secret_changes(raw, check_env=check_env_key, check_header=check_header)
     except ValidationError as exc:
         return rest, None, list(exc.problems)
     return rest, SecretInput(changes), []

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..common import MISFIRE_POLICIES, OVERLAP_POLICIES, RunStatus, Trigger
-from ..common._job import HTTP_METHODS, MAX_TIMEOUT_S
+from ..common._job_parts import HTTP_METHODS, MAX_TIMEOUT_S
 from ..common._secrets import MAX_SECRET_LEN
 from ._auth import MAX_EXPIRES_IN_S, TOKEN_NAME_RE, Role
 
