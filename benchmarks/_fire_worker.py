@@ -8,12 +8,17 @@ and delete command and prints the running totals as one stderr line:
 
     bench-mongo-writes <documents> <commands>
 
-Everything else is the unchanged ``cronswarm worker`` command.
+Everything else is the unchanged ``cronswarm worker`` command. With
+``BENCH_FIRE_PROFILE=DIR`` in its environment, each worker writes a cProfile
+of its whole life to ``DIR/worker-<pid>.prof`` when it stops.
 """
 
 from __future__ import annotations
 
+import cProfile
+import os
 import sys
+import time
 
 from pymongo import monitoring
 
@@ -46,6 +51,17 @@ class WriteCounter(monitoring.CommandListener):
         self.pending.pop((event.request_id, event.operation_id or 0), None)
 
 
+def run() -> int:
+    profile_dir = os.environ.get("BENCH_FIRE_PROFILE")
+    if not profile_dir:
+        return main(["worker"])
+    profiler = cProfile.Profile(time.thread_time)  # CPU time: what a fire costs
+    try:
+        return profiler.runcall(main, ["worker"])
+    finally:
+        profiler.dump_stats(os.path.join(profile_dir, f"worker-{os.getpid()}.prof"))
+
+
 if __name__ == "__main__":
     monitoring.register(WriteCounter())
-    sys.exit(main(["worker"]))
+    sys.exit(run())

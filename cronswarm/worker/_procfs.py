@@ -129,16 +129,37 @@ def can_walk_children() -> bool:
     return os.path.exists(f"/proc/self/task/{os.getpid()}/children")
 
 
-def descendant_stats(root: int) -> dict[int, ProcStat]:
+def adopted_children(root: int) -> list[int]:
+    """The children of ``root``'s main thread: where the kernel re-parents the
+    orphans a child subreaper adopts (the first live thread of its group, the
+    leader while it runs). Children its other threads started are not listed."""
+    return children_of(root, threads=1)
+
+
+def descendant_stats(root: int, also: Iterable[int] = (), *,
+                     adopted_only: bool = False) -> dict[int, ProcStat]:
     """Every process below ``root`` (not ``root`` itself), zombies included.
+
+    ``adopted_only``: the walk starts from the children of ``root``'s main
+    thread (``adopted_children``) and from those of ``also`` that are
+    ``root``'s children, not from the children of every thread of ``root``
+    (a worker has a dozen threads: reading each one's children per run was
+    most of a run's cost).
 
     Not a snapshot: a process forked during the walk may be missed (callers
     sweep again). One re-parented to ``root`` during the walk is not: the
     root's children are read again once the walk is done, until no new one
     shows up.
     """
+    def tops() -> list[int]:
+        return adopted_children(root) if adopted_only else children_of(root)
+
     found: dict[int, ProcStat] = {}
-    stack = children_of(root)
+    stack = tops()
+    for pid in set(also) - set(stack):
+        stat = read_stat(pid)  # a pid may be reused: only a child of root counts
+        if stat is not None and stat.ppid == root:
+            stack.append(pid)
     while stack:
         while stack:
             pid = stack.pop()
@@ -150,7 +171,7 @@ def descendant_stats(root: int) -> dict[int, ProcStat]:
             found[pid] = stat
             if not stat.zombie:
                 stack.extend(children_of(pid, stat.threads))
-        stack = [pid for pid in children_of(root) if pid not in found]
+        stack = [pid for pid in tops() if pid not in found]
     return found
 
 

@@ -38,8 +38,8 @@ from dataclasses import dataclass
 import psutil
 
 from ._procfs import (
+    adopted_children,
     can_walk_children,
-    children_of,
     descendant_stats,
     descendants,
     is_subreaper,
@@ -88,11 +88,14 @@ def _walks_own_tree() -> bool:
 _Found = tuple[dict[int, int], set[int], list[int]]  # parents, roots, pids whose tag to read
 
 
-def _search_own_tree(marks: RunMarks, newer_than: float | None) -> _Found:
+def _search_own_tree(marks: RunMarks, newer_than: float | None, known: set[int]) -> _Found:
+    # Every process of the run is below its main process (the group leader,
+    # started by us) or below an orphan we adopted (a child of our main thread).
     parents: dict[int, int] = {}
     roots: set[int] = set()
     maybe: list[int] = []
-    for stat in descendant_stats(os.getpid()).values():
+    tops = {marks.pgid, *known}
+    for stat in descendant_stats(os.getpid(), tops, adopted_only=True).values():
         if stat.zombie:
             continue
         parents[stat.pid] = stat.ppid
@@ -103,7 +106,7 @@ def _search_own_tree(marks: RunMarks, newer_than: float | None) -> _Found:
     return parents, roots, maybe
 
 
-def _search_host(marks: RunMarks, newer_than: float | None) -> _Found:
+def _search_host(marks: RunMarks, newer_than: float | None, _known: set[int]) -> _Found:
     me = os.getpid()
     boot = psutil.boot_time()  # create_time is boot time + start: back to start
     parents: dict[int, int] = {}
@@ -137,8 +140,9 @@ async def run_processes(marks: RunMarks, known: Iterable[int] = (),
     """
     me = os.getpid()
     newer_than = None if marks.since is None else marks.since - _CLOCK_SLACK_S
+    known = set(known)
     search = _search_own_tree if _walks_own_tree() else _search_host
-    parents, roots, unsettled = search(marks, newer_than)
+    parents, roots, unsettled = search(marks, newer_than, known)
     roots.update(known)
     below = descendants(parents, roots)
     unsettled = [pid for pid in unsettled if pid not in below]
@@ -173,7 +177,7 @@ def reap_adopted(marks: RunMarks, seen: Iterable[int], spared: Iterable[int] = (
     if not _walks_own_tree():
         return 0  # orphans went to init
     seen, spared = set(seen), set(spared) | {marks.pgid}
-    zombies = [stat for stat in map(read_stat, children_of(os.getpid()))
+    zombies = [stat for stat in map(read_stat, adopted_children(os.getpid()))
                if stat is not None and stat.zombie and stat.pid not in spared]
     return reap(stat.pid for stat in zombies
                 if strays or stat.pid in seen or marks.pgid in (stat.pgid, stat.sid))

@@ -1,3 +1,4 @@
+import asyncio
 import os
 import secrets
 import signal
@@ -117,3 +118,33 @@ async def test_stray_zombies_are_reaped_unless_spared() -> None:
     assert reap_adopted(marks, set(), {spared.pid}, strays=True) >= 1
     assert orphan not in zombie_children()
     assert spared.wait() == 0
+
+
+@pytest.mark.usefixtures("subreaper")
+async def test_a_run_started_from_another_thread_is_found_alive_and_after_its_main_exits() -> None:
+    # The executor starts runs in a pool thread, so the main process is that
+    # thread's child; searches read only our main thread's children (where
+    # the kernel puts the orphans we adopt) plus the run's main process.
+    tag = secrets.token_hex(8)
+    main = await asyncio.to_thread(
+        subprocess.Popen,
+        ["sh", "-c", "sleep 30 & (setsid sleep 30 &); echo started; read line"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, env={**ENV, TAG_VAR: tag},
+        start_new_session=True)
+    assert main.pid not in children_of(os.getpid(), threads=1)  # another thread's child
+    marks = RunMarks(main.pid, tag, process_start_time(main.pid))
+    assert main.stdout is not None and main.stdout.readline() == b"started\n"
+    alive = await run_processes(marks, {main.pid})
+    assert main.pid in alive and len(alive) == 3, alive  # the shell, its child, the setsid one
+    assert main.stdin is not None
+    main.stdin.close()  # the shell reads EOF and exits, orphaning both sleeps
+    await wait_exit(main)
+    main.stdout.close()
+    seen: set[int] = set()
+    orphans = await run_processes(marks, seen=seen)
+    assert orphans == alive - {main.pid}
+    assert orphans <= set(children_of(os.getpid(), threads=1))  # adopted by the main thread
+    for pid in orphans:
+        os.kill(pid, signal.SIGKILL)
+    assert await wait_gone(orphans, 5) == set()
+    assert reap_adopted(marks, seen) == 2
