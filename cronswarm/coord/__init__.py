@@ -20,6 +20,7 @@ from ._etcd import EtcdStore, channel_target, prefix_end
 from ._etcd_access import check_etcd_access, etcd_store
 from ._etcd_tls import EtcdCredentials, EtcdTls
 from ._lease import LeaseKeeper
+from ._memory import MemoryCoordStore
 from ._mirror import PrefixMirror
 from ._wait import wait_deleted
 
@@ -36,6 +37,7 @@ __all__ = [
     "KeyValue",
     "LeadershipLost",
     "LeaseKeeper",
+    "MemoryCoordStore",
     "PrefixMirror",
     "Put",
     "Term",

@@ -9,6 +9,7 @@ from ._abc import (
     RunQuery,
 )
 from ._history import decode_cursor, encode_cursor
+from ._memory import MemoryLogStore
 from ._mongo import MongoLogStore, coalesce_records, doc_to_record, record_to_doc
 
 __all__ = [
@@ -16,6 +17,7 @@ __all__ = [
     "LogStore",
     "LogStoreRejected",
     "LogStoreUnavailable",
+    "MemoryLogStore",
     "MongoLogStore",
     "RunPage",
     "RunQuery",
