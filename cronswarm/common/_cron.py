@@ -31,6 +31,8 @@ from ._cronexpr import CronExpr, CroniterExpr, compile_cron
 from ._errors import ValidationError
 
 UTC = dt.UTC
+_UTC_EPOCH = dt.datetime(1970, 1, 1, tzinfo=UTC)
+_MS = dt.timedelta(milliseconds=1)
 _SHORTCUTS = frozenset(
     {"@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"}
 )
@@ -40,7 +42,8 @@ def to_ms(instant: dt.datetime) -> int:
     """Epoch milliseconds of an aware datetime."""
     if instant.tzinfo is None:
         raise ValueError("naive datetime: pass an aware one")
-    return int(instant.timestamp() * 1000)
+    # Exact: timestamp() * 1000 is a float that truncates 1005 ms to 1004.
+    return (instant - _UTC_EPOCH) // _MS
 
 
 def from_ms(ms: int) -> dt.datetime:

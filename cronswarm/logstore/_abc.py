@@ -106,8 +106,9 @@ class LogStore(Protocol):
 
     async def recent_runs(self, jobs: Mapping[str, int], per_job: int
                           ) -> dict[str, list[RunRecord]]:
-        """The newest ``per_job`` records of each job in ``jobs`` (newest first,
-        without their output); ``jobs`` maps each job to a hint of how far back
+        """The newest ``per_job`` records of each job in ``jobs`` (newest first),
+        holding only run id, job, tick, attempt, status, start and end (what a
+        trend shows; the rest may be empty); ``jobs`` maps each job to a hint of how far back
         (ms) those records reach (looked up only for jobs read from the runs).
         Jobs without records are left out."""
         ...

@@ -8,8 +8,10 @@ ranked running < a master's verdict < the worker's final record, so replays in
 any order never duplicate or downgrade a run; a ``lost`` verdict keeps what the
 worker wrote and adds the end; a final record's ``retention_days`` defaults to
 the store's. History newest first by (tick, record id) with the same cursors
-(``encode_cursor``), text search case-insensitive over output, output tail
-and error. What it leaves out: expiry of old records (the TTL index), and
+(``encode_cursor``), text search case-insensitive over output, output tail and
+error. ``recent_runs`` gives only what the real store's rollup keeps (run id,
+job, tick, attempt, status, start, end), as the real store does once its
+rollup holds a job. What it leaves out: expiry of old records (the TTL index);
 text searches are never cut short by a time budget (``searched_to`` stays None).
 
 ``available = False`` makes every call raise ``LogStoreUnavailable``; record
@@ -39,6 +41,13 @@ def _copy(record: RunRecord, **changes: object) -> RunRecord:
 
 def _summary(record: RunRecord) -> RunRecord:
     return dataclasses.replace(record, output="", output_tail="", extra={})
+
+
+def _trend_point(record: RunRecord) -> RunRecord:
+    """What ``recent_runs`` promises of a record (the real store's rollup keeps no more)."""
+    return RunRecord(run_id=record.run_id, job=record.job, tick=record.tick,
+                     attempt=record.attempt, worker="", summary="", status=record.status,
+                     started=record.started, ended=record.ended)
 
 
 def _newest_first(record: RunRecord) -> tuple[int, str]:
@@ -150,7 +159,7 @@ class MemoryLogStore:
         self._enter()
         limit = _clamp(per_job)
         recent = {job: self._newest_of(job)[:limit] for job in jobs}
-        return {job: [_summary(r) for r in runs] for job, runs in recent.items() if runs}
+        return {job: [_trend_point(r) for r in runs] for job, runs in recent.items() if runs}
 
     async def write_audit(self, entry: AuditEntry) -> None:
         self._enter()

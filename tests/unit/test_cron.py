@@ -121,3 +121,8 @@ def test_preview_is_strictly_increasing_and_matches(expr: str, tz: str,
             continue
         before = (t - dt.timedelta(seconds=1)).astimezone(t.tzinfo)
         assert before.utcoffset() != t.utcoffset(), (expr, tz, t)
+
+
+@given(st.integers(min_value=0, max_value=4_102_444_800_000))
+def test_epoch_milliseconds_survive_a_datetime_round_trip(ms: int) -> None:
+    assert to_ms(from_ms(ms)) == ms
