@@ -8,17 +8,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
-from cronswarm.coord import (
-    Compare,
-    CoordUnavailable,
-    Delete,
-    Get,
-    KeyValue,
-    Put,
-    Txn,
-    WatchCompacted,
-)
-from cronswarm.coord._abc import CompareOp, CompareTarget
+from cronswarm.coord import Compare, CoordUnavailable, Delete, Get, KeyValue, Put, Txn
+from cronswarm.coord._abc import CompareOp, CompareTarget, WatchCompacted
 
 from .conftest import Coord
 

@@ -1,51 +1,44 @@
-"""The batching writer's logic against an in-memory twin of the log store.
+"""The batching writer's logic against the in-memory twin of the log store.
 
-The twin keeps the store's contract (idempotent, never downgrades) and can be
-switched unavailable or made to reject records; the spool is a real one on a
-temporary directory. The same writer against the real MongoDB-protocol server
-is tested in tests/integration.
+The twin keeps the store's contract (tests/contract: idempotent, never
+downgrades) and can be switched unavailable or made to reject records; the
+spool is a real one on a temporary directory. The same writer against the
+real MongoDB-protocol server is tested in tests/integration.
 """
 
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from cronswarm.common import RunRecord, RunStatus, Trigger
-from cronswarm.logstore import LogStoreRejected, LogStoreUnavailable
+from cronswarm.logstore import LogStoreRejected, MemoryLogStore
 from cronswarm.worker import FlushEvent, LogWriter, Spool, decode_record, encode_record
 
-SEQ = {RunStatus.RUNNING: 0, RunStatus.LOST: 1}
 
-
-class TwinStore:
-    """In-memory twin of the LogStore's run writes."""
+class TwinStore(MemoryLogStore):
+    """The log store's twin, noting the record ids of each write it took."""
 
     def __init__(self) -> None:
-        self.docs: dict[str, RunRecord] = {}
+        super().__init__()
         self.writes: list[list[str]] = []  # record ids of each successful write
-        self.down = False
-        self.reject: set[str] = set()
         self.changed = asyncio.Condition()
 
     async def write_runs(self, records: Sequence[RunRecord]) -> None:
-        if self.down:
-            raise LogStoreUnavailable("switched off by the test")
-        rejected = {}
-        for record in records:
-            if record.record_id in self.reject:
-                rejected[record.record_id] = "rejected by the test"
-                continue
-            held = self.docs.get(record.record_id)
-            if held is None or SEQ.get(held.status, 2) < SEQ.get(record.status, 2):
-                self.docs[record.record_id] = record
+        try:
+            await super().write_runs(records)
+        except LogStoreRejected:
+            await self._taken(records)
+            raise
+        await self._taken(records)
+
+    async def _taken(self, records: Sequence[RunRecord]) -> None:
         self.writes.append([r.record_id for r in records])
         async with self.changed:
             self.changed.notify_all()
-        if rejected:
-            raise LogStoreRejected(rejected)
 
     async def wait_for(self, done: Callable[[], bool], timeout: float = 10) -> None:
         async with asyncio.timeout(timeout), self.changed:
@@ -73,7 +66,7 @@ async def running(writer: LogWriter) -> AsyncIterator[LogWriter]:
 def make(store: TwinStore, path: Path, **options: object) -> LogWriter:
     defaults: dict[str, object] = {"batch_size": 10, "flush_interval": 0.05,
                                    "retry_delay": 0.01, "retry_max_delay": 0.05}
-    return LogWriter(store, Spool(path, max_bytes=1 << 24),  # type: ignore[arg-type]
+    return LogWriter(store, Spool(path, max_bytes=1 << 24),
                      **{**defaults, **options})  # type: ignore[arg-type]
 
 
@@ -95,7 +88,8 @@ async def test_submit_takes_a_snapshot(tmp_path: Path) -> None:
         record.status = RunStatus.SUCCEEDED  # the worker reuses its object
         record.ended = record.tick + 50
         await writer.submit(record)
-        await store.wait_for(lambda: store.docs.get(record.record_id) == record)
+        stored = replace(record, retention_days=store.default_retention_days)  # final: it has one
+        await store.wait_for(lambda: store.runs.get(record.record_id) == stored)
     assert writer.counters.written == 2
 
 
@@ -106,17 +100,17 @@ async def test_outage_overflows_to_disk_and_replays_in_order_exactly_once(
     async with running(writer):
         for i in range(6):
             await writer.submit(rec(i))
-        await store.wait_for(lambda: len(store.docs) == 6)
-        store.down = True
+        await store.wait_for(lambda: len(store.runs) == 6)
+        store.available = False
         for i in range(6, 40):  # acknowledged although MongoDB is down
             await writer.submit(rec(i, RunStatus.RUNNING))
             await writer.submit(rec(i))
         assert writer.counters.spooled > 0 and writer.backlog
         assert writer.queue_depth <= 8  # memory stays bounded
-        store.down = False
-        await store.wait_for(lambda: len(store.docs) == 40)
+        store.available = True
+        await store.wait_for(lambda: len(store.runs) == 40)
         await store.wait_for(lambda: not writer.backlog)
-    assert all(store.docs[r.record_id].status is RunStatus.SUCCEEDED
+    assert all(store.runs[r.record_id].status is RunStatus.SUCCEEDED
                for r in map(rec, range(40)))
     order = [rid for write in store.writes for rid in write]
     firsts = list(dict.fromkeys(order))
@@ -130,18 +124,18 @@ async def test_outage_overflows_to_disk_and_replays_in_order_exactly_once(
 
 async def test_a_restarted_writer_replays_what_the_last_one_left(tmp_path: Path) -> None:
     store = TwinStore()
-    store.down = True
+    store.available = False
     first = make(store, tmp_path, close_timeout=0.5)
     async with running(first):
         for i in range(5):
             await first.submit(rec(i))
-    assert store.docs == {}
-    store.down = False
+    assert store.runs == {}
+    store.available = True
     events: list[FlushEvent] = []
     second = make(store, tmp_path, on_flush=events.append)
     assert second.backlog
     async with running(second):
-        await store.wait_for(lambda: len(store.docs) == 5)
+        await store.wait_for(lambda: len(store.runs) == 5)
     assert second.counters.replayed == 5
     assert events[0].from_spool and events[0].reason == "spool"
 
@@ -153,7 +147,7 @@ async def test_rejected_records_are_logged_in_full_and_the_rest_written(
     async with running(make(store, tmp_path)) as writer:
         for i in range(4):
             await writer.submit(rec(i, output=f"out {i}"))
-        await store.wait_for(lambda: len(store.docs) == 3)
+        await store.wait_for(lambda: len(store.runs) == 3)
     assert writer.counters.failed == 1 and writer.counters.written == 3
     assert any("rejected run record job@1700000002000#1" in r.message
                and '"output":"out 2"' in r.message for r in caplog.records)
@@ -162,21 +156,21 @@ async def test_rejected_records_are_logged_in_full_and_the_rest_written(
 async def test_a_full_spool_writes_straight_to_mongodb_or_logs_the_record(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     store = TwinStore()
-    writer = LogWriter(store, Spool(tmp_path, max_bytes=4096),  # type: ignore[arg-type]
+    writer = LogWriter(store, Spool(tmp_path, max_bytes=4096),
                        batch_size=1000, flush_interval=60)
     big = "x" * 1500
     await writer.submit(rec(1, output=big))
     await writer.submit(rec(2, output=big))
     await writer.submit(rec(3, output=big))  # no room: written directly
-    assert rec(3).record_id in store.docs and writer.counters.written == 1
-    store.down = True
+    assert rec(3).record_id in store.runs and writer.counters.written == 1
+    store.available = False
     await writer.submit(rec(4, output=big))  # no room, no MongoDB: logged as lost
     assert writer.counters.failed == 1
     lost = [r for r in caplog.records if "is lost" in r.message]
     assert len(lost) == 1 and "job@1700000004000#1" in lost[0].message and big in lost[0].message
     assert any("is full" in r.message for r in caplog.records)
     await writer.close()  # never ran: the two spooled records stay for the next start
-    again = LogWriter(store, Spool(tmp_path, max_bytes=4096))  # type: ignore[arg-type]
+    again = LogWriter(store, Spool(tmp_path, max_bytes=4096))
     assert again.backlog
     await again.close()
 
