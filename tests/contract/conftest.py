@@ -14,6 +14,7 @@ import pytest
 from aetcd import rpc
 
 from cronswarm.coord import CoordStore, EtcdStore, MemoryCoordStore
+from cronswarm.devservices import EtcdServer
 from cronswarm.logstore import LogStore, MemoryLogStore
 
 # Test records have ticks from 1970 on: a retention this long keeps them (as the
@@ -62,26 +63,36 @@ class Coord:
             await self.store._kv.Compact(rpc.CompactionRequest(revision=revision, physical=True),
                                          timeout=self.store.timeout)
         except grpc.aio.AioRpcError as exc:
-            # Compacted at or beyond this revision already (by an earlier test).
-            if "compacted" not in (exc.details() or ""):
-                raise
-
-
-@pytest.fixture(params=["memory", "etcd"])
-def real_coord(request: pytest.FixtureRequest) -> tuple[EtcdStore, str] | None:
-    """The real store and its key prefix (cleaned up after the test), or None for
-    the twin. A plain fixture: it sets the async ``store`` fixture up outside the
-    test's loop."""
-    if request.param == "memory":
-        return None
-    prefix = request.getfixturevalue("settings").key_prefix + "/"
-    return request.getfixturevalue("store"), prefix
+            raise AssertionError(f"etcd refused the compaction: {exc.details()}") from exc
 
 
 @pytest.fixture
-async def coord(real_coord: tuple[EtcdStore, str] | None) -> AsyncIterator[Coord]:
+def compacts() -> None:
+    """Asked for by a test that compacts the store's history: on etcd it gets a
+    server of its own, so that no other test's watch loses its revisions."""
+
+
+@pytest.fixture(params=["memory", "etcd"])
+def real_coord(request: pytest.FixtureRequest) -> tuple[EtcdStore, str, bool] | None:
+    """The real store, its key prefix (cleaned up after the test) and whether the
+    test owns it, or None for the twin. A plain fixture: it sets the async
+    fixtures up outside the test's loop."""
+    if request.param == "memory":
+        return None
+    if "compacts" in request.fixturenames:
+        server: EtcdServer = request.getfixturevalue("own_etcd")
+        return EtcdStore([server.endpoint]), "/contract/", True
+    prefix = request.getfixturevalue("settings").key_prefix + "/"
+    return request.getfixturevalue("store"), prefix, False
+
+
+@pytest.fixture
+async def coord(real_coord: tuple[EtcdStore, str, bool] | None) -> AsyncIterator[Coord]:
     if real_coord is not None:
-        yield Coord(real_coord[0], real_coord[1], "etcd")
+        real, prefix, owned = real_coord
+        yield Coord(real, prefix, "etcd")
+        if owned:
+            await real.close()
         return
     clock = ManualClock()
     twin = MemoryCoordStore(clock=clock)
