@@ -155,8 +155,8 @@ def _with_revision(result: TxnResult, revision: int) -> TxnResult:
 class MemoryCoordStore:
     """CoordStore in memory (see the module docstring for what it keeps of etcd).
 
-    ``available = False`` makes every call raise ``CoordUnavailable`` (and
-    open watches end with it), as an unreachable etcd would.
+    ``available = False`` makes every call raise ``CoordUnavailable``, and
+    watches wait (then resume, missing nothing), as with an unreachable etcd.
     """
 
     def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
@@ -252,21 +252,26 @@ class MemoryCoordStore:
     async def watch_prefix(
         self, prefix: str, start_revision: int
     ) -> AsyncIterator[list[WatchEvent]]:
-        self._enter()
         # etcd: revision 0 means "from the next write on".
         next_revision = start_revision or self.revision + 1
         while True:
-            if next_revision < self.compacted:
-                raise WatchCompacted(self.compacted)
             changed = self._changed
-            at = bisect.bisect_left(self._history, next_revision, key=lambda e: e.mod_revision)
-            events = [e for e in self._history[at:] if _under(e.key, prefix)]
-            next_revision = max(next_revision, self.revision + 1)
-            if events:
-                yield events
-                continue
+            if self._closed:
+                raise CoordUnavailable("the store is closed")
+            # Unavailable, the watch waits and then goes on where it was, as
+            # EtcdStore's resumes after a disconnect.
+            if self._available:
+                self.expire_leases()
+                if next_revision < self.compacted:
+                    raise WatchCompacted(self.compacted)
+                at = bisect.bisect_left(self._history, next_revision,
+                                        key=lambda e: e.mod_revision)
+                events = [e for e in self._history[at:] if _under(e.key, prefix)]
+                next_revision = max(next_revision, self.revision + 1)
+                if events:
+                    yield events
+                    continue
             await changed.wait()
-            self._enter()
 
     async def ping(self) -> None:
         self._enter()
@@ -287,7 +292,7 @@ class MemoryCoordStore:
     @available.setter
     def available(self, value: bool) -> None:
         self._available = value
-        self._wake()  # open watches find out
+        self._wake()  # waiting watches look again
 
     def expire_leases(self) -> int:
         """Revoke every lease whose deadline has passed by ``clock``; how many."""

@@ -35,20 +35,24 @@ async def test_an_unwatched_lease_expires_on_time_without_calls() -> None:
     await store.close()
 
 
-async def test_switched_unavailable_every_call_and_open_watch_fails() -> None:
+async def test_switched_unavailable_calls_fail_and_watches_wait_then_miss_nothing() -> None:
     store = MemoryCoordStore()
-    revision = await store.put("/k", b"v")
+    revision = await store.put("/k", b"1")
     watch = store.watch_prefix("/", revision + 1)
     waiting = asyncio.ensure_future(anext(watch))
     await asyncio.sleep(0)  # one turn of the loop: the watch is then waiting for writes
     store.available = False
     with pytest.raises(CoordUnavailable):
-        await waiting
-    with pytest.raises(CoordUnavailable):
         await store.get("/k")
+    await asyncio.sleep(0)  # one turn: the watch, woken by the switch, looks and waits on
+    assert not waiting.done()
     store.available = True
-    assert await store.get("/k") is not None
+    written = await store.put("/k", b"2")
+    async with asyncio.timeout(5):
+        assert [e.mod_revision for e in await waiting] == [written]
     await store.close()
+    with pytest.raises(CoordUnavailable):
+        await anext(watch)
     with pytest.raises(CoordUnavailable):
         await store.ping()
 
