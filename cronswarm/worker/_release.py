@@ -10,6 +10,11 @@ one that finds its key no longer ours changes nothing but itself.
 A release that frees a lock does not wait: the next tick of a ``forbid`` job
 must find the lock free. It takes the releases waiting at that moment with it.
 
+A claim is a transaction the worker sends anyway: it carries the releases
+waiting at that moment (``carry``), in both of its branches, so that when
+ticks are frequent most releases cost no transaction of their own. Linger is
+therefore long enough to reach the next tick of a job firing every second.
+
 A release that never commits (etcd unreachable) is not retried: the keys live
 on the worker's lease and vanish with it.
 """
@@ -23,11 +28,11 @@ from dataclasses import dataclass
 from ..coord import CoordStore, Txn
 
 MAX_OPS = 32  # releases per commit (etcd caps a txn at 128 operations by default)
-# How long a release that frees no lock may wait for others. At 100 fires/s
-# on 3 workers a commit then carries about 8 releases; nothing waits on these
-# keys but the dashboard's count of live runs (the final record is written
-# before the release).
-LINGER = 0.25
+# How long a release that frees no lock may wait for others or for a claim to
+# carry it: past the next second's claims (nothing waits on these keys but the
+# dashboard's count of live runs; the final record is written before the
+# release).
+LINGER = 1.0
 
 
 @dataclass(slots=True)
@@ -61,6 +66,40 @@ def batches(pending: list[_Pending], max_ops: int = MAX_OPS) -> list[list[_Pendi
     return out
 
 
+@dataclass(slots=True)
+class Carried:
+    """Releases taken along by another transaction (see ``ReleaseBatcher.carry``)."""
+
+    batcher: ReleaseBatcher
+    items: list[_Pending]
+
+    @property
+    def ops(self) -> list[Txn]:
+        return [item.txn for item in self.items]
+
+    def sent(self) -> None:
+        """The carrying transaction committed: so did these releases."""
+        _settle(self.items, None)
+        self.items = []
+
+    def give_back(self) -> None:
+        """The carrying transaction failed or may not have committed: the
+        releases go out on their own (each is decided by its own compare, so
+        sending one twice changes nothing)."""
+        items, self.items = self.items, []
+        self.batcher._requeue(items)
+
+
+def _settle(items: list[_Pending], error: BaseException | None) -> None:
+    for item in items:
+        if item.done.done():
+            continue
+        if error is None:
+            item.done.set_result(None)
+        else:
+            item.done.set_exception(error)
+
+
 def _retrieve(done: asyncio.Future[None]) -> None:
     if not done.cancelled():
         done.exception()
@@ -73,6 +112,7 @@ class ReleaseBatcher:
         self.store = store
         self.linger = linger
         self.commits = 0  # transactions sent (for metrics)
+        self.carried = 0  # releases sent in another transaction (a claim)
         self._pending: list[_Pending] = []
         self._now = asyncio.Event()  # an urgent release is waiting
         self._committer: asyncio.Task[None] | None = None
@@ -86,16 +126,43 @@ class ReleaseBatcher:
         self._pending.append(_Pending(txn, _keys_of(txn), done))
         if urgent or self.linger <= 0:
             self._now.set()
-        if self._committer is None or self._committer.done():
-            # The commit is owned by no caller: a caller cancelled while it
-            # waits must not cancel the others' releases.
-            self._committer = asyncio.get_running_loop().create_task(
-                self._commit_pending(), name="release-commit")
+        self._start_committer()
         try:
             await asyncio.shield(done)
         except asyncio.CancelledError:
             done.add_done_callback(_retrieve)  # its outcome is nobody's now
             raise
+
+    def carry(self, keys: frozenset[str], room: int = MAX_OPS) -> Carried:
+        """Take up to ``room`` waiting releases that touch none of ``keys``, for
+        another transaction to send (``Carried.ops``). The sender then calls
+        ``Carried.sent`` once it committed, or ``Carried.give_back``."""
+        taken: list[_Pending] = []
+        kept: list[_Pending] = []
+        seen = set(keys)
+        for item in self._pending:
+            if len(taken) < room and seen.isdisjoint(item.keys):
+                taken.append(item)
+                seen |= item.keys
+            else:
+                kept.append(item)
+        self._pending = kept
+        self.carried += len(taken)
+        return Carried(self, taken)
+
+    def _requeue(self, items: list[_Pending]) -> None:
+        self.carried -= len(items)
+        self._pending[:0] = items
+        if items:
+            self._now.set()  # they waited long enough
+            self._start_committer()
+
+    def _start_committer(self) -> None:
+        if self._committer is None or self._committer.done():
+            # The commit is owned by no caller: a caller cancelled while it
+            # waits must not cancel the others' releases.
+            self._committer = asyncio.get_running_loop().create_task(
+                self._commit_pending(), name="release-commit")
 
     async def _commit_pending(self) -> None:
         while self._pending:
@@ -113,13 +180,9 @@ class ReleaseBatcher:
             self.commits += 1
             await self.store.txn([], [item.txn for item in batch], [])
         except Exception as exc:  # handed to each caller, who decides what it means
-            for item in batch:
-                if not item.done.done():
-                    item.done.set_exception(exc)
+            _settle(batch, exc)
             return
-        for item in batch:
-            if not item.done.done():
-                item.done.set_result(None)
+        _settle(batch, None)
 
     async def close(self) -> None:
         """Commit what is waiting, now."""
