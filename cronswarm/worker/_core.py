@@ -132,6 +132,14 @@ class WorkerCore:
         return self.fence.check() and lease_of(info) == self.lease.lease_id
 
     def _spawn(self, coro: Awaitable[Any], name: str) -> asyncio.Task[Any]:
+        """Start a plan, run, request or record task, tracked in ``_tasks``.
+
+        Not in ``Worker.run``'s task group, on purpose: there, one such task
+        failing would cancel the whole worker (here it fails alone, and a
+        plan's ``finally`` still reschedules its job); and ``_shutdown`` ends
+        them in an order of its own (plans, retry claims, runs within the
+        grace, then the rest) before the group's background tasks stop.
+        """
         task = asyncio.ensure_future(coro)
         task.set_name(name)
         self._tasks.add(task)
