@@ -19,6 +19,7 @@ from ._election import Election, LeadershipLost, Term, leader_of
 from ._etcd import EtcdStore, channel_target, prefix_end
 from ._etcd_access import check_etcd_access, etcd_store
 from ._etcd_tls import EtcdCredentials, EtcdTls
+from ._jobs import read_job
 from ._lease import LeaseKeeper
 from ._memory import MemoryCoordStore
 from ._mirror import PrefixMirror
@@ -53,5 +54,6 @@ __all__ = [
     "leader_of",
     "load_cluster_key",
     "prefix_end",
+    "read_job",
     "wait_deleted",
 ]

@@ -19,8 +19,8 @@ from __future__ import annotations
 import logging
 import math
 
-from ..common import Clock, Job, Keyspace, RetryRequest, RunRecord, ValidationError
-from ..coord import Compare, CoordStore, Put, Term
+from ..common import Clock, Job, Keyspace, RetryRequest, RunRecord
+from ..coord import Compare, CoordStore, Put, Term, read_job
 
 log = logging.getLogger(__name__)
 
@@ -41,12 +41,8 @@ def lost_retry(job: Job, lost: RunRecord, *, now_ms: int, origin: str
 async def request_retry(store: CoordStore, keys: Keyspace, term: Term, lost: RunRecord,
                         clock: Clock, *, handoff_delay: float) -> bool:
     """Ask the workers for the next attempt of ``lost`` if its job allows it."""
-    kv = await store.get(keys.job(lost.job))
-    if kv is None:
-        return False
-    try:
-        job = Job.from_json(kv.value)
-    except ValidationError:
+    job = await read_job(store, keys, lost.job)
+    if job is None:
         return False
     planned = lost_retry(job, lost, now_ms=clock.now_ms(), origin=f"leader:{term.candidate}")
     if planned is None:

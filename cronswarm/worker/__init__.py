@@ -3,18 +3,15 @@
 from ._claim import (
     Claim,
     Outcome,
-    TickPlan,
+    Ticket,
     build_claim,
     build_skip,
     claim,
     claim_skip,
-    in_time,
-    plan_ticks,
     read_claim,
-    rendezvous_owner,
     run_info,
-    still_due,
 )
+from ._core import LiveRun
 from ._executor import ExecResult, Executor, KillSwitch, RunContext, ShellExecutor
 from ._fence import FENCE_FRACTION, Fenced, LeaseFence, fence_due
 from ._guardian import Guardian, guardian_running
@@ -22,13 +19,14 @@ from ._http import HttpExecutor
 from ._live import Feed, LiveOutputServer, OutputFeeds
 from ._logwriter import FlushEvent, LogWriter, WriterCounters, decode_record, encode_record
 from ._output import BoundedOutput
+from ._plan import TickPlan, in_time, plan_ticks, rendezvous_owner, still_due
 from ._retry import HandOff, RetryBoard
 from ._sink import RunSink
 from ._slots import SlotBook, Slots
 from ._spool import Position, Spool, SpoolError, SpoolFull, encode_frame, scan_frames
 from ._stats import LAG_BUCKETS, CountingSink, FlushStats, LagHistogram, RunStats
 from ._timetable import Timetable
-from ._worker import LiveRun, Worker
+from ._worker import Worker
 
 __all__ = [
     "FENCE_FRACTION",
@@ -65,6 +63,7 @@ __all__ = [
     "SpoolError",
     "SpoolFull",
     "TickPlan",
+    "Ticket",
     "Timetable",
     "Worker",
     "WriterCounters",

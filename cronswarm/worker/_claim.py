@@ -11,22 +11,21 @@ makes a tick unique: it only tells the overlap policy whether a run is live.
 * ``replace``: the claim reads the lock's holder, takes the lock, and the
   winner asks the holder to stop through the killer key before it runs.
 
-Everything here but ``claim`` is pure.
+Everything here but ``claim``, ``claim_skip``, ``recover_claim`` and
+``find_write`` is pure. What to claim (the misfire policy) is in ``_plan``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import logging
-from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from ..common import CronSchedule, Job, Keyspace, decode_tick, encode_tick
+from ..common import Job, Keyspace, decode_tick, encode_tick
 from ..coord import (
     Compare,
     CoordStore,
@@ -65,6 +64,18 @@ class Claim:
         return None if self.last is None else decode_tick(self.last)
 
 
+@dataclass(frozen=True, slots=True)
+class Ticket:
+    """What one claim writes besides the tick: the run it starts, the value of
+    its lock and running key (``run_info``), the lease they live on, and the
+    claimant, unique to this claim, appended to the token (see encode_tick)."""
+
+    run_id: str
+    info: bytes
+    lease: int
+    claimant: str
+
+
 def run_info(*, run_id: str, worker: str, lease: int, tick: int, started: int,
              attempt: int = 1, pid: int | None = None) -> bytes:
     """The value of the lock and running keys."""
@@ -75,28 +86,27 @@ def run_info(*, run_id: str, worker: str, lease: int, tick: int, started: int,
     ).encode()
 
 
-def build_claim(
-    keys: Keyspace,
-    job: Job,
-    tick: int,
-    *,
-    run_id: str,
-    info: bytes,
-    lease: int,
-    claimant: str,
-    first: bool = False,
-    once_revision: int | None = None,
-) -> tuple[list[Compare], list[TxnOp], list[TxnOp]]:
-    """The claim transaction (compare, success, failure).
+def lease_of(info: bytes) -> int:
+    """The lease named in a lock or running key's value (``run_info``)."""
+    try:
+        return int(json.loads(info).get("lease") or 0)
+    except (ValueError, AttributeError, TypeError):
+        return 0
 
-    The token written is the tick with ``claimant`` appended (see encode_tick).
+
+def build_claim(keys: Keyspace, job: Job, tick: int, ticket: Ticket, *, first: bool = False,
+                once_revision: int | None = None
+                ) -> tuple[list[Compare], list[TxnOp], list[TxnOp]]:
+    """The claim transaction (compare, success, failure) of ``ticket``.
+
     ``first`` claims a job whose ``/last`` key does not exist yet (etcd fails
     every value compare on a missing key). ``once_revision`` claims a run-now
     request instead of a tick: the request key must still be at that revision,
     and the claim deletes it.
     """
     last_key, lock_key = keys.last(job.name), keys.lock(job.name)
-    running_key = keys.running(job.name, run_id)
+    running_key = keys.running(job.name, ticket.run_id)
+    info, lease = ticket.info, ticket.lease
     success: list[TxnOp]
     if once_revision is not None:
         once_key = keys.once(job.name)
@@ -108,7 +118,7 @@ def build_claim(
             compare = [Compare.absent(last_key)]
         else:
             compare = [Compare.value(last_key, "<", encode_tick(tick))]
-        success = [Put(last_key, encode_tick(tick, claimant))]
+        success = [Put(last_key, encode_tick(tick, ticket.claimant))]
         failure = [Get(last_key)]
     run_ops: tuple[TxnOp, ...] = (Put(lock_key, info, lease), Put(running_key, info, lease))
     if job.overlap == "forbid":
@@ -172,22 +182,12 @@ async def _txn_retrying(
             delay = min(delay * 2, 0.5)
 
 
-async def claim(
-    store: CoordStore,
-    keys: Keyspace,
-    job: Job,
-    tick: int,
-    *,
-    run_id: str,
-    info: bytes,
-    lease: int,
-    claimant: str,
-    once_revision: int | None = None,
-    retry_for: float = 2.0,
-    since: int = 0,
-) -> Claim:
-    """Claim ``tick`` of ``job`` (one transaction; two for a job's first tick),
-    or with ``once_revision`` the run-now request at that revision.
+async def claim(store: CoordStore, keys: Keyspace, job: Job, tick: int, ticket: Ticket, *,
+                once_revision: int | None = None, retry_for: float = 2.0, since: int = 0
+                ) -> Claim:
+    """Claim ``tick`` of ``job`` for ``ticket`` (one transaction; two for a
+    job's first tick), or with ``once_revision`` the run-now request at that
+    revision.
 
     Transient etcd errors are retried for ``retry_for`` seconds (a member
     failing over). A claim that committed although its reply was lost is
@@ -196,19 +196,18 @@ async def claim(
     claimed a later tick meanwhile — so it is neither lost nor run twice.
     """
     once = once_revision is not None
-    ops = build_claim(keys, job, tick, run_id=run_id, info=info, lease=lease,
-                      claimant=claimant, once_revision=once_revision)
+    info = ticket.info
+    ops = build_claim(keys, job, tick, ticket, once_revision=once_revision)
     result, in_doubt = await _txn_retrying(store, ops, retry_for)
     outcome = read_claim(job, result, once=once)
     if outcome.outcome is Outcome.TAKEN and not once:
         if outcome.last is None:
             # /last does not exist (a job written without it): claim the first tick.
-            ops = build_claim(keys, job, tick, run_id=run_id, info=info, lease=lease,
-                              claimant=claimant, first=True)
+            ops = build_claim(keys, job, tick, ticket, first=True)
             result, in_doubt = await _txn_retrying(store, ops, retry_for)
             outcome = read_claim(job, result)
         if in_doubt and outcome.outcome is Outcome.TAKEN:
-            token = encode_tick(tick, claimant)
+            token = encode_tick(tick, ticket.claimant)
             if outcome.last == token:
                 outcome = await recover_claim(store, keys, job, info, outcome.revision)
             else:
@@ -217,7 +216,7 @@ async def claim(
                     outcome = await recover_claim(store, keys, job, info, write.mod_revision)
     elif outcome.outcome is Outcome.TAKEN and in_doubt:
         # A run-now claim deletes the request: our running key is the evidence.
-        mine = await store.get(keys.running(job.name, run_id))
+        mine = await store.get(keys.running(job.name, ticket.run_id))
         if mine is not None and mine.value == info:
             outcome = Claim(Outcome.WON, revision=mine.create_revision)
     return outcome
@@ -277,128 +276,6 @@ async def find_write(store: CoordStore, key: str, value: bytes, since: int) -> K
         log.warning("cannot tell whether %s was written to %s (%s); taking it as not",
                     value.decode(errors="replace"), key, exc or "timed out")
     return None
-
-
-def rendezvous_owner(key: str, workers: Iterable[str]) -> str | None:
-    """The worker that owns ``key``: highest hash of (key, worker); stable, no coordination.
-
-    When a worker leaves, only the keys it owned move; each to a different
-    survivor.
-    """
-    best: tuple[bytes, str] | None = None
-    for worker in workers:
-        digest = hashlib.blake2b(f"{key}\x00{worker}".encode(), digest_size=8).digest()
-        if best is None or digest > best[0]:
-            best = (digest, worker)
-    return None if best is None else best[1]
-
-
-@dataclass(frozen=True, slots=True)
-class TickPlan:
-    """What to do with a job's unclaimed ticks, those in ``(last, now]``.
-
-    Ticks in ``skip_first..skip_until`` will not run; they are claimed at once
-    and recorded as one ``skipped`` run at ``skip_first`` (``skip_count`` of
-    them, counted up to a cap). ``run`` holds the ticks to claim and run, oldest
-    first; every one of them is newer than ``skip_until``.
-    """
-
-    skip_first: int | None = None
-    skip_until: int | None = None
-    skip_count: int = 0
-    run: tuple[int, ...] = ()
-
-    @property
-    def empty(self) -> bool:
-        return self.skip_count == 0 and not self.run
-
-
-def plan_ticks(
-    schedule: CronSchedule,
-    job: Job,
-    *,
-    last: int,
-    now: int,
-    on_time_ms: int,
-    cap: int = 10_000,
-) -> TickPlan:
-    """Apply the job's misfire policy to its unclaimed ticks ``(last, now]``.
-
-    The newest of them is on time if it is at most ``on_time_ms`` old; every
-    other one was missed (workers or etcd were down, or the job was just
-    loaded). With ``W = misfire_window``:
-
-    * ``skip``: missed ticks are skipped; the newest runs only if on time;
-    * ``run_latest``: the newest runs if at most W old; older ones are skipped;
-    * ``run_all``: every tick at most W old runs, oldest first (the newest
-      ``cap``); older ones are skipped.
-    """
-    window_ms = int(job.misfire_window * 1000)
-    recent_from = max(last, now - max(window_ms, on_time_ms) - 1)
-    skip_first: int | None = None
-    skip_until: int | None = None
-    count = 0
-    for tick in schedule.fires_between(last, recent_from):
-        if skip_first is None:
-            skip_first = tick
-        skip_until = tick
-        count += 1
-        if count >= cap:
-            skip_until = recent_from  # a fence past every old tick, counted or not
-            break
-    recent: deque[int] = deque()
-    for tick in schedule.fires_between(recent_from, now):
-        recent.append(tick)
-        if len(recent) > cap:
-            # Beyond the cap: skipped on record like the older ones, not dropped.
-            old = recent.popleft()
-            if skip_first is None:
-                skip_first = old
-            skip_until = old
-            count += 1
-    newest = recent[-1] if recent else None
-    if newest is None:
-        to_run: list[int] = []
-    elif job.misfire == "skip":
-        to_run = [newest] if now - newest <= on_time_ms else []
-    elif job.misfire == "run_latest":
-        to_run = [newest] if now - newest <= max(window_ms, on_time_ms) else []
-    else:
-        to_run = [t for t in recent if now - t <= max(window_ms, on_time_ms)]
-    dropped = [t for t in recent if not to_run or t < to_run[0]]
-    if dropped:
-        skip_first = dropped[0] if skip_first is None else skip_first
-        skip_until = dropped[-1]
-        count += len(dropped)
-    return TickPlan(skip_first, skip_until, count, tuple(to_run))
-
-
-def in_time(job: Job, tick: int, *, now: int, on_time_ms: int) -> bool:
-    """Whether ``tick``, claimed at ``now``, may still start: on time under
-    ``skip``, inside the misfire window otherwise.
-
-    Applied when a claim comes back (a later tick falling due meanwhile does
-    not matter then: that one has its own plan).
-    """
-    window_ms = int(job.misfire_window * 1000)
-    limit = on_time_ms if job.misfire == "skip" else max(window_ms, on_time_ms)
-    return now - tick <= limit
-
-
-def still_due(schedule: CronSchedule, job: Job, tick: int, *, now: int, on_time_ms: int) -> bool:
-    """Whether a plan made at ``now`` would still run ``tick`` (see ``plan_ticks``).
-
-    A plan is made before its claims are sent; when etcd is slow or failing
-    over, a claim can go out, or come back, after its tick has become a misfire.
-    Under ``skip`` and ``run_latest`` only the newest due tick runs, and only
-    while it is on time (``skip``) or inside the misfire window.
-    """
-    if not in_time(job, tick, now=now, on_time_ms=on_time_ms):
-        return False
-    if job.misfire == "run_all":
-        return True
-    later = schedule.next_after(tick)
-    return later is None or later > now
 
 
 def build_skip(keys: Keyspace, job: Job, *, fence: bytes, until: int, claimant: str

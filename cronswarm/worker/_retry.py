@@ -54,7 +54,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from enum import Enum
 from typing import Any
 
-from ..common import Clock, Job, Keyspace, RetryRequest, ValidationError, loop_deadline
+from ..common import Clock, Job, Keyspace, RetryRequest, loop_deadline
 from ..coord import (
     Compare,
     CoordStore,
@@ -65,9 +65,11 @@ from ..coord import (
     PrefixMirror,
     Put,
     TxnOp,
+    read_job,
     wait_deleted,
 )
-from ._claim import rendezvous_owner, run_info
+from ._claim import run_info
+from ._plan import rendezvous_owner
 from ._registry import registered_labels
 
 log = logging.getLogger(__name__)
@@ -341,14 +343,8 @@ class RetryBoard:
         Read from etcd, only by a worker about to claim (the owner, or others
         after the hand-off delay): the worker's job table is not needed.
         """
-        kv = await self.store.get(self.keys.job(name))
-        if kv is None:
-            return None
-        try:
-            job = Job.from_json(kv.value)
-        except ValidationError:
-            return None
-        return job if job.matches(self.labels) else None
+        job = await read_job(self.store, self.keys, name)
+        return job if job is not None and job.matches(self.labels) else None
 
 
 def _now() -> float:

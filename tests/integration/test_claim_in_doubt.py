@@ -14,7 +14,7 @@ from cronswarm.common import Keyspace, Settings, decode_tick
 from cronswarm.coord import Compare, CoordUnavailable, EtcdStore, TxnOp, TxnResult
 from cronswarm.logstore import MongoLogStore
 from cronswarm.worker import LogWriter, Worker, rendezvous_owner
-from cronswarm.worker._worker import CLAIM_AHEAD_MS
+from cronswarm.worker._scheduler import CLAIM_AHEAD_MS
 from tests.helpers import wait_for_count, wait_for_prefix
 from tests.swarm import (
     Member,

@@ -14,7 +14,7 @@ from cronswarm.common import Keyspace, Settings
 from cronswarm.coord import CoordUnavailable, EtcdStore, KeyValue, wait_deleted
 from cronswarm.logstore import MongoLogStore
 from cronswarm.master import JobService
-from cronswarm.worker._worker import CLAIM_AHEAD_MS
+from cronswarm.worker._scheduler import CLAIM_AHEAD_MS
 from tests import procs
 from tests.helpers import wait_for_count, wait_for_prefix
 from tests.swarm import (

@@ -12,6 +12,7 @@ from cronswarm.common import (
 from cronswarm.coord import Compare, Get, KeyValue, Put, Txn, TxnResult
 from cronswarm.worker import (
     Outcome,
+    Ticket,
     build_claim,
     in_time,
     plan_ticks,
@@ -80,8 +81,7 @@ def test_plan_caps_enumeration_of_a_long_outage() -> None:
 
 def test_forbid_claim_is_one_txn_with_nested_lock() -> None:
     keys = Keyspace("/c")
-    compare, success, failure = build_claim(keys, job(), 5 * S, run_id="j@5000", info=b"i",
-                                            lease=7, claimant="w1/3")
+    compare, success, failure = build_claim(keys, job(), 5 * S, Ticket("j@5000", b"i", 7, "w1/3"))
     assert compare == [Compare.value("/c/last/j", "<", encode_tick(5 * S))]
     assert success[0] == Put("/c/last/j", encode_tick(5 * S, "w1/3"))
     assert isinstance(success[1], Txn)

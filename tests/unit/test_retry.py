@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from cronswarm.common import Job, RetryPolicy, RetryRequest, RunStatus, backoff_delay
 from cronswarm.worker import ExecResult
 from cronswarm.worker._retry import retry_owner
-from cronswarm.worker._worker import _retryable
+from cronswarm.worker._runner import _retryable
 
 
 @pytest.mark.parametrize(
