@@ -136,6 +136,15 @@ class CronSchedule:
     def next_after(self, after_ms: int) -> int | None:
         """The first fire instant strictly after ``after_ms``; None if it never fires."""
         zone, expr = self._zone, self._compiled
+        if type(expr) is CronExpr and expr.daily:
+            found = _next_daily(expr, zone, after_ms)
+            if found is not None:
+                return found
+        return self._walk(after_ms)
+
+    def _walk(self, after_ms: int) -> int | None:
+        """``next_after`` by walking wall-clock time (any expression, any zone)."""
+        zone, expr = self._zone, self._compiled
         if zone is _UTC_ZONE:
             candidate = expr.next_after(_naive_utc(after_ms))
             return None if candidate is None else _naive_utc_ms(candidate)
@@ -163,6 +172,51 @@ class CronSchedule:
 
 
 _UTC_ZONE = ZoneInfo("UTC")
+
+
+def _next_daily(expr: CronExpr, zone: ZoneInfo, after_ms: int) -> int | None:
+    """``next_after`` for an expression matching every day, by arithmetic on
+    seconds: a worker computes this for every job it loads. In another zone
+    than UTC the answer stands only if the zone's offset is the same at
+    ``after_ms`` and at the answer (no transition within the day between);
+    None otherwise, and the caller walks wall-clock time instead."""
+    after_s = after_ms // 1000
+    if zone is _UTC_ZONE:
+        day, second = divmod(after_s + 1, 86400)
+        return (day * 86400 + expr.next_second_of_day(second)) * 1000
+    offset = _offset_s(zone, after_s)
+    day, second = divmod(after_s + offset + 1, 86400)
+    instant = day * 86400 + expr.next_second_of_day(second) - offset
+    # The same offset three hours before the answer as well: no fall-back just
+    # before it, whose repeated wall-clock times the DST rule does not fire again.
+    if _offset_s(zone, instant) != offset or _offset_s(zone, instant - 3 * 3600) != offset:
+        return None
+    return instant * 1000
+
+
+_WINDOW_S = 900
+
+
+def _offset_s(zone: ZoneInfo, instant_s: int) -> int:
+    """The zone's UTC offset at ``instant_s``, in seconds."""
+    steady = _steady_offset(zone, instant_s // _WINDOW_S)
+    return _exact_offset_s(zone, instant_s) if steady is None else steady
+
+
+@functools.lru_cache(maxsize=8192)
+def _steady_offset(zone: ZoneInfo, window: int) -> int | None:
+    """The offset throughout a quarter of an hour, None if it changes within
+    it: a worker loading many jobs asks for the same few windows."""
+    start = window * _WINDOW_S
+    offset = _exact_offset_s(zone, start)
+    return offset if _exact_offset_s(zone, start + _WINDOW_S - 1) == offset else None
+
+
+def _exact_offset_s(zone: ZoneInfo, instant_s: int) -> int:
+    offset = dt.datetime.fromtimestamp(instant_s, zone).utcoffset()
+    return 0 if offset is None else int(offset.total_seconds())
+
+
 _EPOCH = dt.datetime(1970, 1, 1)
 
 

@@ -101,6 +101,31 @@ class CronExpr:
             return day in self.days
         return day in self.days or _weekday(year, month, day) in self.weekdays
 
+    @property
+    def daily(self) -> bool:
+        """Whether every day matches (any day of month, weekday and month): the
+        next fire is then found within a day (``next_second_of_day``)."""
+        return self.days is None and self.weekdays is None and len(self.months) == 12
+
+    def next_second_of_day(self, second: int) -> int:
+        """For a ``daily`` expression: the first matching second of the day at or
+        after ``second`` (0..86399), or that of the next day plus 86400."""
+        hour, rest = divmod(second, 3600)
+        minute, sec = divmod(rest, 60)
+        hours, minutes, seconds = self.hours, self.minutes, self.seconds
+        if hour in hours:
+            if minute in minutes:
+                i = bisect_left(seconds, sec)
+                if i < len(seconds):
+                    return hour * 3600 + minute * 60 + seconds[i]
+            i = bisect_left(minutes, minute + 1)
+            if i < len(minutes):
+                return hour * 3600 + minutes[i] * 60 + seconds[0]
+        i = bisect_left(hours, hour + 1)
+        if i < len(hours):
+            return hours[i] * 3600 + minutes[0] * 60 + seconds[0]
+        return 86400 + hours[0] * 3600 + minutes[0] * 60 + seconds[0]
+
     def next_after(self, wall: dt.datetime) -> dt.datetime | None:
         """The first naive wall-clock second strictly after ``wall`` that matches."""
         t = wall.replace(microsecond=0) + dt.timedelta(seconds=1)

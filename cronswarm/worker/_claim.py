@@ -39,6 +39,7 @@ from ..coord import (
     TxnResult,
     WatchCompacted,
 )
+from ._release import ReleaseBatcher, keys_of
 
 log = logging.getLogger(__name__)
 
@@ -183,8 +184,8 @@ async def _txn_retrying(
 
 
 async def claim(store: CoordStore, keys: Keyspace, job: Job, tick: int, ticket: Ticket, *,
-                once_revision: int | None = None, retry_for: float = 2.0, since: int = 0
-                ) -> Claim:
+                once_revision: int | None = None, retry_for: float = 2.0, since: int = 0,
+                carry: ReleaseBatcher | None = None) -> Claim:
     """Claim ``tick`` of ``job`` for ``ticket`` (one transaction; two for a
     job's first tick), or with ``once_revision`` the run-now request at that
     revision.
@@ -194,11 +195,26 @@ async def claim(store: CoordStore, keys: Keyspace, job: Job, tick: int, ticket: 
     recognised by its claimant in the token — in the key, or in its history
     after ``since`` (a revision before the first attempt) when another worker
     claimed a later tick meanwhile — so it is neither lost nor run twice.
+
+    ``carry``: the claim takes along the releases waiting there (see
+    ``ReleaseBatcher.carry``), so frequent ticks cost one transaction each.
     """
     once = once_revision is not None
     info = ticket.info
     ops = build_claim(keys, job, tick, ticket, once_revision=once_revision)
-    result, in_doubt = await _txn_retrying(store, ops, retry_for)
+    carried = None if carry is None else carry.carry(
+        keys_of(Txn(tuple(ops[0]), tuple(ops[1]), tuple(ops[2]))))
+    if carried is not None and carried.items:
+        # Sent in both branches: they happen whether or not the claim is won.
+        ops = (ops[0], [*ops[1], *carried.ops], [*ops[2], *carried.ops])
+    try:
+        result, in_doubt = await _txn_retrying(store, ops, retry_for)
+    except BaseException:
+        if carried is not None:
+            carried.give_back()  # may not have committed: they go out alone
+        raise
+    if carried is not None:
+        carried.sent()
     outcome = read_claim(job, result, once=once)
     if outcome.outcome is Outcome.TAKEN and not once:
         if outcome.last is None:

@@ -42,10 +42,10 @@ class _Pending:
     done: asyncio.Future[None]
 
 
-def _keys_of(txn: Txn) -> frozenset[str]:
+def keys_of(txn: Txn) -> frozenset[str]:
     keys = {c.key for c in txn.compare}
     for op in (*txn.success, *txn.failure):
-        keys |= _keys_of(op) if isinstance(op, Txn) else {op.key}
+        keys |= keys_of(op) if isinstance(op, Txn) else {op.key}
     return frozenset(keys)
 
 
@@ -123,7 +123,7 @@ class ReleaseBatcher:
         Raises CoordUnavailable when etcd did not take it.
         """
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._pending.append(_Pending(txn, _keys_of(txn), done))
+        self._pending.append(_Pending(txn, keys_of(txn), done))
         if urgent or self.linger <= 0:
             self._now.set()
         self._start_committer()

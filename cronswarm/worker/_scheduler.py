@@ -322,7 +322,8 @@ class Scheduler(ClaimedTicks):
             self.counters["claim_txns"] += 1
             try:
                 ticket = Ticket(rid, info, self.lease.lease_id, claimant)
-                result = await claim(self.store, self.keys, job, tick, ticket, since=since)
+                result = await claim(self.store, self.keys, job, tick, ticket, since=since,
+                                     carry=self.releases)
             except CoordUnavailable:
                 # It may have committed with its reply lost: the next plan of
                 # this job finds out before anything else (_resolve_doubt).

@@ -5,8 +5,9 @@ import asyncio
 
 import pytest
 
-from cronswarm.common import Settings
+from cronswarm.common import Job, Keyspace, Settings, encode_tick
 from cronswarm.coord import Compare, CoordUnavailable, Delete, EtcdStore, Put, Txn
+from cronswarm.worker._claim import Outcome, Ticket, claim
 from cronswarm.worker._release import ReleaseBatcher
 
 
@@ -71,3 +72,34 @@ async def test_a_release_etcd_refuses_fails_for_its_caller(settings: Settings,
     too_many = Txn((), tuple(Put(f"{settings.key_prefix}/rel4/{i}", b"x") for i in range(200)))
     with pytest.raises(CoordUnavailable, match="too many operations"):
         await batcher.release(too_many, urgent=True)
+
+
+@pytest.mark.parametrize("overlap", ["allow", "forbid"])
+async def test_a_claim_carries_the_waiting_releases_in_its_own_transaction(
+        store: EtcdStore, settings: Settings, overlap: str) -> None:
+    keys = Keyspace(settings.key_prefix + f"/carry-{overlap}")
+    job = Job.from_dict({"name": "j", "schedule": "* * * * * *", "command": "true",
+                         "overlap": overlap})
+    other = Job.from_dict({"name": "k", "schedule": "* * * * * *", "command": "true"})
+    lease = await store.grant_lease(30)
+    await store.put(keys.last(job.name), encode_tick(1000, "w/0"))
+    finished = [keys.running(name, f"{name}@1000") for name in (job.name, other.name)]
+    for key in finished:
+        await store.put(key, b"done", lease=lease)
+    batcher = ReleaseBatcher(store, linger=3600)  # nothing leaves by itself
+    releases = [asyncio.ensure_future(batcher.release(
+        Txn((Compare.value(key, "==", b"done"),), (Delete(key),)), urgent=False))
+        for key in finished]
+    await asyncio.sleep(0)
+    before = await store.put(keys.prefix + "/mark", b"0")
+    ticket = Ticket("j@2000", b"run", lease, "w/1")
+    won = await claim(store, keys, job, 2000, ticket, carry=batcher)
+    after = await store.put(keys.prefix + "/mark", b"1")
+    assert won.outcome is Outcome.WON
+    assert after == before + 2  # the claim and both releases: one revision
+    await asyncio.gather(*releases)
+    assert batcher.commits == 0 and batcher.carried == 2
+    assert [await store.get(key) for key in finished] == [None, None]
+    taken = await claim(store, keys, job, 2000, Ticket("j@2000b", b"run", lease, "w/2"),
+                        carry=batcher)
+    assert taken.outcome is Outcome.TAKEN  # a lost claim still carries (none wait now)

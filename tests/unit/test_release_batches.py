@@ -3,12 +3,12 @@
 import asyncio
 
 from cronswarm.coord import Compare, Delete, MemoryCoordStore, Put, Txn
-from cronswarm.worker._release import ReleaseBatcher, _keys_of, _Pending, batches
+from cronswarm.worker._release import ReleaseBatcher, _Pending, batches, keys_of
 
 
 def pending(*keys: str) -> _Pending:
     txn = Txn((Compare.value(keys[0], "==", b"x"),), tuple(Delete(k) for k in keys))
-    return _Pending(txn, _keys_of(txn), asyncio.get_running_loop().create_future())
+    return _Pending(txn, keys_of(txn), asyncio.get_running_loop().create_future())
 
 
 async def test_releases_sharing_no_key_go_together_up_to_the_cap() -> None:
