@@ -45,7 +45,7 @@ from pymongo import DESCENDING, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import BulkWriteError, PyMongoError
 
-from ..common import to_ms
+from ..common import backoff_delay, to_ms
 from ._abc import LogStoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -86,6 +86,12 @@ def _order(doc: Mapping[str, Any]) -> str:
     if tick.tzinfo is None:
         tick = tick.replace(tzinfo=dt.UTC)
     return f"{to_ms(tick):016d}.{doc['attempt']:06d}.{doc['seq']}"
+
+
+def rewrite_delay(failures: int, every_s: float) -> float:
+    """Seconds before writing held rollups again after ``failures`` failed
+    writes in a row: 1, 2, 4, ... at most ``every_s``."""
+    return backoff_delay(failures, first=1.0, cap=every_s, jitter=0)
 
 
 def newest_per_job(docs: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
@@ -255,7 +261,7 @@ class LastRuns:
             loop = asyncio.get_running_loop()
             wake = min(h.due for h in self._held.values())
             if failures:
-                wake = max(wake, loop.time() + min(self.every_s, 2.0 ** (failures - 1)))
+                wake = max(wake, loop.time() + rewrite_delay(failures, self.every_s))
             await asyncio.sleep(max(0.0, wake - loop.time()))
             now = loop.time()
             try:
