@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from cronswarm.common import Job, RetryPolicy, RetryRequest, RunStatus, backoff_delay
-from cronswarm.logstore._rollups import rewrite_delay
+from cronswarm.logstore._last_runs import rewrite_delay
 from cronswarm.worker import ExecResult
 from cronswarm.worker._retry import retry_owner
 from cronswarm.worker._runner import _retryable
