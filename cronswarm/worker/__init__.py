@@ -23,7 +23,9 @@ from ._plan import TickPlan, in_time, plan_ticks, rendezvous_owner, still_due
 from ._retry import HandOff, RetryBoard
 from ._sink import RunSink
 from ._slots import SlotBook, Slots
-from ._spool import Position, Spool, SpoolError, SpoolFull, encode_frame, scan_frames
+from ._spool import Spool
+from ._spool_files import Position, SpoolError, SpoolFull
+from ._spool_frames import encode_frame, scan_frames
 from ._stats import LAG_BUCKETS, CountingSink, FlushStats, LagHistogram, RunStats
 from ._timetable import Timetable
 from ._worker import Worker

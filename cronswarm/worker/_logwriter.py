@@ -52,7 +52,8 @@ from ..common import (
     backoff_delay,
 )
 from ..logstore import LogStore, LogStoreRejected
-from ._spool import Position, Spool, SpoolError
+from ._spool import Spool
+from ._spool_files import Position, SpoolError
 
 log = logging.getLogger(__name__)
 
