@@ -155,6 +155,22 @@ def print_json(value: Any) -> None:
     print(json.dumps(value, indent=2, sort_keys=True))
 
 
+async def fetch_list(client: ApiClient, args: argparse.Namespace, url: str, key: str, *,
+                     empty: str, params: dict[str, str] | None = None
+                     ) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
+    """GET a list: printed whole with ``--json``, ``empty`` printed when it lists
+    no ``key``; else (a table to print) the body and its items."""
+    resp = await client.call("GET", url, params=params)
+    if args.json:
+        print_json(resp.body)
+        return None
+    items = resp.body[key]
+    if not items:
+        print(empty)
+        return None
+    return resp.body, items
+
+
 def table(rows: list[list[str]], header: list[str]) -> None:
     """Print left-aligned columns."""
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]

@@ -17,6 +17,7 @@ from ._client import (
     Command,
     ExitCode,
     add_client_options,
+    fetch_list,
     path,
     print_json,
     table,
@@ -173,18 +174,14 @@ async def job_ls(args: argparse.Namespace, client: ApiClient) -> int:
     params = {k: str(v) for k, v in (("name", args.name), ("enabled", args.enabled),
                                     ("status", args.status), ("target", args.target),
                                     ("limit", args.limit)) if v is not None}
-    resp = await client.call("GET", "/api/jobs", params=params)
-    if args.json:
-        print_json(resp.body)
+    listed = await fetch_list(client, args, "/api/jobs", "jobs", empty="no jobs", params=params)
+    if listed is None:
         return 0
-    jobs = resp.body["jobs"]
-    if not jobs:
-        print("no jobs")
-        return 0
+    body, jobs = listed
     table(_job_rows(jobs), ["NAME", "SCHEDULE", "TZ", "ENABLED", "NEXT FIRE (UTC)",
                             "LAST", "RUNNING"])
-    if resp.body.get("next_cursor"):
-        print(f"... {resp.body['total'] - len(jobs)} more; use --limit or filters")
+    if body.get("next_cursor"):
+        print(f"... {body['total'] - len(jobs)} more; use --limit or filters")
     return 0
 
 

@@ -7,7 +7,7 @@ import json
 import sys
 from typing import Any
 
-from ._client import ApiClient, add_client_options, path, print_json, table
+from ._client import ApiClient, add_client_options, fetch_list, path, print_json, table
 from ._jobs import fmt_ms
 
 
@@ -87,14 +87,10 @@ async def runs_command(args: argparse.Namespace, client: ApiClient) -> int:
 
 
 async def workers_command(args: argparse.Namespace, client: ApiClient) -> int:
-    resp = await client.call("GET", "/api/workers")
-    if args.json:
-        print_json(resp.body)
+    listed = await fetch_list(client, args, "/api/workers", "workers", empty="no live workers")
+    if listed is None:
         return 0
-    workers = resp.body["workers"]
-    if not workers:
-        print("no live workers")
-        return 0
+    _, workers = listed
     table([[str(w["id"]), str(w["health"]), str(w.get("host", "-")),
             ",".join(f"{k}={v}" for k, v in sorted((w.get("labels") or {}).items())) or "-",
             f"{w.get('running', 0)}/{w.get('max_runs', '-')}",
