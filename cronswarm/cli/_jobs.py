@@ -20,6 +20,7 @@ from ._client import (
     fetch_list,
     path,
     print_json,
+    show_one,
     table,
 )
 from ._jobs_io import job_export, job_import
@@ -204,12 +205,7 @@ def _show_job(job: dict[str, Any]) -> None:
 
 
 async def job_show(args: argparse.Namespace, client: ApiClient) -> int:
-    resp = await client.call("GET", path("jobs", args.name))
-    if args.json:
-        print_json(resp.body)
-    else:
-        _show_job(resp.body)
-    return 0
+    return await show_one(client, args, path("jobs", args.name), _show_job)
 
 
 def _written(args: argparse.Namespace, verb: str, body: dict[str, Any]) -> int:
