@@ -27,7 +27,7 @@ What ``kill -9`` can lose: no acknowledged record. A record whose ``submit``
 had not returned may be lost (its fsync was in flight); the worker had not
 yet released that run's keys in etcd, so the run still shows as running under
 a dead lease and is reported lost. A worker restarted with the same
-``spool_dir`` writes what the dead one had not (see ``Spool`` for how slots
+``spool_dir`` writes what the dead one had not (see _spool_files.py for how slots
 are adopted).
 """
 
