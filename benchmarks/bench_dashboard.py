@@ -45,7 +45,7 @@ from cronswarm.coord import EtcdStore
 from cronswarm.devservices import EtcdServer, MongoServer
 from cronswarm.devservices._process import free_port
 from cronswarm.logstore import MongoLogStore, RunQuery, record_to_doc
-from cronswarm.logstore._rollups import RECENT_KEPT
+from cronswarm.logstore._rollup_entries import RECENT_KEPT
 from cronswarm.master import JobService, Role, TokenStore, create_app
 from cronswarm.master._http import JOBS
 from cronswarm.worker._registry import WorkerInfo

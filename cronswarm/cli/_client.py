@@ -155,6 +155,33 @@ def print_json(value: Any) -> None:
     print(json.dumps(value, indent=2, sort_keys=True))
 
 
+async def show_one(client: ApiClient, args: argparse.Namespace, url: str,
+                   show: Callable[[dict[str, Any]], None]) -> int:
+    """GET one object: printed whole with ``--json``, else by ``show``."""
+    resp = await client.call("GET", url)
+    if args.json:
+        print_json(resp.body)
+    else:
+        show(resp.body)
+    return 0
+
+
+async def fetch_list(client: ApiClient, args: argparse.Namespace, url: str, key: str, *,
+                     empty: str, params: dict[str, str] | None = None
+                     ) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
+    """GET a list: printed whole with ``--json``, ``empty`` printed when it lists
+    no ``key``; else (a table to print) the body and its items."""
+    resp = await client.call("GET", url, params=params)
+    if args.json:
+        print_json(resp.body)
+        return None
+    items = resp.body[key]
+    if not items:
+        print(empty)
+        return None
+    return resp.body, items
+
+
 def table(rows: list[list[str]], header: list[str]) -> None:
     """Print left-aligned columns."""
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]

@@ -17,8 +17,10 @@ from ._client import (
     Command,
     ExitCode,
     add_client_options,
+    fetch_list,
     path,
     print_json,
+    show_one,
     table,
 )
 from ._jobs_io import job_export, job_import
@@ -173,18 +175,14 @@ async def job_ls(args: argparse.Namespace, client: ApiClient) -> int:
     params = {k: str(v) for k, v in (("name", args.name), ("enabled", args.enabled),
                                     ("status", args.status), ("target", args.target),
                                     ("limit", args.limit)) if v is not None}
-    resp = await client.call("GET", "/api/jobs", params=params)
-    if args.json:
-        print_json(resp.body)
+    listed = await fetch_list(client, args, "/api/jobs", "jobs", empty="no jobs", params=params)
+    if listed is None:
         return 0
-    jobs = resp.body["jobs"]
-    if not jobs:
-        print("no jobs")
-        return 0
+    body, jobs = listed
     table(_job_rows(jobs), ["NAME", "SCHEDULE", "TZ", "ENABLED", "NEXT FIRE (UTC)",
                             "LAST", "RUNNING"])
-    if resp.body.get("next_cursor"):
-        print(f"... {resp.body['total'] - len(jobs)} more; use --limit or filters")
+    if body.get("next_cursor"):
+        print(f"... {body['total'] - len(jobs)} more; use --limit or filters")
     return 0
 
 
@@ -207,12 +205,7 @@ def _show_job(job: dict[str, Any]) -> None:
 
 
 async def job_show(args: argparse.Namespace, client: ApiClient) -> int:
-    resp = await client.call("GET", path("jobs", args.name))
-    if args.json:
-        print_json(resp.body)
-    else:
-        _show_job(resp.body)
-    return 0
+    return await show_one(client, args, path("jobs", args.name), _show_job)
 
 
 def _written(args: argparse.Namespace, verb: str, body: dict[str, Any]) -> int:

@@ -7,7 +7,7 @@ import json
 import sys
 from typing import Any
 
-from ._client import ApiClient, add_client_options, path, print_json, table
+from ._client import ApiClient, add_client_options, fetch_list, path, print_json, show_one, table
 from ._jobs import fmt_ms
 
 
@@ -56,12 +56,7 @@ def _show_run(run: dict[str, Any]) -> None:
 
 async def runs_command(args: argparse.Namespace, client: ApiClient) -> int:
     if args.record_id:
-        resp = await client.call("GET", path("runs", args.record_id))
-        if args.json:
-            print_json(resp.body)
-        else:
-            _show_run(resp.body)
-        return 0
+        return await show_one(client, args, path("runs", args.record_id), _show_run)
     params = {k: str(v) for k, v in (
         ("job", args.job), ("status", args.status), ("worker", args.worker),
         ("since", args.since), ("until", args.until), ("q", args.grep),
@@ -87,14 +82,10 @@ async def runs_command(args: argparse.Namespace, client: ApiClient) -> int:
 
 
 async def workers_command(args: argparse.Namespace, client: ApiClient) -> int:
-    resp = await client.call("GET", "/api/workers")
-    if args.json:
-        print_json(resp.body)
+    listed = await fetch_list(client, args, "/api/workers", "workers", empty="no live workers")
+    if listed is None:
         return 0
-    workers = resp.body["workers"]
-    if not workers:
-        print("no live workers")
-        return 0
+    _, workers = listed
     table([[str(w["id"]), str(w["health"]), str(w.get("host", "-")),
             ",".join(f"{k}={v}" for k, v in sorted((w.get("labels") or {}).items())) or "-",
             f"{w.get('running', 0)}/{w.get('max_runs', '-')}",

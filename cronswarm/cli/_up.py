@@ -113,20 +113,22 @@ def run(args: argparse.Namespace, config_file: str | None) -> int:
     def request_stop(signum: int, frame: object) -> None:
         stop["flag"] = True
 
+    def start_server(server: EtcdServer | MongoServer, label: str, var: str, address: str
+                     ) -> None:
+        """Start ``server`` and name its ``address`` in ``var``."""
+        server.start()
+        servers.append(server)
+        env[var] = address
+        print(f"{label:<12}{address}  (data in {server.data_dir})", flush=True)
+
     old_handlers = {s: signal.signal(s, request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         if not env.get("CRONSWARM_ETCD_ENDPOINTS"):
             etcd = EtcdServer(data / "etcd")
-            etcd.start()
-            servers.append(etcd)
-            env["CRONSWARM_ETCD_ENDPOINTS"] = etcd.endpoint
-            print(f"etcd        {etcd.endpoint}  (data in {etcd.data_dir})", flush=True)
+            start_server(etcd, "etcd", "CRONSWARM_ETCD_ENDPOINTS", etcd.endpoint)
         if not env.get("MONGODB_URI"):
             mongo = MongoServer(data / "mongodb")
-            mongo.start()
-            servers.append(mongo)
-            env["MONGODB_URI"] = mongo.uri
-            print(f"mongodb     {mongo.uri}  (data in {mongo.data_dir})", flush=True)
+            start_server(mongo, "mongodb", "MONGODB_URI", mongo.uri)
         env.setdefault("CRONSWARM_SPOOL_DIR", str(data / "spool"))
         settings = Settings.load(env, config_file)
         token = asyncio.run(_admin_token(settings, data / "admin-token"))

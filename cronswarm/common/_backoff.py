@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 
 
@@ -10,6 +11,10 @@ def backoff_delay(attempt: int, *, first: float, cap: float, multiplier: float =
     """Seconds to wait after failure number ``attempt`` (1 for the first):
     ``first * multiplier ** (attempt - 1)``, at most ``cap``, plus up to ``jitter``
     of itself at random (so many waiters do not all come back at once)."""
-    base = min(cap, first * multiplier ** (attempt - 1))
+    try:
+        grown = first * multiplier ** (attempt - 1)
+    except OverflowError:  # thousands of failures (hours of an outage): far past any cap
+        grown = math.inf if first > 0 else 0.0
+    base = min(cap, grown)
     spread = base * jitter
     return base + (rng or random).uniform(0, spread) if spread else base

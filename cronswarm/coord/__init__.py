@@ -16,9 +16,11 @@ from ._abc import (
 )
 from ._cluster_key import cluster_key_path, load_cluster_key
 from ._election import Election, LeadershipLost, Term, leader_of
-from ._etcd import EtcdStore, channel_target, prefix_end
+from ._etcd import EtcdStore
 from ._etcd_access import check_etcd_access, etcd_store
+from ._etcd_channel import channel_target
 from ._etcd_tls import EtcdCredentials, EtcdTls
+from ._etcd_wire import prefix_end
 from ._jobs import read_job
 from ._lease import LeaseKeeper
 from ._memory import MemoryCoordStore

@@ -15,110 +15,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import logging
-import socket
 import time
 from collections import Counter
-from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from typing import Any
 
 import grpc
 from aetcd import rpc
 
-from ._abc import (
-    Compare,
-    CoordUnavailable,
-    Delete,
-    Get,
-    KeyValue,
-    Put,
-    Txn,
-    TxnOp,
-    TxnResult,
-    WatchCompacted,
-    WatchEvent,
-)
+from ._abc import Compare, CoordUnavailable, KeyValue, TxnOp, TxnResult, WatchCompacted, WatchEvent
 from ._etcd_auth import EtcdTokens
-from ._etcd_tls import EtcdCredentials, EtcdTls, permission_denied, target_name_override
+from ._etcd_channel import open_channel
+from ._etcd_tls import EtcdCredentials, EtcdTls, permission_denied
+from ._etcd_wire import compare_msg, kv_of, prefix_end, request_ops, txn_result, watch_event
 
 log = logging.getLogger(__name__)
 
-_TARGETS = {
-    "value": rpc.Compare.VALUE,
-    "version": rpc.Compare.VERSION,
-    "create": rpc.Compare.CREATE,
-    "mod": rpc.Compare.MOD,
-}
-_RESULTS = {
-    "==": rpc.Compare.EQUAL,
-    "!=": rpc.Compare.NOT_EQUAL,
-    "<": rpc.Compare.LESS,
-    ">": rpc.Compare.GREATER,
-}
-_CHANNEL_OPTIONS = (
-    # etcd refuses pings more often than every 5 s (--grpc-keepalive-min-time)
-    # and, by default, any ping while no call is open (it answers GOAWAY
-    # "too_many_pings"): ping only while calls are open. Workers and masters
-    # always hold watch streams, so a dead connection is still noticed.
-    ("grpc.keepalive_time_ms", 10_000),
-    ("grpc.keepalive_timeout_ms", 5_000),
-    ("grpc.keepalive_permit_without_calls", 0),
-    ("grpc.initial_reconnect_backoff_ms", 100),
-    ("grpc.max_reconnect_backoff_ms", 1_000),
-    ("grpc.max_receive_message_length", 64 << 20),
-)
 _WATCH_BACKOFF = (0.05, 2.0)  # first and largest delay between watch reconnects
-
-
-def prefix_end(prefix: bytes) -> bytes:
-    """The range end that selects every key starting with ``prefix``."""
-    buf = bytearray(prefix)
-    for i in reversed(range(len(buf))):
-        if buf[i] < 0xFF:
-            buf[i] += 1
-            return bytes(buf[: i + 1])
-    return b"\x00"
-
-
-def channel_target(endpoints: Sequence[str]) -> str:
-    """A gRPC target naming every endpoint, so the channel can fail over.
-
-    One endpoint is used as given (DNS resolution by gRPC). Several are
-    resolved here into one static address list; IPv4 addresses are preferred
-    when a list mixes families, since a gRPC target holds one family.
-    """
-    if len(endpoints) == 1:
-        return endpoints[0]
-    v4: list[str] = []
-    v6: list[str] = []
-    for endpoint in endpoints:
-        host, _, port = endpoint.rpartition(":")
-        host = host.strip("[]")
-        try:
-            ips = [ipaddress.ip_address(host)]
-        except ValueError:
-            infos = socket.getaddrinfo(host, int(port), type=socket.SOCK_STREAM)
-            ips = [ipaddress.ip_address(info[4][0]) for info in infos]
-        for ip in ips:
-            if ip.version == 4:
-                v4.append(f"{ip}:{port}")
-            else:
-                v6.append(f"[{ip}]:{port}")
-    if v4:
-        return "ipv4:" + ",".join(dict.fromkeys(v4))
-    return "ipv6:" + ",".join(dict.fromkeys(v6))
-
-
-def _kv(raw: Any) -> KeyValue:
-    return KeyValue(
-        key=raw.key.decode(),
-        value=bytes(raw.value),
-        create_revision=raw.create_revision,
-        mod_revision=raw.mod_revision,
-        version=raw.version,
-        lease=raw.lease,
-    )
 
 
 def _is_transient(exc: grpc.aio.AioRpcError) -> bool:
@@ -166,15 +80,7 @@ class EtcdStore:
 
     def _stubs(self) -> None:
         if self._channel is None:
-            target = channel_target(self.endpoints)
-            if self.tls is None:
-                self._channel = grpc.aio.insecure_channel(target, options=_CHANNEL_OPTIONS)
-            else:
-                options: tuple[tuple[str, int | str], ...] = _CHANNEL_OPTIONS
-                if (name := target_name_override(self.endpoints)) is not None:
-                    options = (*options, ("grpc.ssl_target_name_override", name))
-                creds = grpc.ssl_channel_credentials(self.tls.ca, self.tls.key, self.tls.cert)
-                self._channel = grpc.aio.secure_channel(target, creds, options=options)
+            self._channel = open_channel(self.endpoints, self.tls)
             self._kv = rpc.KVStub(self._channel)
             self._lease = rpc.LeaseStub(self._channel)
             self._watch = rpc.WatchStub(self._channel)
@@ -213,14 +119,14 @@ class EtcdStore:
 
     async def get(self, key: str) -> KeyValue | None:
         resp = await self._unary("range", "Range", "_kv", rpc.RangeRequest(key=key.encode()))
-        return _kv(resp.kvs[0]) if resp.kvs else None
+        return kv_of(resp.kvs[0]) if resp.kvs else None
 
     async def get_prefix(self, prefix: str) -> tuple[list[KeyValue], int]:
         raw = prefix.encode()
         resp = await self._unary(
             "range", "Range", "_kv", rpc.RangeRequest(key=raw, range_end=prefix_end(raw))
         )
-        return [_kv(kv) for kv in resp.kvs], resp.header.revision
+        return [kv_of(kv) for kv in resp.kvs], resp.header.revision
 
     async def scan_prefix(
         self, prefix: str, *, page_size: int = 1000,
@@ -244,7 +150,7 @@ class EtcdStore:
                     # as the caller's work on one page.
                     following = asyncio.ensure_future(
                         page(bytes(resp.kvs[-1].key) + b"\x00", revision))
-                kvs = [_kv(kv) for kv in resp.kvs]
+                kvs = [kv_of(kv) for kv in resp.kvs]
                 del resp  # the reply's buffers go before the caller works on the page
                 yield kvs, revision
                 if following is None:
@@ -275,12 +181,12 @@ class EtcdStore:
         failure: Sequence[TxnOp] = (),
     ) -> TxnResult:
         request = rpc.TxnRequest(
-            compare=[_compare(c) for c in compare],
-            success=_ops(success),
-            failure=_ops(failure),
+            compare=[compare_msg(c) for c in compare],
+            success=request_ops(success),
+            failure=request_ops(failure),
         )
         resp = await self._unary("txn", "Txn", "_kv", request)
-        return _txn_result(resp, int(resp.header.revision))
+        return txn_result(resp, int(resp.header.revision))
 
     async def grant_lease(self, ttl: int) -> int:
         resp = await self._unary("lease_grant", "LeaseGrant", "_lease",
@@ -400,7 +306,7 @@ class EtcdStore:
                     if resp.created:
                         delay = _WATCH_BACKOFF[0]
                         reauthenticated = False
-                    events = [_event(e) for e in resp.events]
+                    events = [watch_event(e) for e in resp.events]
                     if events:
                         next_revision = events[-1].mod_revision + 1
                         yield events
@@ -441,63 +347,3 @@ async def _requests(first: Any, hold_open: asyncio.Event) -> AsyncIterator[Any]:
     """A watch request stream: the create request, then open until cancelled."""
     yield first
     await hold_open.wait()
-
-
-def _compare(c: Compare) -> Any:
-    msg = rpc.Compare(key=c.key.encode(), target=_TARGETS[c.target], result=_RESULTS[c.op])
-    if c.target == "value":
-        if not isinstance(c.operand, bytes):
-            raise TypeError("value compares take bytes")
-        msg.value = c.operand
-    elif c.target == "version":
-        msg.version = int(c.operand)
-    elif c.target == "create":
-        msg.create_revision = int(c.operand)
-    else:
-        msg.mod_revision = int(c.operand)
-    return msg
-
-
-def _txn_result(resp: Any, revision: int) -> TxnResult:
-    gets: list[list[KeyValue]] = []
-    nested: list[TxnResult] = []
-    for r in resp.responses:
-        kind = r.WhichOneof("response")
-        if kind == "response_range":
-            gets.append([_kv(kv) for kv in r.response_range.kvs])
-        elif kind == "response_txn":
-            nested.append(_txn_result(r.response_txn, revision))
-    return TxnResult(bool(resp.succeeded), revision, gets, nested)
-
-
-def _ops(ops: Iterable[TxnOp]) -> list[Any]:
-    out = []
-    for op in ops:
-        if isinstance(op, Txn):
-            out.append(rpc.RequestOp(request_txn=rpc.TxnRequest(
-                compare=[_compare(c) for c in op.compare],
-                success=_ops(op.success),
-                failure=_ops(op.failure),
-            )))
-            continue
-        raw = op.key.encode()
-        if isinstance(op, Put):
-            out.append(rpc.RequestOp(request_put=rpc.PutRequest(key=raw, value=op.value,
-                                                                lease=op.lease)))
-        elif isinstance(op, Delete):
-            req = rpc.DeleteRangeRequest(key=raw)
-            if op.prefix:
-                req.range_end = prefix_end(raw)
-            out.append(rpc.RequestOp(request_delete_range=req))
-        elif isinstance(op, Get):
-            req = rpc.RangeRequest(key=raw)
-            if op.prefix:
-                req.range_end = prefix_end(raw)
-            out.append(rpc.RequestOp(request_range=req))
-        else:  # pragma: no cover - the type union is closed
-            raise TypeError(f"unknown txn op {op!r}")
-    return out
-
-
-def _event(raw: Any) -> WatchEvent:
-    return WatchEvent("delete" if raw.type == rpc.Event.DELETE else "put", _kv(raw.kv))

@@ -10,7 +10,8 @@ from ._abc import (
 )
 from ._history import decode_cursor, encode_cursor
 from ._memory import MemoryLogStore
-from ._mongo import MongoLogStore, coalesce_records, doc_to_record, record_to_doc
+from ._mongo import MongoLogStore
+from ._run_docs import coalesce_records, doc_to_record, record_to_doc
 
 __all__ = [
     "AuditEntry",

@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from ..common import RunRecord, RunStatus
 from ._abc import AuditEntry, LogStoreRejected, LogStoreUnavailable, RunPage, RunQuery
 from ._history import decode_cursor, encode_cursor
-from ._mongo import _seq, coalesce_records
+from ._run_docs import coalesce_records, seq_of
 
 _MAX_PAGE = 1000  # as the real store: a page holds 1 to 1000 records
 
@@ -90,7 +90,7 @@ class MemoryLogStore:
         held = self.runs.get(record.record_id)
         if held is None:
             self.runs[record.record_id] = _copy(record)
-        elif _seq(held) < _seq(record):
+        elif seq_of(held) < seq_of(record):
             if record.status is RunStatus.LOST:
                 # A master's verdict: the worker's start, command and output stay.
                 self.runs[record.record_id] = _copy(
@@ -135,7 +135,7 @@ class MemoryLogStore:
     def _newest_of(self, job: str) -> list[RunRecord]:
         """A job's records, newest first by (tick, attempt, rank)."""
         return sorted((r for r in self.runs.values() if r.job == job),
-                      key=lambda r: (r.tick, r.attempt, _seq(r)), reverse=True)
+                      key=lambda r: (r.tick, r.attempt, seq_of(r)), reverse=True)
 
     async def last_runs(self, jobs: Sequence[str]) -> dict[str, RunRecord]:
         self._enter()

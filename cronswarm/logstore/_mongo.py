@@ -1,28 +1,16 @@
 """The log store on MongoDB (any server speaking its wire protocol, >= 6.0).
 
-Run documents are keyed by ``<job>@<tick>#<attempt>`` and carry a ``seq``
-(0 running, 1 a master's verdict: lost, or a run-now request nobody took;
-2 finished by its worker): an update applies only to a
-document with a lower ``seq``, so replays in any order never duplicate a run
-and never turn a finished run back into a running one.
-
-Retention: a finished run carries ``expire_at`` = ended + its job's
-``retention_days`` (or the cluster default), computed when it is written; a
-TTL index on ``expire_at`` deletes it after that. Running records have no
-``expire_at`` and stay until they are finished (or marked lost).
-
-Collections: ``runs`` (one document per attempt), ``audit``, and two rollups
-kept by ``write_runs`` (_rollups.py): ``run_last`` (each job's newest run),
-``run_trend`` (each job's newest runs, a few fields) and ``run_hours`` (counts
-per status per hour). Pages of history: _history.py.
+Run documents and their ranks: _run_docs.py. Collections: ``runs`` (one
+document per attempt), ``audit``, and rollups kept by ``write_runs``:
+``run_last`` (each job's newest run) and ``run_trend`` (each job's newest
+runs, a few fields), _last_runs.py, and ``run_hours`` (counts per status per
+hour), _hourly_counts.py. Pages of history: _history.py.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
-import warnings
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -32,30 +20,25 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, ExecutionTimeout, OperationFailure, PyMongoError
 
-from ..common import (
-    Clock,
-    ConfigError,
-    RunRecord,
-    RunStatus,
-    ServiceRefused,
-    SystemClock,
-    Trigger,
-    from_ms,
-    to_ms,
-)
+from ..common import Clock, RunRecord, RunStatus, SystemClock, from_ms
 from ._abc import AuditEntry, LogStoreRejected, LogStoreUnavailable, RunPage, RunQuery
+from ._codes import DUPLICATE_KEY, INDEX_NOT_FOUND
+from ._connect import check_access, open_client
 from ._history import SCAN_AT_ONCE, HistoryPager, encode_cursor
-from ._rollups import DUPLICATE_KEY, RECENT_KEPT, HourlyCounts, LastRuns
-from ._tls import CLOSED_AFTER_CONNECT, handshake_error, tls_refusal
+from ._hourly_counts import HourlyCounts
+from ._last_runs import LastRuns
+from ._rollup_entries import RECENT_KEPT
+from ._run_docs import (
+    coalesce_records,
+    doc_to_record,
+    ms_or_none,
+    record_to_doc,
+    run_page,
+    update_fields,
+)
 from ._windows import FUTURE_MARGIN_MS, MAX_PROBES, windows
 
-INDEX_NOT_FOUND = 27
-UNAUTHORIZED = 13
-AUTHENTICATION_FAILED = 18
 DEFAULT_DATABASE = "cronswarm"
-_SEQ = {RunStatus.RUNNING: 0, RunStatus.LOST: 1}
-_FINAL_SEQ = 2
-_LOST_FIELDS = ("status", "ended", "error", "seq", "expire_at", "duration")
 _MAX_PAGE = 1000
 _NO_OUTPUT = {"output": 0, "output_tail": 0, "extra": 0}
 
@@ -86,137 +69,6 @@ _AUDIT_INDEXES: list[tuple[str, list[tuple[str, int]]]] = [
 Doc = dict[str, Any]
 
 
-def _seq(record: RunRecord) -> int:
-    """A record's rank: running, a master's verdict (``lost``, or any record
-    without a worker: a run-now request nobody took), then the worker's own
-    final record, which nothing overrides."""
-    if not record.worker and record.status is not RunStatus.RUNNING:
-        return _SEQ[RunStatus.LOST]
-    return _SEQ.get(record.status, _FINAL_SEQ)
-
-
-def _dt(ms: int | None) -> dt.datetime | None:
-    return None if ms is None else from_ms(ms)
-
-
-def _ms(value: dt.datetime | None) -> int | None:
-    if value is None:
-        return None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=dt.UTC)
-    return to_ms(value)
-
-
-def _update_fields(doc: Doc) -> Doc:
-    """What an update of an existing run document sets.
-
-    A ``lost`` verdict (from a master) keeps what the worker already wrote —
-    start, command, output so far — and adds only the end.
-    """
-    if doc["status"] == RunStatus.LOST.value:
-        return {k: doc[k] for k in _LOST_FIELDS if k in doc}
-    return {k: v for k, v in doc.items() if k != "_id"}
-
-
-def record_to_doc(record: RunRecord, *, default_retention_days: int) -> Doc:
-    doc: Doc = {
-        "_id": record.record_id,
-        "run_id": record.run_id,
-        "job": record.job,
-        "tick": from_ms(record.tick),
-        "attempt": record.attempt,
-        "worker": record.worker,
-        "summary": record.summary,
-        "status": record.status.value,
-        "trigger": record.trigger.value,
-        "started": _dt(record.started),
-        "ended": _dt(record.ended),
-        "duration": record.duration,
-        "lag": record.lag,
-        "exit_code": record.exit_code,
-        "http_status": record.http_status,
-        "error": record.error,
-        "output": record.output,
-        "output_tail": record.output_tail,
-        "output_bytes": record.output_bytes,
-        "truncated": record.truncated,
-        "killed_by": record.killed_by,
-        "seq": _seq(record),
-    }
-    if record.extra:
-        doc["extra"] = record.extra
-    if record.ended is not None:
-        days = record.retention_days or default_retention_days
-        # The TTL index deletes a document once expire_at has passed.
-        doc["retention_days"] = days
-        doc["expire_at"] = from_ms(record.ended) + dt.timedelta(days=days)
-    elif record.retention_days is not None:
-        doc["retention_days"] = record.retention_days
-    return doc
-
-
-def coalesce_records(records: Sequence[RunRecord]) -> list[RunRecord]:
-    """One record per attempt: the one a sequence of writes would leave (the
-    last of the highest ``seq``), in order of first appearance."""
-    chosen: dict[str, RunRecord] = {}
-    for record in records:
-        held = chosen.get(record.record_id)
-        if held is None or _seq(record) >= _seq(held):
-            chosen[record.record_id] = record
-    return list(chosen.values())
-
-
-def doc_to_record(doc: Mapping[str, Any]) -> RunRecord:
-    return RunRecord(
-        run_id=doc["run_id"],
-        job=doc["job"],
-        tick=_ms(doc["tick"]) or 0,
-        attempt=int(doc["attempt"]),
-        worker=doc.get("worker", ""),
-        summary=doc.get("summary", ""),
-        status=RunStatus(doc["status"]),
-        trigger=Trigger(doc.get("trigger", "schedule")),
-        started=_ms(doc.get("started")),
-        ended=_ms(doc.get("ended")),
-        exit_code=doc.get("exit_code"),
-        http_status=doc.get("http_status"),
-        error=doc.get("error"),
-        output=doc.get("output", ""),
-        output_tail=doc.get("output_tail", ""),
-        output_bytes=doc.get("output_bytes", 0),
-        truncated=doc.get("truncated", False),
-        killed_by=doc.get("killed_by"),
-        retention_days=doc.get("retention_days"),
-        extra=doc.get("extra", {}),
-    )
-
-
-def _page(docs: list[Doc], limit: int) -> RunPage:
-    runs = [doc_to_record(d) for d in docs[:limit]]
-    next_cursor = None
-    if len(docs) > limit:
-        last = docs[limit - 1]
-        next_cursor = encode_cursor(_ms(last["tick"]) or 0, last["_id"])
-    return RunPage(runs, next_cursor)
-
-
-def _open_client(uri: str, timeout_ms: int) -> AsyncMongoClient[Doc]:
-    """A client for ``uri``; ConfigError for a URI that cannot work."""
-    if not uri.startswith(("mongodb://", "mongodb+srv://")):
-        raise ConfigError("MONGODB_URI", "must start with mongodb:// or mongodb+srv://")
-    try:
-        with warnings.catch_warnings():
-            # pymongo only warns about an unknown or malformed option, then
-            # ignores it: a tls=ture would silently mean no TLS.
-            warnings.simplefilter("error", UserWarning)
-            return AsyncMongoClient(uri, tz_aware=True, serverSelectionTimeoutMS=timeout_ms,
-                                    connectTimeoutMS=timeout_ms,
-                                    socketTimeoutMS=max(timeout_ms * 6, 30000),
-                                    appname="cronswarm")
-    except (PyMongoError, UserWarning, ValueError, TypeError, OSError) as exc:
-        raise ConfigError("MONGODB_URI", str(exc)) from None
-
-
 class MongoLogStore:
     """LogStore on MongoDB. Give it a URI (it owns the client) or a client."""
 
@@ -233,7 +85,7 @@ class MongoLogStore:
         clock: Clock | None = None,
     ) -> None:
         if isinstance(uri_or_client, str):
-            self.client: AsyncMongoClient[Doc] = _open_client(uri_or_client, timeout_ms)
+            self.client: AsyncMongoClient[Doc] = open_client(uri_or_client, timeout_ms)
             self._owns_client = True
             self._uri: str | None = uri_or_client
         else:
@@ -259,29 +111,8 @@ class MongoLogStore:
 
     async def check_access(self) -> None:
         """Read one run: ServiceRefused if MongoDB refuses our user, or a TLS
-        handshake fails for good (_tls.py), LogStoreUnavailable if it does not
-        answer."""
-        try:
-            await self.runs.find_one({}, projection={"_id": 1})
-        except OperationFailure as exc:
-            reason = (exc.details or {}).get("errmsg") or str(exc)
-            if exc.code == AUTHENTICATION_FAILED:
-                raise ServiceRefused("MONGODB_URI", (
-                    f"MongoDB refused the user in MONGODB_URI ({reason}) — check its user "
-                    "name, password and authSource")) from None
-            if exc.code == UNAUTHORIZED:
-                raise ServiceRefused("MONGODB_URI", (
-                    f"MongoDB does not let us read database {self.db.name!r} ({reason}) — "
-                    "give MONGODB_URI a user (and authSource) with readWrite on it")) from None
-            raise LogStoreUnavailable(str(exc)) from exc
-        except PyMongoError as exc:
-            text = str(exc)
-            if self._uri is not None and CLOSED_AFTER_CONNECT in text:
-                text = await asyncio.to_thread(handshake_error, self._uri, self._timeout_ms)
-            refusal = tls_refusal(text)
-            if refusal is not None:
-                raise ServiceRefused("MONGODB_URI", refusal) from None
-            raise LogStoreUnavailable(str(exc)) from exc
+        handshake fails for good, LogStoreUnavailable if it does not answer."""
+        await check_access(self.runs, self._uri, self._timeout_ms)
 
     async def ensure_indexes(self) -> None:
         try:
@@ -318,7 +149,7 @@ class MongoLogStore:
         updates = [d for d in existing if d["seq"] > 0]  # nothing is older than running
         if updates:
             await self._bulk([UpdateOne({"_id": d["_id"], "seq": {"$lt": d["seq"]}},
-                                        {"$set": _update_fields(d)}, upsert=True)
+                                        {"$set": update_fields(d)}, upsert=True)
                               for d in updates], updates, rejected)
         replaced = {d["_id"] for d in existing}
         await self.last.note((d for d in docs if d["_id"] not in rejected), replaced)
@@ -382,7 +213,7 @@ class MongoLogStore:
             docs = await pager.page(limit)
         except PyMongoError as exc:
             raise self._query_error(exc) from exc
-        page = _page(docs, limit)
+        page = run_page(docs, limit)
         if page.next_cursor is None and pager.stopped_at is not None:
             # Everything found is on this page; the search goes on below.
             return RunPage(page.runs, encode_cursor(pager.stopped_at, "", pager.next_width),
@@ -490,7 +321,7 @@ class MongoLogStore:
         except PyMongoError as exc:
             raise self._query_error(exc) from exc
         return [
-            AuditEntry(at=_ms(d["at"]) or 0, actor=d["actor"], action=d["action"],
+            AuditEntry(at=ms_or_none(d["at"]) or 0, actor=d["actor"], action=d["action"],
                        target=d["target"], before=d.get("before"), after=d.get("after"),
                        details=d.get("details") or {})
             for d in docs

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Mapping
 
 from aiohttp import web
 
@@ -105,22 +106,29 @@ async def whoami(request: web.Request) -> web.Response:
     return json_response({"id": who.token_id, "name": who.name, "role": who.role.label})
 
 
+def run_query(params: Mapping[str, str], *, page_size: int | None = None,
+              times: Mapping[str, str] | None = None) -> RunQuery:
+    """The run filters of a request, validated. ``page_size``: fixed (else the
+    ``limit`` parameter); ``times``: where since and until are read, if not in
+    ``params``."""
+    times = params if times is None else times
+    status = choice_param(params, "status", RUN_STATUSES)
+    return RunQuery(
+        job=name_param(params, "job"),
+        status=RunStatus(status) if status else None,
+        worker=name_param(params, "worker"),
+        since=time_param(times, "since"),
+        until=time_param(times, "until"),
+        text=text_param(params, "q"),
+        limit=int_param(params, "limit", 50, 1, 1000) if page_size is None else page_size,
+        cursor=run_cursor_param(params, "cursor", text_search=bool(params.get("q"))),
+    )
+
+
 @routes.get("/api/runs")
 async def list_runs(request: web.Request) -> web.Response:
     require(request, Role.VIEWER)
-    q = request.query
-    status = choice_param(q, "status", RUN_STATUSES)
-    query = RunQuery(
-        job=name_param(q, "job"),
-        status=RunStatus(status) if status else None,
-        worker=name_param(q, "worker"),
-        since=time_param(q, "since"),
-        until=time_param(q, "until"),
-        text=text_param(q, "q"),
-        limit=int_param(q, "limit", 50, 1, 1000),
-        cursor=run_cursor_param(q, "cursor", text_search=bool(q.get("q"))),
-    )
-    page = await request.app[LOGS].query_runs(query)
+    page = await request.app[LOGS].query_runs(run_query(request.query))
     return json_response({"runs": [r.to_dict() for r in page.runs],
                           "next_cursor": page.next_cursor, "searched_to": page.searched_to})
 

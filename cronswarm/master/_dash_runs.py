@@ -19,10 +19,9 @@ from ..common import (
     run_id,
 )
 from ..logstore import RunQuery
-from ._api import RUN_STATUSES, pick_attempt, run_attempts
+from ._api import RUN_STATUSES, pick_attempt, run_attempts, run_query
 from ._http import JOBS, LOGS
 from ._jobs import JobService
-from ._params import choice_param, name_param, run_cursor_param, text_param, time_param
 from ._web import render, viewer
 
 routes = web.RouteTableDef()
@@ -39,20 +38,10 @@ def _as_utc(value: str) -> str:
     return text
 
 
-def run_query(query: Mapping[str, str]) -> RunQuery:
+def runs_page_query(query: Mapping[str, str]) -> RunQuery:
     """The runs filters of the page, validated by the API's own parameter readers."""
     times = {k: _as_utc(query.get(k, "")) for k in ("since", "until")}
-    status = choice_param(query, "status", RUN_STATUSES)
-    return RunQuery(
-        job=name_param(query, "job"),
-        status=RunStatus(status) if status else None,
-        worker=name_param(query, "worker"),
-        since=time_param(times, "since"),
-        until=time_param(times, "until"),
-        text=text_param(query, "q"),
-        limit=PAGE_SIZE,
-        cursor=run_cursor_param(query, "cursor", text_search=bool(query.get("q"))),
-    )
+    return run_query(query, page_size=PAGE_SIZE, times=times)
 
 
 @routes.get("/runs", name="runs_page")
@@ -62,7 +51,7 @@ async def runs_page(request: web.Request) -> web.Response:
     context: dict[str, Any] = {"query": query, "statuses": RUN_STATUSES, "runs": [],
                                "next_page": None, "problem": None, "searched_to": None}
     try:
-        wanted = run_query(request.query)
+        wanted = runs_page_query(request.query)
         found = await request.app[LOGS].query_runs(wanted)
     except ValidationError as exc:
         context["problem"] = str(exc)

@@ -17,14 +17,8 @@ from ._api import RUN_STATUSES
 from ._api_jobs import LAST_STATUSES
 from ._http import json_response
 from ._openapi_alerts import alert_components
-from ._openapi_schemas import (
-    CRON_PATTERN,
-    NAME_PATTERN,
-    RECORD_ID_PATTERN,
-    Schema,
-    components,
-    ref,
-)
+from ._openapi_blocks import CRON_PATTERN, NAME_PATTERN, RECORD_ID_PATTERN, Schema, ref
+from ._openapi_schemas import components
 
 routes = web.RouteTableDef()
 

@@ -6,15 +6,22 @@ from __future__ import annotations
 from ..alerts import CHANNEL_TYPES, DELIVERY_STATUSES, EMAIL_SECURITY, SECRETS
 from ..common import ALERT_KINDS
 from ..common._alerting import MAX_SILENCE_S
-from ._openapi_schemas import NAME_PATTERN, URL_PATTERN, Schema, null_is_default, nullable, ref
+from ._openapi_blocks import (
+    MS,
+    NAME_PATTERN,
+    NON_BLANK,
+    TEXT,
+    URL_PATTERN,
+    Schema,
+    null_is_default,
+    nullable,
+    ref,
+)
 
-_TEXT = r"^[^\x00]*$"
-_NON_BLANK = r"^[^\x00]*[^\x00\s][^\x00]*$"
 _EMAIL = r"^[^@\s<>,;\"\x00]{1,64}@[A-Za-z0-9.-]{1,255}$"
 _HOST = r"^[A-Za-z0-9.\-:\[\]]{1,255}$"
 _HEADER = (r"^(?![Cc][Oo][Nn][Tt][Ee][Nn][Tt]-([Tt][Yy][Pp][Ee]|[Ll][Ee][Nn][Gg][Tt][Hh])$"
            r"|[Hh][Oo][Ss][Tt]$)[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,128}$")
-_MS = {"type": "integer", "description": "epoch milliseconds"}
 
 
 def alert_rule() -> Schema:
@@ -36,7 +43,7 @@ def alert_rule() -> Schema:
     }
 
 
-def _string(max_len: int, pattern: str = _NON_BLANK, **extra: object) -> Schema:
+def _string(max_len: int, pattern: str = NON_BLANK, **extra: object) -> Schema:
     return {"type": "string", "minLength": 1, "maxLength": max_len, "pattern": pattern,
             **extra}
 
@@ -52,7 +59,7 @@ def _common(*, name_required: bool, kind: str) -> tuple[dict[str, Schema], list[
         "enabled": {"type": "boolean", "default": True},
         "default": {"type": "boolean", "default": False,
                     "description": "receives the alerts of jobs whose rule names no channel"},
-        "description": {"type": "string", "maxLength": 1024, "pattern": _TEXT},
+        "description": {"type": "string", "maxLength": 1024, "pattern": TEXT},
     }
     return props, ["name", "type"] if name_required else ["type"]
 
@@ -141,14 +148,14 @@ def delivery() -> Schema:
             "channel": {"type": "string"}, "channel_type": {"type": "string"},
             "status": {"type": "string", "enum": list(DELIVERY_STATUSES)},
             "attempts": {"type": "integer"}, "error": string_or_null,
-            "created": nullable(_MS), "updated": nullable(_MS),
+            "created": nullable(MS), "updated": nullable(MS),
             "title": string_or_null, "record_id": string_or_null,
         },
     }
 
 
 def leader() -> Schema:
-    ms_or_null = nullable(_MS)
+    ms_or_null = nullable(MS)
     term = {
         "type": "object",
         "additionalProperties": False,

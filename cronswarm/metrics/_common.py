@@ -9,7 +9,7 @@ describe at scrape time; nothing is copied in between.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -32,25 +32,29 @@ def render(registry: CollectorRegistry) -> tuple[bytes, str]:
     return generate_latest(registry), CONTENT_TYPE_LATEST
 
 
-def counter(name: str, doc: str, value: float | None = None,
-            labels: Mapping[str, float] | None = None, label: str = "") -> CounterMetricFamily:
-    """A counter family: one value, or one per value of ``label``."""
+_Family = TypeVar("_Family", CounterMetricFamily, GaugeMetricFamily)
+
+
+def _family(kind: type[_Family], name: str, doc: str, value: float | None,
+            labels: Mapping[str, float] | None, label: str) -> _Family:
     if labels is None:
-        return CounterMetricFamily(name, doc, value=value or 0)
-    family = CounterMetricFamily(name, doc, labels=[label])
+        return kind(name, doc, value=value or 0)
+    family = kind(name, doc, labels=[label])
     for key, n in sorted(labels.items()):
         family.add_metric([key], n)
     return family
+
+
+def counter(name: str, doc: str, value: float | None = None,
+            labels: Mapping[str, float] | None = None, label: str = "") -> CounterMetricFamily:
+    """A counter family: one value, or one per value of ``label``."""
+    return _family(CounterMetricFamily, name, doc, value, labels, label)
 
 
 def gauge(name: str, doc: str, value: float | None = None,
           labels: Mapping[str, float] | None = None, label: str = "") -> GaugeMetricFamily:
-    if labels is None:
-        return GaugeMetricFamily(name, doc, value=value or 0)
-    family = GaugeMetricFamily(name, doc, labels=[label])
-    for key, n in sorted(labels.items()):
-        family.add_metric([key], n)
-    return family
+    """A gauge family: one value, or one per value of ``label``."""
+    return _family(GaugeMetricFamily, name, doc, value, labels, label)
 
 
 ETCD_KINDS = ("range", "put", "delete", "txn", "lease_grant", "lease_keepalive",
@@ -102,3 +106,16 @@ class InfoCollector(Collector):
                                    labels=["version", "role", "id"])
         family.add_metric([__version__, self.role, self.ident], 1)
         yield family
+
+
+def process_registry(role: str, ident: str, store: Any, own: Collector,
+                     streams: StreamLimits | None) -> CollectorRegistry:
+    """The registry of one master or worker: its build info, ``own`` metrics,
+    its etcd traffic and, when it serves live streams, theirs."""
+    registry = new_registry()
+    registry.register(InfoCollector(role, ident))
+    registry.register(own)
+    registry.register(EtcdCollector(store, role))
+    if streams is not None:
+        registry.register(StreamsCollector(streams))
+    return registry

@@ -12,15 +12,7 @@ from prometheus_client.registry import Collector
 
 from ..common import ALERT_KINDS, Keyspace, ServiceUnavailable, StreamLimits
 from ..coord import CoordStore, Election
-from ._common import (
-    PREFIX,
-    EtcdCollector,
-    InfoCollector,
-    StreamsCollector,
-    counter,
-    gauge,
-    new_registry,
-)
+from ._common import PREFIX, counter, gauge, process_registry
 
 if TYPE_CHECKING:
     from ..master._leader import LeaderDuties
@@ -105,10 +97,5 @@ class MasterCollector(Collector):
 def master_registry(master_id: str, store: CoordStore, election: Election,
                     leader: LeaderDuties, cluster: ClusterView,
                     streams: StreamLimits | None = None) -> CollectorRegistry:
-    registry = new_registry()
-    registry.register(InfoCollector("master", master_id))
-    registry.register(MasterCollector(election, leader, cluster))
-    registry.register(EtcdCollector(store, "master"))
-    if streams is not None:
-        registry.register(StreamsCollector(streams))
-    return registry
+    own = MasterCollector(election, leader, cluster)
+    return process_registry("master", master_id, store, own, streams)

@@ -11,15 +11,7 @@ from prometheus_client.core import HistogramMetricFamily
 from prometheus_client.registry import Collector
 
 from ..common import RunStatus, StreamLimits
-from ._common import (
-    PREFIX,
-    EtcdCollector,
-    InfoCollector,
-    StreamsCollector,
-    counter,
-    gauge,
-    new_registry,
-)
+from ._common import PREFIX, counter, gauge, process_registry
 
 if TYPE_CHECKING:
     from ..worker import Worker
@@ -96,10 +88,4 @@ def _writer_metrics(sink: Any, flushes: FlushStats) -> Iterator[Any]:
 
 def worker_registry(worker: Worker, streams: StreamLimits | None = None) -> CollectorRegistry:
     """A registry of its own describing ``worker`` (and its live output streams)."""
-    registry = new_registry()
-    registry.register(InfoCollector("worker", worker.id))
-    registry.register(WorkerCollector(worker))
-    registry.register(EtcdCollector(worker.store, "worker"))
-    if streams is not None:
-        registry.register(StreamsCollector(streams))
-    return registry
+    return process_registry("worker", worker.id, worker.store, WorkerCollector(worker), streams)

@@ -17,13 +17,17 @@ from ._fence import FENCE_FRACTION, Fenced, LeaseFence, fence_due
 from ._guardian import Guardian, guardian_running
 from ._http import HttpExecutor
 from ._live import Feed, LiveOutputServer, OutputFeeds
-from ._logwriter import FlushEvent, LogWriter, WriterCounters, decode_record, encode_record
+from ._logwriter import LogWriter
+from ._logwriter_types import FlushEvent, WriterCounters
 from ._output import BoundedOutput
 from ._plan import TickPlan, in_time, plan_ticks, rendezvous_owner, still_due
 from ._retry import HandOff, RetryBoard
 from ._sink import RunSink
 from ._slots import SlotBook, Slots
-from ._spool import Position, Spool, SpoolError, SpoolFull, encode_frame, scan_frames
+from ._spool import Spool
+from ._spool_files import Position, SpoolError, SpoolFull
+from ._spool_frames import encode_frame, scan_frames
+from ._spool_records import decode_record, encode_record
 from ._stats import LAG_BUCKETS, CountingSink, FlushStats, LagHistogram, RunStats
 from ._timetable import Timetable
 from ._worker import Worker

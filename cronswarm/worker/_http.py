@@ -80,29 +80,34 @@ def _host_port(url: str) -> str:
     return f"{parts.hostname}:{port}"
 
 
+# What each failure says, by the first class ``exc`` is an instance of
+# (subclasses before their bases).
+_EXPLANATIONS: tuple[tuple[type[BaseException], str], ...] = (
+    (aiohttp.ClientConnectorDNSError, "cannot resolve host {host!r}: {os_reason}"),
+    (aiohttp.ClientConnectorCertificateError,
+     "TLS certificate of {where} rejected: {certificate_error}"),
+    (aiohttp.ClientSSLError, "TLS error talking to {where}: {exc}"),
+    (aiohttp.ClientConnectorError, "cannot connect to {where}: {os_reason}"),
+    (aiohttp.ConnectionTimeoutError,
+     "cannot connect to {where}: no connection within {connect_timeout:g}s"),
+    (aiohttp.TooManyRedirects, "more than {max_redirects} redirects from {url}"),
+    (aiohttp.ServerDisconnectedError, "{where} closed the connection before answering"),
+    (aiohttp.ClientPayloadError, "broken response body from {where}: {exc}"),
+    (aiohttp.InvalidURL, "invalid URL {url!r}"),
+)
+
+
 def describe_client_error(exc: BaseException, url: str,
                           connect_timeout: float = CONNECT_TIMEOUT_S) -> str:
     """A one-line, human explanation of an aiohttp client failure."""
     where = _host_port(url)
-    if isinstance(exc, aiohttp.ClientConnectorDNSError):
-        return f"cannot resolve host {urlsplit(url).hostname!r}: {_os_reason(exc)}"
-    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
-        return f"TLS certificate of {where} rejected: {exc.certificate_error}"
-    if isinstance(exc, aiohttp.ClientSSLError):
-        return f"TLS error talking to {where}: {exc}"
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        return f"cannot connect to {where}: {_os_reason(exc)}"
-    if isinstance(exc, aiohttp.ConnectionTimeoutError):
-        return f"cannot connect to {where}: no connection within {connect_timeout:g}s"
-    if isinstance(exc, aiohttp.TooManyRedirects):
-        return f"more than {MAX_REDIRECTS} redirects from {url}"
-    if isinstance(exc, aiohttp.ServerDisconnectedError):
-        return f"{where} closed the connection before answering"
-    if isinstance(exc, aiohttp.ClientPayloadError):
-        return f"broken response body from {where}: {exc}"
-    if isinstance(exc, aiohttp.InvalidURL):
-        return f"invalid URL {url!r}"
-    return f"HTTP request to {where} failed: {type(exc).__name__}: {exc}"
+    text = next((text for kind, text in _EXPLANATIONS if isinstance(exc, kind)),
+                "HTTP request to {where} failed: {kind}: {exc}")
+    return text.format(
+        where=where, url=url, host=urlsplit(url).hostname, exc=exc, kind=type(exc).__name__,
+        os_reason=_os_reason(exc) if isinstance(exc, aiohttp.ClientConnectorError) else "",
+        certificate_error=getattr(exc, "certificate_error", None),
+        connect_timeout=connect_timeout, max_redirects=MAX_REDIRECTS)
 
 
 def _os_reason(exc: aiohttp.ClientConnectorError) -> str:

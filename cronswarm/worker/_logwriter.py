@@ -27,7 +27,7 @@ What ``kill -9`` can lose: no acknowledged record. A record whose ``submit``
 had not returned may be lost (its fsync was in flight); the worker had not
 yet released that run's keys in etcd, so the run still shows as running under
 a dead lease and is reported lost. A worker restarted with the same
-``spool_dir`` writes what the dead one had not (see ``Spool`` for how slots
+``spool_dir`` writes what the dead one had not (see _spool_files.py for how slots
 are adopted).
 """
 
@@ -36,91 +36,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import json
 import logging
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, fields
 from typing import Any
 
 from ..common import (
     RunRecord,
-    RunStatus,
     ServiceUnavailable,
     Settings,
-    Trigger,
     backoff_delay,
 )
 from ..logstore import LogStore, LogStoreRejected
-from ._spool import Position, Spool, SpoolError
+from ._logwriter_types import Batch, Commit, FlushEvent, Queued, WriterCounters
+from ._spool import Spool
+from ._spool_files import SpoolError
+from ._spool_records import decode_record, encode_record
 
 log = logging.getLogger(__name__)
-
-_RECORD_FIELDS = frozenset(f.name for f in fields(RunRecord))
-_DERIVED = ("duration", "lag")
-
-
-def encode_record(record: RunRecord) -> bytes:
-    data = record.to_dict()
-    for name in _DERIVED:
-        data.pop(name, None)
-    return json.dumps(data, separators=(",", ":"), default=str).encode()
-
-
-def decode_record(payload: bytes) -> RunRecord:
-    """The record ``encode_record`` made; ValueError if it is not one."""
-    try:
-        data = json.loads(payload)
-        values = {k: v for k, v in data.items() if k in _RECORD_FIELDS}
-        values["status"] = RunStatus(values["status"])
-        values["trigger"] = Trigger(values.get("trigger", Trigger.SCHEDULE.value))
-        return RunRecord(**values)
-    except (KeyError, TypeError, AttributeError, ValueError) as exc:
-        raise ValueError(f"not a run record: {exc}") from exc
-
-
-@dataclass(slots=True)
-class WriterCounters:
-    """Cumulative counts of records (for metrics)."""
-
-    queued: int = 0  # accepted and kept in memory for the next batch
-    spooled: int = 0  # accepted while the queue was full: kept on disk only
-    written: int = 0  # written to MongoDB (replayed ones included)
-    replayed: int = 0  # written to MongoDB after being read back from the spool
-    failed: int = 0  # stored nowhere, or rejected by MongoDB (each logged at ERROR)
-    write_errors: int = 0  # bulk writes that failed and were retried
-
-
-@dataclass(frozen=True, slots=True)
-class FlushEvent:
-    """One successful bulk write."""
-
-    reason: str  # "size", "time", "spool" (read back from disk) or "close"
-    records: int
-    from_spool: bool
-    seconds: float  # how long the write took
-
-
-@dataclass(slots=True)
-class _Commit:
-    record: RunRecord
-    payload: bytes
-    done: asyncio.Future[None]
-
-
-@dataclass(slots=True)
-class _Queued:
-    record: RunRecord
-    end: Position  # where the record ends in the spool
-    size: int
-    at: float  # loop time it was queued
-
-
-@dataclass(slots=True)
-class _Batch:
-    records: list[RunRecord]
-    end: Position
-    from_spool: bool
 
 
 class LogWriter:
@@ -156,14 +89,14 @@ class LogWriter:
         self.on_flush = on_flush
         self.counters = WriterCounters()
         self.available = True  # MongoDB took the last write
-        self._queue: deque[_Queued] = deque()
+        self._queue: deque[Queued] = deque()
         self._queue_size = 0
         self._read_from = spool.start  # everything before it is in MongoDB
         self._disk_tail = spool.has_records_after(spool.start)  # records not in the queue
         self._disk_appends = 0  # appends in flight whose records are disk-only
         self._replaying = self._disk_tail
         self._replayed_run = 0
-        self._commits: list[_Commit] = []
+        self._commits: list[Commit] = []
         self._committer: asyncio.Task[None] | None = None
         self._changed = asyncio.Event()
         self._closing = asyncio.Event()
@@ -204,7 +137,7 @@ class LogWriter:
         payload = encode_record(record)
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         # A snapshot: the caller may reuse and change its record object.
-        self._commits.append(_Commit(decode_record(payload), payload, done))
+        self._commits.append(Commit(decode_record(payload), payload, done))
         if self._committer is None:
             self._committer = asyncio.create_task(self._commit_loop(), name="spool-commit")
         await asyncio.shield(done)
@@ -223,7 +156,7 @@ class LogWriter:
         finally:
             self._committer = None
 
-    async def _commit(self, group: list[_Commit]) -> None:
+    async def _commit(self, group: list[Commit]) -> None:
         # Decide before appending which records the queue keeps, so that the
         # writer never sees a record both in the queue and on disk.
         keep: list[bool] = []
@@ -251,7 +184,7 @@ class LogWriter:
         now = asyncio.get_running_loop().time()
         for commit, end, queued in zip(group, ends, keep, strict=False):
             if queued:
-                self._queue.append(_Queued(commit.record, end, len(commit.payload), now))
+                self._queue.append(Queued(commit.record, end, len(commit.payload), now))
                 self._queue_size += len(commit.payload)
                 self.counters.queued += 1
             else:
@@ -336,10 +269,10 @@ class LogWriter:
                 async with asyncio.timeout_at(due):
                     await self._changed.wait()
 
-    async def _take(self) -> _Batch | None:
+    async def _take(self) -> Batch | None:
         if self._queue:
             items = list(itertools.islice(self._queue, self.batch_size))
-            return _Batch([i.record for i in items], items[-1].end, from_spool=False)
+            return Batch([i.record for i in items], items[-1].end, from_spool=False)
         self._changed.clear()
         payloads, end = await asyncio.to_thread(
             self.spool.read, self._read_from, self.batch_size, self.batch_bytes)
@@ -351,7 +284,7 @@ class LogWriter:
                 self.counters.failed += 1
                 log.error("dropping an unreadable spool record (%s): %r", exc, payload[:200])
         if records:
-            return _Batch(records, end, from_spool=True)
+            return Batch(records, end, from_spool=True)
         if end != self._read_from:  # only bytes that are not records (a torn tail)
             self._read_from = end
             await asyncio.to_thread(self.spool.release, end)
@@ -370,7 +303,7 @@ class LogWriter:
             self._replayed_run = 0
         return True
 
-    async def _write(self, batch: _Batch, reason: str) -> bool:
+    async def _write(self, batch: Batch, reason: str) -> bool:
         loop = asyncio.get_running_loop()
         started = loop.time()
         failed: set[str] = set()

@@ -1,22 +1,11 @@
 """An append-only spool of run records on local disk (the log writer's write-ahead log).
 
-Layout: ``<spool_dir>/slot-<n>/`` is the spool of one process, which holds an
-exclusive ``flock`` on ``slot-<n>/lock`` while it lives. The kernel drops the
-lock when the process dies, even by SIGKILL, so several workers can share one
-``spool_dir`` and a restarted worker adopts the spool of a dead one (the lowest
-free slot, plus the segments of any other abandoned slot).
-
-A slot holds numbered segment files (``<16 hex digits>.seg``), appended to in
-order, one frame per record::
-
-    "CSR1" | payload length (u32 BE) | crc32(length bytes + payload) (u32 BE) | payload
+The files (slots, segments, checkpoint): _spool_files.py; the record frames:
+_spool_frames.py.
 
 ``append`` writes a group of frames and fsyncs once (group commit): when it
 returns, the records survive the death of the process or of the machine. A
-crash during an append can leave a torn frame at the end of the newest
-segment; reading detects it by length and CRC and skips it (and resynchronises
-on the next magic should a frame in the middle ever be damaged). A process
-never appends to a segment written by an earlier process.
+process never appends to a segment written by an earlier process.
 
 The reader keeps a position (segment, offset); ``release`` deletes the
 segments before it and writes it to ``checkpoint`` (a hint without fsync: a
@@ -28,137 +17,28 @@ from __future__ import annotations
 
 import bisect
 import contextlib
-import fcntl
 import logging
 import os
-import struct
 import threading
-import zlib
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..common import CronswarmError
+from ._spool_files import (
+    Position,
+    SpoolError,
+    SpoolFull,
+    adopt_orphans,
+    fsync_dir,
+    load_checkpoint,
+    segment_name,
+    segments_in,
+    take_slot,
+    unlock,
+    write_checkpoint,
+)
+from ._spool_frames import Scan, encode_frame, scan_frames
 
 log = logging.getLogger(__name__)
-
-MAGIC = b"CSR1"
-_HEADER = struct.Struct(">4sII")
-HEADER_SIZE = _HEADER.size
-MAX_PAYLOAD = 32 << 20
-_CHECKPOINT = struct.Struct(">QQI")
-_MAX_SLOTS = 4096
-
-
-class SpoolError(CronswarmError):
-    """The spool cannot take records: full, or the disk failed."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.written: list[Position] = []  # end positions of the records that were written
-
-
-class SpoolFull(SpoolError):
-    """Appending would pass the spool's size limit."""
-
-    def __init__(self, path: Path, used: int, limit: int, needed: int) -> None:
-        self.path = path
-        self.used = used
-        self.limit = limit
-        super().__init__(
-            f"spool {path} is full: {used} of {limit} bytes used, {needed} more needed "
-            f"(raise CRONSWARM_SPOOL_MAX_BYTES, or bring MongoDB back so the spool drains)")
-
-
-@dataclass(frozen=True, order=True, slots=True)
-class Position:
-    """A place in the spool: a segment number and a byte offset in it."""
-
-    segment: int
-    offset: int
-
-
-@dataclass(frozen=True, slots=True)
-class Frame:
-    start: int
-    end: int
-    payload: bytes
-
-
-@dataclass(slots=True)
-class Scan:
-    frames: list[Frame] = field(default_factory=list)
-    skipped: int = 0  # bytes that are not valid frames (torn tail, damage)
-
-
-def encode_frame(payload: bytes) -> bytes:
-    if len(payload) > MAX_PAYLOAD:
-        raise ValueError(f"a spool record is limited to {MAX_PAYLOAD} bytes")
-    length = len(payload).to_bytes(4, "big")
-    crc = zlib.crc32(payload, zlib.crc32(length))
-    return MAGIC + length + crc.to_bytes(4, "big") + payload
-
-
-def scan_frames(buf: bytes, base: int = 0) -> Scan:
-    """The valid frames of ``buf`` (which ends where the file ends), in order.
-
-    Bytes that do not form a valid frame are skipped up to the next magic that
-    starts one; an incomplete frame at the end is a torn tail and is skipped.
-    Offsets are relative to ``base``.
-    """
-    out = Scan()
-    pos, size = 0, len(buf)
-    while pos < size:
-        if size - pos >= HEADER_SIZE:
-            magic, length, crc = _HEADER.unpack_from(buf, pos)
-            end = pos + HEADER_SIZE + length
-            if magic == MAGIC and length <= MAX_PAYLOAD and end <= size:
-                payload = buf[pos + HEADER_SIZE:end]
-                if zlib.crc32(payload, zlib.crc32(length.to_bytes(4, "big"))) == crc:
-                    out.frames.append(Frame(base + pos, base + end, payload))
-                    pos = end
-                    continue
-        following = buf.find(MAGIC, pos + 1)
-        following = size if following < 0 else following
-        out.skipped += following - pos
-        pos = following
-    return out
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _segment_name(number: int) -> str:
-    return f"{number:016x}.seg"
-
-
-def _segments_in(path: Path) -> list[int]:
-    numbers = []
-    for entry in path.glob("*.seg"):
-        with contextlib.suppress(ValueError):
-            numbers.append(int(entry.stem, 16))
-    return sorted(numbers)
-
-
-def _try_lock(path: Path) -> int | None:
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        return None
-    return fd
-
-
-def _unlock(fd: int) -> None:
-    fcntl.flock(fd, fcntl.LOCK_UN)
-    os.close(fd)
-
 
 class Spool:
     """One process's spool. Blocking file I/O: call it from a thread in async code.
@@ -178,7 +58,7 @@ class Spool:
         self._closed = False
         try:
             self.root.mkdir(parents=True, exist_ok=True)
-            self.path, self._lock_fd = self._take_slot()
+            self.path, self._lock_fd = take_slot(self.root)
         except OSError as exc:
             raise SpoolError(f"cannot open the spool in {self.root}: {exc} "
                              f"(set CRONSWARM_SPOOL_DIR to a writable local directory)"
@@ -186,35 +66,24 @@ class Spool:
         try:
             self._open()
         except OSError as exc:
-            _unlock(self._lock_fd)
+            unlock(self._lock_fd)
             raise SpoolError(f"cannot open the spool in {self.path}: {exc}") from exc
         except BaseException:
-            _unlock(self._lock_fd)
+            unlock(self._lock_fd)
             raise
 
     # -- opening -------------------------------------------------------------
 
-    def _take_slot(self) -> tuple[Path, int]:
-        for n in range(_MAX_SLOTS):
-            slot = self.root / f"slot-{n}"
-            if not slot.exists():
-                slot.mkdir(exist_ok=True)
-                _fsync_dir(self.root)
-            fd = _try_lock(slot / "lock")
-            if fd is not None:
-                return slot, fd
-        raise SpoolError(f"no free spool slot in {self.root} ({_MAX_SLOTS} are locked)")
-
     def _open(self) -> None:
-        numbers = _segments_in(self.path)
-        start = self._load_checkpoint(numbers)
+        numbers = segments_in(self.path)
+        start = load_checkpoint(self.path, numbers)
         for number in numbers:
             if number < start.segment:  # written to MongoDB before the checkpoint
-                (self.path / _segment_name(number)).unlink()
+                (self.path / segment_name(number)).unlink()
         numbers = [n for n in numbers if n >= start.segment]
-        numbers += self._adopt_orphans(numbers[-1] + 1 if numbers else 1)
+        numbers += adopt_orphans(self.root, self.path, numbers[-1] + 1 if numbers else 1)
         for number in numbers:
-            self._sizes[number] = (self.path / _segment_name(number)).stat().st_size
+            self._sizes[number] = (self.path / segment_name(number)).stat().st_size
         self.start = start if numbers and start.segment == numbers[0] else Position(
             numbers[0] if numbers else 1, 0)
         self._active = (numbers[-1] + 1) if numbers else max(1, self.start.segment)
@@ -224,47 +93,10 @@ class Spool:
             log.info("spool %s holds %d bytes of run records from an earlier process",
                      self.path, backlog)
 
-    def _load_checkpoint(self, numbers: list[int]) -> Position:
-        try:
-            raw = (self.path / "checkpoint").read_bytes()
-            segment, offset, crc = _CHECKPOINT.unpack(raw)
-        except (OSError, struct.error):
-            return Position(numbers[0] if numbers else 1, 0)
-        if zlib.crc32(raw[:16]) != crc or segment not in numbers:
-            return Position(numbers[0] if numbers else 1, 0)
-        return Position(segment, offset)
-
-    def _adopt_orphans(self, first_number: int) -> list[int]:
-        """Move the segments of abandoned slots into this one; returns their new numbers."""
-        adopted: list[int] = []
-        number = first_number
-        for slot in sorted(self.root.glob("slot-*")):
-            if slot == self.path or not slot.is_dir():
-                continue
-            fd = _try_lock(slot / "lock")
-            if fd is None:
-                continue  # a live process owns it
-            try:
-                found = _segments_in(slot)
-                for old in found:
-                    os.rename(slot / _segment_name(old), self.path / _segment_name(number))
-                    adopted.append(number)
-                    number += 1
-                if found:
-                    with contextlib.suppress(FileNotFoundError):
-                        (slot / "checkpoint").unlink()
-                    _fsync_dir(self.path)
-                    _fsync_dir(slot)
-                    log.info("spool %s adopted %d segments of abandoned %s",
-                             self.path, len(found), slot)
-            finally:
-                _unlock(fd)
-        return adopted
-
     def _create_segment(self, number: int) -> int:
-        fd = os.open(self.path / _segment_name(number),
+        fd = os.open(self.path / segment_name(number),
                      os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o600)
-        _fsync_dir(self.path)
+        fsync_dir(self.path)
         self._sizes[number] = 0
         return fd
 
@@ -402,14 +234,14 @@ class Spool:
         if cached is not None and cached[0] == segment and cached[1] == size:
             return cached[2]
         try:
-            with open(self.path / _segment_name(segment), "rb") as f:
+            with open(self.path / segment_name(segment), "rb") as f:
                 data = f.read(size)
         except OSError as exc:
             raise SpoolError(f"cannot read spool segment {segment}: {exc}") from exc
         scan = scan_frames(data)
         if scan.skipped and segment != self._active:
             log.warning("spool segment %s: skipped %d bytes that are not whole records "
-                        "(a torn write at a crash, or damage)", _segment_name(segment),
+                        "(a torn write at a crash, or damage)", segment_name(segment),
                         scan.skipped)
         self._cache = (segment, size, scan)
         return scan
@@ -423,14 +255,10 @@ class Spool:
                 del self._sizes[number]
         for number in doomed:
             try:
-                (self.path / _segment_name(number)).unlink(missing_ok=True)
+                (self.path / segment_name(number)).unlink(missing_ok=True)
             except OSError as exc:  # the next start replays it: no-ops in MongoDB
-                log.warning("cannot delete spool segment %s: %s", _segment_name(number), exc)
-        raw = struct.pack(">QQ", upto.segment, upto.offset)
-        with contextlib.suppress(OSError):
-            tmp = self.path / "checkpoint.tmp"
-            tmp.write_bytes(raw + zlib.crc32(raw).to_bytes(4, "big"))
-            os.replace(tmp, self.path / "checkpoint")
+                log.warning("cannot delete spool segment %s: %s", segment_name(number), exc)
+        write_checkpoint(self.path, upto)
 
     def close(self, *, drained: bool) -> None:
         """Close and unlock; ``drained``: every record is in MongoDB, delete them all."""
@@ -441,8 +269,8 @@ class Spool:
         if drained:
             for number in list(self._sizes):
                 with contextlib.suppress(FileNotFoundError):
-                    (self.path / _segment_name(number)).unlink()
+                    (self.path / segment_name(number)).unlink()
             with contextlib.suppress(FileNotFoundError):
                 (self.path / "checkpoint").unlink()
             self._sizes.clear()
-        _unlock(self._lock_fd)
+        unlock(self._lock_fd)

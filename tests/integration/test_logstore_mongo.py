@@ -20,10 +20,10 @@ from cronswarm.logstore import (
     MongoLogStore,
     RunQuery,
     coalesce_records,
+    doc_to_record,
     record_to_doc,
 )
-from cronswarm.logstore._mongo import doc_to_record
-from cronswarm.logstore._rollups import RECENT_KEPT
+from cronswarm.logstore._rollup_entries import RECENT_KEPT
 from tests.helpers import wait_for_count
 
 

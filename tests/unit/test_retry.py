@@ -6,6 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from cronswarm.common import Job, RetryPolicy, RetryRequest, RunStatus, backoff_delay
+from cronswarm.logstore._last_runs import rewrite_delay
 from cronswarm.worker import ExecResult
 from cronswarm.worker._retry import retry_owner
 from cronswarm.worker._runner import _retryable
@@ -79,3 +80,10 @@ def test_retry_requests_round_trip_and_match_labels_like_jobs() -> None:
     assert request.matches({"zone": "a", "gpu": "yes"})
     assert not request.matches({"zone": "b"})
     assert RetryRequest("j@1000", "j", 1000, 2, 2000, "w1").matches({})
+
+
+def test_the_delay_after_thousands_of_failures_is_the_cap() -> None:
+    """Hours of an outage: the exponent must not overflow a float."""
+    assert backoff_delay(5000, first=0.05, cap=2.0, jitter=0) == 2.0
+    assert backoff_delay(5000, first=0.0, cap=2.0, jitter=0) == 0.0
+    assert [rewrite_delay(n, 30.0) for n in (1, 2, 3, 6, 5000)] == [1.0, 2.0, 4.0, 30.0, 30.0]

@@ -1,4 +1,5 @@
-"""Pre-aggregates of the run history, exact whatever the order or number of replays.
+"""The ``run_last`` and ``run_trend`` rollups of the run history, exact
+whatever the order or number of replays.
 
 ``run_last`` holds, per job, a summary of its newest run document (without
 output): the newest by (tick, attempt, seq), kept as one comparable string
@@ -18,17 +19,6 @@ arrives late is pushed too and discarded by the reader, which keeps the
 highest ``seq`` of each document. An entry is ``complete`` once it was
 filled from the runs themselves (``fill_recent``, the first time a job's
 trend is read); until then it may lack runs written before it existed.
-
-``run_hours`` holds, per hour of ticks, the number of runs in each status: a
-cache with a version. Whoever writes runs bumps the version of each hour it
-touches before and after writing (``touch``); a reader uses a bucket only if
-its counts were taken at its current version, and otherwise recounts that
-hour from the runs and stores the result if nobody bumped it meanwhile. A
-writer that dies between its two bumps leaves the hour dirty (the first bump)
-or is replayed from its spool (which bumps again), so a bucket never looks
-fresh while missing a write. Counting a window then reads one small document
-per full hour, recounts only the hours written since (in practice the current
-one), and counts the partial hours at the ends from the runs.
 """
 
 from __future__ import annotations
@@ -37,7 +27,6 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
-from collections import Counter
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -45,124 +34,25 @@ from pymongo import DESCENDING, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import BulkWriteError, PyMongoError
 
-from ..common import to_ms
+from ..common import backoff_delay
 from ._abc import LogStoreUnavailable
+from ._codes import DUPLICATE_KEY
+from ._rollup_entries import RECENT_KEPT, Doc, Held, newest_states, recent_entry, run_order
 
 log = logging.getLogger(__name__)
 
-Doc = dict[str, Any]
-
-DUPLICATE_KEY = 11000
 _FALLBACK_CONCURRENCY = 16
 _READ_ALL_ABOVE = 64  # asked for more jobs than this: read the collection whole
 _NOT_SUMMARISED = ("output", "output_tail", "extra")
-RECENT_KEPT = 24  # runs kept per job in run_trend (the trend shows 20; room for stale states)
 _RECENT_ORDER = {"tick": 1, "attempt": 1, "seq": 1}
-_RECENT_FIELDS = ("_id", "run_id", "job", "tick", "attempt", "seq", "status", "started",
-                  "ended")  # what a trend shows (a bar's height is ended - started)
-_RECOUNT_CONCURRENCY = 8
-HOUR = dt.timedelta(hours=1)
 ROLLUP_EVERY_S = 30.0  # a job's rollups are written at most this often, status changes aside
 RUNNING = "running"
-# The hours whose counts may be cached. A writer skips its bumps (``touch``)
-# for an hour still open for writes: not ended ``OPEN_FOR`` ago by its clock;
-# a reader caches an hour only once it ended ``CACHED_AFTER`` ago by its own.
-# The difference is the clock offset and write delay this tolerates.
-OPEN_FOR = dt.timedelta(minutes=5)
-CACHED_AFTER = dt.timedelta(minutes=15)
 
 
-def floor_hour(t: dt.datetime) -> dt.datetime:
-    return t.replace(minute=0, second=0, microsecond=0)
-
-
-def ceil_hour(t: dt.datetime) -> dt.datetime:
-    floor = floor_hour(t)
-    return floor if floor == t else floor + HOUR
-
-
-def _order(doc: Mapping[str, Any]) -> str:
-    tick = doc["tick"]
-    if tick.tzinfo is None:
-        tick = tick.replace(tzinfo=dt.UTC)
-    return f"{to_ms(tick):016d}.{doc['attempt']:06d}.{doc['seq']}"
-
-
-def newest_per_job(docs: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
-    newest: dict[str, Mapping[str, Any]] = {}
-    for doc in docs:
-        held = newest.get(doc["job"])
-        if held is None or _order(doc) >= _order(held):
-            newest[doc["job"]] = doc
-    return list(newest.values())
-
-
-def recent_entry(doc: Mapping[str, Any]) -> Doc:
-    """What ``recent`` keeps of a run document."""
-    return {k: doc.get(k) for k in _RECENT_FIELDS}
-
-
-def keep_newer(kept: dict[Any, Any], entry: Mapping[str, Any]) -> None:
-    """Keep ``entry`` in ``kept`` (by run document id) unless a later state
-    (higher ``seq``) of its run document is there already."""
-    held = kept.get(entry["_id"])
-    if held is None or (entry.get("seq") or 0) >= (held.get("seq") or 0):
-        kept[entry["_id"]] = entry
-
-
-def newest_states(entries: Iterable[Mapping[str, Any]]) -> list[Doc]:
-    """``recent`` as stored (oldest first, maybe a stale state twice) to the
-    newest state of each run document, newest first."""
-    best: dict[Any, Mapping[str, Any]] = {}
-    for entry in entries:
-        keep_newer(best, entry)
-    return sorted((dict(e) for e in best.values()),
-                  key=lambda e: (e["tick"], e["attempt"]), reverse=True)
-
-
-class Held:
-    """What one job's rollups are to get: its newest run document and the
-    newest state of each of its run documents seen since the last write."""
-
-    __slots__ = ("due", "expire_at", "job", "newest", "pull", "recent")
-
-    def __init__(self, job: str) -> None:
-        self.job = job
-        self.newest: Mapping[str, Any] | None = None
-        self.recent: dict[Any, Doc] = {}
-        self.pull: set[Any] = set()
-        self.expire_at: dt.datetime | None = None
-        self.due = 0.0  # loop time it is written at, held back
-
-    @property
-    def status(self) -> str | None:
-        return None if self.newest is None else str(self.newest["status"])
-
-    def add(self, docs: Iterable[Mapping[str, Any]], replaced: Collection[Any],
-            keep: dt.timedelta) -> None:
-        for doc in docs:
-            if self.newest is None or _order(doc) >= _order(self.newest):
-                self.newest = doc
-            keep_newer(self.recent, recent_entry(doc))
-            if doc["_id"] in replaced:
-                self.pull.add(doc["_id"])
-            until = doc.get("expire_at") or doc["tick"] + keep
-            self.expire_at = until if self.expire_at is None else max(self.expire_at, until)
-        if len(self.recent) > RECENT_KEPT:  # only the newest are kept anyway
-            newest = sorted(self.recent.values(), key=lambda e: (e["tick"], e["attempt"]))
-            self.recent = {e["_id"]: e for e in newest[-RECENT_KEPT:]}
-
-    def merge(self, other: Held) -> None:
-        """Add what ``other`` holds (of the same job)."""
-        if other.newest is not None and (self.newest is None
-                                         or _order(other.newest) >= _order(self.newest)):
-            self.newest = other.newest
-        for entry in other.recent.values():
-            keep_newer(self.recent, entry)
-        self.pull |= other.pull
-        if other.expire_at is not None:
-            self.expire_at = (other.expire_at if self.expire_at is None
-                              else max(self.expire_at, other.expire_at))
+def rewrite_delay(failures: int, every_s: float) -> float:
+    """Seconds before writing held rollups again after ``failures`` failed
+    writes in a row: 1, 2, 4, ... at most ``every_s``."""
+    return backoff_delay(failures, first=1.0, cap=every_s, jitter=0)
 
 
 class LastRuns:
@@ -255,7 +145,7 @@ class LastRuns:
             loop = asyncio.get_running_loop()
             wake = min(h.due for h in self._held.values())
             if failures:
-                wake = max(wake, loop.time() + min(self.every_s, 2.0 ** (failures - 1)))
+                wake = max(wake, loop.time() + rewrite_delay(failures, self.every_s))
             await asyncio.sleep(max(0.0, wake - loop.time()))
             now = loop.time()
             try:
@@ -294,7 +184,7 @@ class LastRuns:
     async def _write_last(self, newest: Sequence[Mapping[str, Any]]) -> None:
         ops = []
         for doc in newest:
-            order = _order(doc)
+            order = run_order(doc)
             summary = {k: v for k, v in doc.items() if k not in _NOT_SUMMARISED}
             ops.append(UpdateOne(
                 {"_id": doc["job"], "order": {"$lt": order}},
@@ -333,13 +223,20 @@ class LastRuns:
         except PyMongoError as exc:
             raise LogStoreUnavailable(f"cannot update run_trend: {exc}") from exc
 
+    async def _reading(self, jobs: Sequence[str]) -> tuple[list[str], Doc]:
+        """Write what this process holds back, then: ``jobs`` once each, and
+        the filter that reads their documents."""
+        if self._held:
+            await self.flush()
+        wanted = list(dict.fromkeys(jobs))
+        # A long $in costs some servers a comparison per value and document;
+        # the collection holds one small document per job, so read it whole.
+        return wanted, {} if len(wanted) > _READ_ALL_ABOVE else {"_id": {"$in": wanted}}
+
     async def recent(self, jobs: Sequence[str]) -> dict[str, list[Doc] | None]:
         """The recent run documents (a few fields) of each of ``jobs``, newest
         first; None for a job whose entry is not known to be complete."""
-        if self._held:
-            await self.flush()  # what this process holds back
-        wanted = list(dict.fromkeys(jobs))
-        flt: Doc = {} if len(wanted) > _READ_ALL_ABOVE else {"_id": {"$in": wanted}}
+        wanted, flt = await self._reading(jobs)
         found: dict[str, list[Doc] | None] = dict.fromkeys(wanted)
         try:
             async for d in self.trend.find(flt, {"recent": 1, "complete": 1}):
@@ -376,12 +273,7 @@ class LastRuns:
 
     async def get(self, jobs: Sequence[str]) -> dict[str, Doc]:
         """A summary (no output) of the newest run of each of ``jobs`` that has one."""
-        if self._held:
-            await self.flush()  # what this process holds back
-        wanted = list(dict.fromkeys(jobs))
-        # A long $in costs some servers a comparison per value and document;
-        # the collection holds one small document per job, so read it whole.
-        flt: Doc = {} if len(wanted) > _READ_ALL_ABOVE else {"_id": {"$in": wanted}}
+        wanted, flt = await self._reading(jobs)
         chosen = set(wanted)
         try:
             found = {d["_id"]: d["run"] async for d in self.last.find(flt, {"run": 1})
@@ -401,10 +293,7 @@ class LastRuns:
     async def statuses(self, jobs: Sequence[str]) -> dict[str, str]:
         """The status of the newest run of each of ``jobs`` that has one (a
         projection of ``get``: a fraction of its cost for every job)."""
-        if self._held:
-            await self.flush()  # what this process holds back
-        wanted = list(dict.fromkeys(jobs))
-        flt: Doc = {} if len(wanted) > _READ_ALL_ABOVE else {"_id": {"$in": wanted}}
+        wanted, flt = await self._reading(jobs)
         chosen = set(wanted)
         try:
             found = {d["_id"]: d["run"]["status"]
@@ -427,125 +316,3 @@ class LastRuns:
 
         docs = await asyncio.gather(*(newest(job) for job in jobs))
         return [d for d in docs if d is not None]
-
-
-
-class HourlyCounts:
-    """The ``run_hours`` collection: counts per status of each hour of ticks."""
-
-    def __init__(self, runs: AsyncCollection[Doc], hours: AsyncCollection[Doc], *,
-                 default_retention_days: int) -> None:
-        self.runs = runs
-        self.hours = hours
-        self.keep = dt.timedelta(days=default_retention_days)
-
-    async def ensure_indexes(self) -> None:
-        await self.hours.create_index("expire_at", expireAfterSeconds=0, name="retention")
-
-    @staticmethod
-    def closed(ticks: Iterable[dt.datetime], now: dt.datetime) -> set[dt.datetime]:
-        """The hours of ``ticks`` a reader may have cached (or soon may):
-        those a writer bumps (``touch``). Writes into an hour still open
-        (the current one, in practice) need no bump: no reader caches it
-        before they landed, and a write that lands late bumps it after."""
-        return {hour for hour in map(floor_hour, ticks) if hour + HOUR + OPEN_FOR <= now}
-
-    async def touch(self, ticks: Iterable[dt.datetime]) -> None:
-        """Mark the hours of ``ticks`` as changed (before and after writing runs)."""
-        ops = [UpdateOne({"_id": hour},
-                         {"$inc": {"version": 1},
-                          "$setOnInsert": {"rolled": -1, "counts": {},
-                                           "expire_at": hour + HOUR + self.keep}},
-                         upsert=True)
-               for hour in sorted({floor_hour(t) for t in ticks})]
-        if not ops:
-            return
-        for attempt in (1, 2):
-            try:
-                await self.hours.bulk_write(ops, ordered=False)
-                return
-            except BulkWriteError as exc:
-                errors = exc.details.get("writeErrors", [])
-                # Two first upserts of one hour can race: the loser retries.
-                if attempt == 1 and all(e.get("code") == DUPLICATE_KEY for e in errors):
-                    ops = [ops[e["index"]] for e in errors]
-                    continue
-                raise LogStoreUnavailable(f"cannot update run_hours: {errors[:1]}") from exc
-            except PyMongoError as exc:
-                raise LogStoreUnavailable(str(exc)) from exc
-
-    async def count(self, start: dt.datetime, end: dt.datetime, now: dt.datetime
-                    ) -> Counter[str]:
-        """Runs per status with ``start <= tick < end``; ``now`` by the reader's clock."""
-        totals: Counter[str] = Counter()
-        first, last = ceil_hour(start), floor_hour(end)
-        if first >= last:
-            totals.update((await self._recount(start, end))[0])
-            return totals
-        edges = [(a, b) for a, b in ((start, first), (last, end)) if a < b]
-        full = [first + k * HOUR for k in range((last - first) // HOUR)]
-        try:
-            buckets = {b["_id"].replace(tzinfo=dt.UTC) if b["_id"].tzinfo is None
-                       else b["_id"]: b
-                       async for b in self.hours.find({"_id": {"$gte": first, "$lt": last}})}
-            stale = []
-            for hour in full:
-                bucket = buckets.get(hour)
-                if hour + HOUR + CACHED_AFTER > now:
-                    edges.append((hour, hour + HOUR))  # still open to writers: counted, not cached
-                elif bucket is not None and bucket["rolled"] == bucket["version"]:
-                    totals.update(bucket["counts"])
-                else:
-                    stale.append((hour, bucket))
-            limiter = asyncio.Semaphore(_RECOUNT_CONCURRENCY)
-
-            async def refresh(hour: dt.datetime, bucket: Doc | None) -> Counter[str]:
-                async with limiter:
-                    counts, expiry = await self._recount(hour, hour + HOUR)
-                    await self._store(hour, bucket, counts, expiry)
-                    return counts
-
-            async def live(a: dt.datetime, b: dt.datetime) -> Counter[str]:
-                async with limiter:
-                    return (await self._recount(a, b))[0]
-
-            parts = await asyncio.gather(*(refresh(h, b) for h, b in stale),
-                                         *(live(a, b) for a, b in edges))
-        except PyMongoError as exc:
-            raise LogStoreUnavailable(str(exc)) from exc
-        for part in parts:
-            totals.update(part)
-        return totals
-
-    async def _recount(self, start: dt.datetime, end: dt.datetime
-                       ) -> tuple[Counter[str], dt.datetime | None]:
-        cursor = await self.runs.aggregate([
-            {"$match": {"tick": {"$gte": start, "$lt": end}}},
-            {"$group": {"_id": "$status", "n": {"$sum": 1}, "expiry": {"$min": "$expire_at"}}},
-        ])
-        counts: Counter[str] = Counter()
-        expiries = []
-        async for row in cursor:
-            counts[str(row["_id"])] = int(row["n"])
-            if row.get("expiry") is not None:
-                expiries.append(row["expiry"])
-        return counts, min(expiries) if expiries else None
-
-    async def _store(self, hour: dt.datetime, bucket: Doc | None, counts: Counter[str],
-                     expiry: dt.datetime | None) -> None:
-        """Cache ``counts``, unless a writer bumped the hour since ``bucket`` was read.
-
-        The bucket expires with the first of its runs to expire (it is then
-        recounted), so the counts never include runs that retention removed.
-        """
-        version = 0 if bucket is None else bucket["version"]
-        flt: Doc = {"_id": hour, "version": version}
-        if bucket is None:
-            flt = {"_id": hour, "version": {"$exists": False}}
-        update = {"$set": {"counts": dict(counts), "rolled": version, "version": version,
-                           "expire_at": expiry or hour + HOUR + self.keep}}
-        try:
-            await self.hours.update_one(flt, update, upsert=bucket is None)
-        except PyMongoError as exc:
-            if getattr(exc, "code", None) != DUPLICATE_KEY:  # else a writer created it first
-                raise
