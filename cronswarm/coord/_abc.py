@@ -74,11 +74,6 @@ class Compare:
         return cls(key, "value", op, operand)
 
     @classmethod
-    def version(cls, key: str, op: CompareOp, operand: int) -> Compare:
-        """Version 0 means the key does not exist."""
-        return cls(key, "version", op, operand)
-
-    @classmethod
     def create_revision(cls, key: str, op: CompareOp, operand: int) -> Compare:
         return cls(key, "create", op, operand)
 
@@ -88,7 +83,8 @@ class Compare:
 
     @classmethod
     def absent(cls, key: str) -> Compare:
-        return cls.version(key, "==", 0)
+        """Version 0 means the key does not exist."""
+        return cls(key, "version", "==", 0)
 
     def holds_for(self, kv: KeyValue | None) -> bool:
         """What etcd would decide for ``kv`` (None: absent); used by the twin."""
