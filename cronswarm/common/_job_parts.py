@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import random
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,20 +47,21 @@ def check_user(user: str) -> str | None:
     return "must be a user name: 1-32 of letters, digits, '_', '.', '-' (not starting with '-')"
 
 
-def check_schedule(expr: str) -> str | None:
-    try:
-        validate_expression(expr)
-    except ValidationError as exc:
-        return exc.problems[0].reason
-    return None
+def _reason_check(validate: Callable[[str], object]) -> Callable[[str], str | None]:
+    """A check (None, or what is wrong) from a validator that raises ValidationError."""
+
+    def check(value: str) -> str | None:
+        try:
+            validate(value)
+        except ValidationError as exc:
+            return exc.problems[0].reason
+        return None
+
+    return check
 
 
-def check_timezone(name: str) -> str | None:
-    try:
-        load_timezone(name)
-    except ValidationError as exc:
-        return exc.problems[0].reason
-    return None
+check_schedule = _reason_check(validate_expression)
+check_timezone = _reason_check(load_timezone)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,19 +1,6 @@
 """The coordination store (etcd) seam: interface, etcd implementation, helpers."""
 
-from ._abc import (
-    Compare,
-    CoordStore,
-    CoordUnavailable,
-    Delete,
-    Get,
-    KeyValue,
-    Put,
-    Txn,
-    TxnOp,
-    TxnResult,
-    WatchCompacted,
-    WatchEvent,
-)
+from ._abc import CoordStore, CoordUnavailable, WatchCompacted
 from ._cluster_key import cluster_key_path, load_cluster_key
 from ._election import Election, LeadershipLost, Term, leader_of
 from ._etcd import EtcdStore
@@ -22,6 +9,7 @@ from ._etcd_channel import channel_target
 from ._etcd_tls import EtcdCredentials, EtcdTls
 from ._etcd_wire import prefix_end
 from ._jobs import read_job
+from ._kv import Compare, Delete, Get, KeyValue, Put, Txn, TxnOp, TxnResult, WatchEvent
 from ._lease import LeaseKeeper
 from ._memory import MemoryCoordStore
 from ._mirror import PrefixMirror

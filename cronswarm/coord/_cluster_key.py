@@ -13,7 +13,8 @@ import hashlib
 import secrets
 
 from ..common import AuthError, Keyspace
-from ._abc import Compare, CoordStore, Put
+from ._abc import CoordStore
+from ._kv import Compare, Put
 
 
 def cluster_key_path(keys: Keyspace) -> str:

@@ -27,7 +27,8 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from ._abc import Compare, CoordStore, CoordUnavailable, Get, KeyValue, Put, WatchCompacted
+from ._abc import CoordStore, CoordUnavailable, WatchCompacted
+from ._kv import Compare, Get, KeyValue, Put
 
 log = logging.getLogger(__name__)
 

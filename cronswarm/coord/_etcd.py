@@ -24,11 +24,12 @@ from typing import Any
 import grpc
 from aetcd import rpc
 
-from ._abc import Compare, CoordUnavailable, KeyValue, TxnOp, TxnResult, WatchCompacted, WatchEvent
+from ._abc import CoordUnavailable, WatchCompacted
 from ._etcd_auth import EtcdTokens
 from ._etcd_channel import open_channel
 from ._etcd_tls import EtcdCredentials, EtcdTls, permission_denied
 from ._etcd_wire import compare_msg, kv_of, prefix_end, request_ops, txn_result, watch_event
+from ._kv import Compare, KeyValue, TxnOp, TxnResult, WatchEvent
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ import grpc
 from cryptography import x509
 
 from ..common import ConfigError, ServiceRefused, Settings, read_pem_file
-from ._abc import Compare, CoordUnavailable, Put
+from ._abc import CoordUnavailable
 from ._etcd import EtcdStore
 from ._etcd_tls import (
     EtcdCredentials,
@@ -31,6 +31,7 @@ from ._etcd_tls import (
     permission_message,
     target_name_override,
 )
+from ._kv import Compare, Put
 
 log = logging.getLogger(__name__)
 

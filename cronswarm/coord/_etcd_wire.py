@@ -7,7 +7,7 @@ from typing import Any
 
 from aetcd import rpc
 
-from ._abc import Compare, Delete, Get, KeyValue, Put, Txn, TxnOp, TxnResult, WatchEvent
+from ._kv import Compare, Delete, Get, KeyValue, Put, Txn, TxnOp, TxnResult, WatchEvent
 
 _TARGETS = {
     "value": rpc.Compare.VALUE,

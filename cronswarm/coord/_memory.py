@@ -35,19 +35,8 @@ import bisect
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Sequence
 
-from ._abc import (
-    Compare,
-    CoordUnavailable,
-    Delete,
-    Get,
-    KeyValue,
-    Put,
-    Txn,
-    TxnOp,
-    TxnResult,
-    WatchCompacted,
-    WatchEvent,
-)
+from ._abc import CoordUnavailable, WatchCompacted
+from ._kv import Compare, Delete, Get, KeyValue, Put, Txn, TxnOp, TxnResult, WatchEvent
 
 _FIRST_LEASE_ID = 0x7A11_0000_0001
 

@@ -7,7 +7,8 @@ import contextlib
 import logging
 from collections.abc import Callable
 
-from ._abc import CoordStore, CoordUnavailable, KeyValue, WatchCompacted
+from ._abc import CoordStore, CoordUnavailable, WatchCompacted
+from ._kv import KeyValue
 
 log = logging.getLogger(__name__)
 

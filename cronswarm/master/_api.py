@@ -37,14 +37,7 @@ from ._http import (
     json_response,
     require,
 )
-from ._params import (
-    choice_param,
-    int_param,
-    name_param,
-    run_cursor_param,
-    text_param,
-    time_param,
-)
+from ._params import choice_param, int_param, name_param, run_cursor_param, text_param, time_param
 from ._workerlist import worker_views
 
 log = logging.getLogger(__name__)

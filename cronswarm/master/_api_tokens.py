@@ -10,16 +10,7 @@ from aiohttp import web
 from ..common import FieldReader, NotFoundError, validate_name
 from ..logstore import AuditEntry
 from ._auth import MAX_EXPIRES_IN_S, Role
-from ._http import (
-    JOBS,
-    LOGS,
-    SETTINGS,
-    TOKEN_MIRROR,
-    TOKENS,
-    json_response,
-    read_object,
-    require,
-)
+from ._http import JOBS, LOGS, SETTINGS, TOKEN_MIRROR, TOKENS, json_response, read_object, require
 from ._jobs import write_audit
 
 log = logging.getLogger(__name__)

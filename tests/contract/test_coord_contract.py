@@ -9,7 +9,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import pytest
 
 from cronswarm.coord import Compare, CoordUnavailable, Delete, Get, KeyValue, Put, Txn
-from cronswarm.coord._abc import CompareOp, CompareTarget, WatchCompacted
+from cronswarm.coord._abc import WatchCompacted
+from cronswarm.coord._kv import CompareOp, CompareTarget
 
 from .conftest import Coord
 
