@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import replace
+from functools import partial
 from typing import Any
 
 from ..common import (
@@ -75,7 +76,9 @@ class Attempts(WorkerCore):
 
     async def _attempt(self, live: LiveRun) -> ExecResult:
         job = live.job
-        started = self.clock.now_ms()
+        gate_at, live.gate_at = live.gate_at, None
+        # Made ready before its instant: it starts at the gate (see RunContext.gate).
+        started = max(self.clock.now_ms(), gate_at or 0)
         record = RunRecord(
             run_id=live.run_id, job=job.name, tick=live.tick, attempt=live.attempt,
             worker=self.id, summary=job.summary, status=RunStatus.RUNNING,
@@ -89,7 +92,9 @@ class Attempts(WorkerCore):
         accepted = asyncio.ensure_future(self.sink.submit(replace(record)))
         ctx = RunContext(job, live.run_id, live.tick, live.attempt, self.id, kill=live.kill,
                          output=live.output, shell=self.settings.shell,
-                         allow_run_as=self.settings.allow_run_as)
+                         allow_run_as=self.settings.allow_run_as,
+                         gate=None if gate_at is None else partial(self._until, gate_at),
+                         now_ms=self.clock.now_ms)
         secret_error: str | None = None
         try:
             ctx.secrets = open_secrets(self.keyring, job.name, job.secrets)
@@ -116,6 +121,7 @@ class Attempts(WorkerCore):
                 result.error = scrubber.text(result.error)
             head, tail = live.output.text()
             record.status = result.status
+            record.started = ctx.started_ms or started  # the gate may have opened late
             record.ended = self.clock.now_ms()
             record.exit_code = result.exit_code
             record.http_status = result.http_status

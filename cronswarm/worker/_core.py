@@ -57,6 +57,9 @@ class LiveRun:
     running_info: bytes = b""  # the running key's value (names the current attempt)
     task: asyncio.Task[None] | None = None
     lease: int = 0  # the lease its keys live on (set from ``info``)
+    # The instant its next attempt may start at, when the attempt is made
+    # ready before it (claimed ahead of its tick); taken by that attempt.
+    gate_at: int | None = None
 
     def __post_init__(self) -> None:
         if self.info and not self.lease:

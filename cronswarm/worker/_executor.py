@@ -39,8 +39,10 @@ import pwd
 import secrets
 import subprocess
 import sys
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import IO, Any, Protocol
 
 from ..common import NO_SECRETS, Job, OpenedSecrets, RunStatus
 from ._guardian import Guardian
@@ -97,6 +99,16 @@ class RunContext:
     started: asyncio.Event = field(default_factory=asyncio.Event)
     pid: int | None = None
     secrets: OpenedSecrets = NO_SECRETS  # opened for this attempt only
+    # Returns at the instant the job may start: the attempt is made ready
+    # before it (a shell run's process waits, see ``GATE_SCRIPT``). None: at once.
+    gate: Callable[[], Awaitable[None]] | None = None
+    now_ms: Callable[[], int] = field(default=lambda: time.time_ns() // 1_000_000)
+    started_ms: int | None = None  # when the job started (by ``now_ms``)
+
+    def mark_started(self) -> None:
+        """The job itself starts now (its gate opened, or it had none)."""
+        self.started_ms = self.now_ms()
+        self.started.set()
 
     def environment(self) -> dict[str, str]:
         return {
@@ -161,9 +173,18 @@ _RUN_AS = (
 )
 
 
-def command_argv(shell: str, command: str, user: pwd.struct_passwd | None) -> list[str]:
-    """The argv that runs ``command`` in ``shell``, as ``user`` when given."""
-    argv = [shell, "-c", command]
+# A run made ready before its instant: ``/bin/sh`` waits for one line on its
+# stdin (the gate), then becomes ``<shell> -c <command>`` with stdin from
+# /dev/null. At end of file (the run killed before its instant, or the worker
+# gone) it exits without running anything.
+GATE_SCRIPT = 'read -r _ || exit 0; exec "$0" -c "$1" </dev/null'
+
+
+def command_argv(shell: str, command: str, user: pwd.struct_passwd | None, *,
+                 gated: bool = False) -> list[str]:
+    """The argv that runs ``command`` in ``shell``, as ``user`` when given;
+    ``gated``: once a line arrives on stdin (``GATE_SCRIPT``)."""
+    argv = ["/bin/sh", "-c", GATE_SCRIPT, shell, command] if gated else [shell, "-c", command]
     if user is None:
         return argv
     groups = ",".join(str(g) for g in os.getgrouplist(user.pw_name, user.pw_gid))
@@ -220,7 +241,9 @@ class ShellExecutor:
                        tag: str) -> ExecResult:
         job = ctx.job
         assert job.command is not None
-        argv, env = command_argv(shell, job.command, user), _child_env(ctx, user, tag)
+        gated = ctx.gate is not None
+        argv = command_argv(shell, job.command, user, gated=gated)
+        env = _child_env(ctx, user, tag)
 
         try:
             # Started from the event loop's thread, not a pool thread: with
@@ -231,7 +254,8 @@ class ShellExecutor:
             # threads, 196 ms here). Read and waited for separately: the pipe
             # may outlive the main process (see wait_exit).
             proc = subprocess.Popen(  # noqa: ASYNC220 - vfork: returns once exec'd
-                argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                argv, stdin=subprocess.PIPE if gated else subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT, cwd=job.cwd, env=env, start_new_session=True)
         except (OSError, subprocess.SubprocessError) as exc:
             return ExecResult(RunStatus.FAILED, error=f"cannot start {shell!r}: {exc}")
@@ -239,7 +263,8 @@ class ShellExecutor:
         if self.guardian is not None:
             self.guardian.group(tag, proc.pid)
         ctx.pid = proc.pid
-        ctx.started.set()
+        if not gated:
+            ctx.mark_started()
         marks = RunMarks(proc.pid, tag, process_start_time(proc.pid))
         seen: set[int] = set()  # the run's processes, for reaping the orphans among them
         try:
@@ -270,9 +295,14 @@ class ShellExecutor:
         error: str | None = None
         details: dict[str, object] = {}
         try:
-            done, _ = await asyncio.wait(
+            if proc.stdin is not None and not await _open_gate(ctx, proc.stdin, killer):
+                # Killed before its instant: the waiting shell exits at end of file.
+                status = RunStatus.KILLED
+                error, details = killed_before_start(ctx)
+                await waiter
+            done, _ = (await asyncio.wait(
                 {waiter, killer}, timeout=job.timeout, return_when=asyncio.FIRST_COMPLETED
-            )
+            )) if status is None else ({waiter}, set())
             if waiter not in done:
                 if killer in done:
                     status = RunStatus.KILLED
@@ -308,6 +338,38 @@ class ShellExecutor:
             status, exit_code=code, error=error, pid=proc.pid, details=details,
             killed_by=ctx.kill.by if status is RunStatus.KILLED else None,
         )
+
+
+async def reach_gate(ctx: RunContext, killer: asyncio.Future[Any]) -> bool:
+    """Wait for the run's instant (``ctx.gate``, None: now); False if the kill
+    request (``killer`` done) came first."""
+    if ctx.gate is None:
+        return not killer.done()
+    instant = asyncio.ensure_future(ctx.gate())
+    try:
+        await asyncio.wait({instant, killer}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        instant.cancel()
+    return not ctx.kill.requested.is_set()
+
+
+async def _open_gate(ctx: RunContext, gate: IO[bytes], killer: asyncio.Task[Any]) -> bool:
+    """Let the waiting shell start the command at the run's instant; False if a
+    kill request came first: the gate closes unopened and the shell exits."""
+    try:
+        go = await reach_gate(ctx, killer)
+        if go:
+            os.write(gate.fileno(), b"\n")
+            ctx.mark_started()
+        return go
+    finally:
+        gate.close()
+
+
+def killed_before_start(ctx: RunContext) -> tuple[str, dict[str, object]]:
+    """The error and details of an attempt killed before its instant."""
+    return (f"killed before it started: {ctx.kill.reason} (by {ctx.kill.by})",
+            {"reason": "killed"})
 
 
 async def _stop_leftovers(marks: RunMarks, kill_grace: float,

@@ -50,7 +50,7 @@ from ..common import (
     Scrubber,
     local_address_reason,
 )
-from ._executor import ExecResult, RunContext
+from ._executor import ExecResult, RunContext, killed_before_start, reach_gate
 
 log = logging.getLogger(__name__)
 
@@ -145,15 +145,20 @@ class HttpExecutor:
         if req is None:
             return ExecResult(RunStatus.FAILED, error="not an HTTP job")
         progress = _Progress()
-        call = asyncio.create_task(self._call(ctx, req, progress))
         killer = asyncio.create_task(ctx.kill.requested.wait())
-        ctx.started.set()
+        call: asyncio.Task[ExecResult] | None = None
         try:
+            if not await reach_gate(ctx, killer):
+                error, details = killed_before_start(ctx)
+                return ExecResult(RunStatus.KILLED, error=error, details=details,
+                                  killed_by=ctx.kill.by)
+            ctx.mark_started()
+            call = asyncio.create_task(self._call(ctx, req, progress))
             done, _ = await asyncio.wait({call, killer}, timeout=ctx.job.timeout,
                                          return_when=asyncio.FIRST_COMPLETED)
         finally:
             killer.cancel()
-            if not call.done():
+            if call is not None and not call.done():
                 call.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await call

@@ -25,6 +25,8 @@ from ._retry import HandOff
 
 log = logging.getLogger(__name__)
 
+START_LEAD_MS = 150  # how long before its tick a run claimed ahead is made ready
+
 
 class Runner(Attempts):
     """Runs of claimed ticks, from their first attempt to their release."""
@@ -43,10 +45,14 @@ class Runner(Attempts):
                         {"reason": "replace_unreachable", "running": old_run})
                     return
             if live.tick > self.clock.now_ms():  # claimed ahead: starts at its tick
+                # Made ready START_LEAD_MS before it (slot, records, a shell
+                # run's process waiting at its gate): at the tick itself a run
+                # costs little more than the job, however many share the tick.
                 with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout_at(loop_deadline(self.clock, live.tick)):
+                    async with asyncio.timeout_at(
+                            loop_deadline(self.clock, live.tick - START_LEAD_MS)):
                         await live.kill.requested.wait()
-                await self._until(live.tick)
+                live.gate_at = live.tick
             policy = job.retry
             due = live.tick
             while True:

@@ -1,0 +1,62 @@
+"""A shell run made ready before its instant: its process waits at the gate,
+the command starts only once the gate opens, and a kill before then runs
+nothing (real processes, no services)."""
+
+import asyncio
+from pathlib import Path
+
+from cronswarm.common import Job, RunStatus
+from cronswarm.worker import RunContext, ShellExecutor
+from cronswarm.worker._proctree import wait_gone
+
+
+def context(command: str, gate: asyncio.Event) -> RunContext:
+    job = Job.from_dict({"name": "g", "schedule": "* * * * *", "command": command})
+    return RunContext(job, "g@1", 1, 1, "w", gate=gate.wait)
+
+
+async def spawned(ctx: RunContext) -> int:
+    await asyncio.sleep(0)  # the run's task starts: its process exists before it first waits
+    assert ctx.pid is not None
+    return ctx.pid
+
+
+async def blocked_reading_stdin(pid: int) -> None:
+    """Until ``pid`` sleeps in read(0, ...) (x86-64 syscall 0 on fd 0)."""
+    async with asyncio.timeout(10):
+        while True:
+            fields = Path(f"/proc/{pid}/syscall").read_text().split()  # noqa: ASYNC240 - /proc
+            if fields[:2] == ["0", "0x0"]:
+                return
+            await asyncio.sleep(0.01)  # polled: /proc has nothing to wait on
+
+
+async def test_the_command_starts_when_the_gate_opens_not_when_the_process_does(
+        tmp_path: Path) -> None:
+    marker = tmp_path / "ran"
+    gate = asyncio.Event()
+    ctx = context(f'echo "$0"; cat; touch {marker}', gate)
+    run = asyncio.create_task(ShellExecutor().execute(ctx))
+    pid = await spawned(ctx)
+    await blocked_reading_stdin(pid)  # the process is there, waiting at the gate
+    assert not marker.exists() and not run.done() and not ctx.started.is_set()
+    gate.set()
+    result = await asyncio.wait_for(run, 10)
+    assert result.status is RunStatus.SUCCEEDED and result.pid == pid  # the same process
+    assert marker.exists() and ctx.started_ms is not None
+    head, _ = ctx.output.text()
+    assert head == "/bin/sh\n"  # $0 is the shell, and stdin is /dev/null: cat ended
+
+
+async def test_a_kill_before_the_gate_opens_runs_nothing(tmp_path: Path) -> None:
+    marker = tmp_path / "ran"
+    ctx = context(f"touch {marker}", asyncio.Event())  # never opens
+    run = asyncio.create_task(ShellExecutor().execute(ctx))
+    pid = await spawned(ctx)
+    ctx.kill.pull("tests", "stop it")
+    result = await asyncio.wait_for(run, 10)
+    assert result.status is RunStatus.KILLED
+    assert result.error == "killed before it started: stop it (by tests)"
+    assert result.details == {"reason": "killed"} and result.killed_by == "tests"
+    assert await wait_gone({pid}, 5) == set() and not marker.exists()
+    assert ctx.started_ms is None  # the job never started
