@@ -174,17 +174,24 @@ _RUN_AS = (
 
 
 # A run made ready before its instant: ``/bin/sh`` waits for one line on its
-# stdin (the gate), then becomes ``<shell> -c <command>`` with stdin from
-# /dev/null. At end of file (the run killed before its instant, or the worker
-# gone) it exits without running anything.
+# stdin (the gate), then runs the command with stdin from /dev/null: as
+# ``<shell> -c <command>``, or itself when the job's shell is ``/bin/sh`` (one
+# exec less; ``set --`` leaves no positional parameter, as ``sh -c`` does).
+# At end of file (the run killed before its instant, or the worker gone) it
+# exits without running anything.
+GATE_SHELL = "/bin/sh"
 GATE_SCRIPT = 'read -r _ || exit 0; exec "$0" -c "$1" </dev/null'
+GATE_SCRIPT_SAME_SHELL = 'read -r _ || exit 0; exec </dev/null; eval "set --; $1"'
 
 
 def command_argv(shell: str, command: str, user: pwd.struct_passwd | None, *,
                  gated: bool = False) -> list[str]:
     """The argv that runs ``command`` in ``shell``, as ``user`` when given;
     ``gated``: once a line arrives on stdin (``GATE_SCRIPT``)."""
-    argv = ["/bin/sh", "-c", GATE_SCRIPT, shell, command] if gated else [shell, "-c", command]
+    argv = [shell, "-c", command]
+    if gated:
+        script = GATE_SCRIPT_SAME_SHELL if shell == GATE_SHELL else GATE_SCRIPT
+        argv = [GATE_SHELL, "-c", script, shell, command]
     if user is None:
         return argv
     groups = ",".join(str(g) for g in os.getgrouplist(user.pw_name, user.pw_gid))

@@ -72,6 +72,7 @@ class Scheduler(ClaimedTicks):
     _members: dict[str, tuple[int, dict[str, str], bool]]  # _owner's parse cache
     _wake: asyncio.Event
     _job_locks: KeyedLock
+    _waited: dict[str, int]  # job -> the tick whose owner it gave its hand-off time
 
     # -- fencing tokens -------------------------------------------------------
 
@@ -152,7 +153,33 @@ class Scheduler(ClaimedTicks):
                         await self._wake.wait()
                 continue
             for entry, tick in self.timetable.pop_due(now):
-                self._spawn(self._plan(entry.job, tick), name=f"plan:{entry.job.name}")
+                if self._settled_without_plan(entry.job, tick):
+                    continue
+                waited = self._waited.pop(entry.job.name, None) == tick
+                self._spawn(self._plan(entry.job, tick, waited=waited),
+                            name=f"plan:{entry.job.name}")
+
+    def _settled_without_plan(self, job: Job, tick: int) -> bool:
+        """Handle a due tick of an ``allow`` job without a plan task when that
+        is all its plan would do: the tick is claimed already (move past it),
+        or another worker owns it (look again once its ``handoff_delay`` is
+        over; the plan then claims at once). With several workers, that is
+        most ticks of each: no task, lock or timer per tick for them."""
+        if job.overlap != "allow" or job.name in self._doubts or not self.clock_sync.may_claim:
+            return False
+        last = self._last_of(job.name)
+        if last is not None and last >= tick:
+            self.counters["handoffs_saved"] += 1
+            self._waited.pop(job.name, None)
+            self.timetable.advance(job.name, last)
+            return True
+        if self._waited.get(job.name) == tick or self._owner(job.name, job) == self.id:
+            return False
+        self._waited[job.name] = tick
+        # Due again then (the loop plans CLAIM_AHEAD_MS before what is due).
+        self.timetable.defer(job.name, self.clock.now_ms() + CLAIM_AHEAD_MS
+                             + int(self.settings.handoff_delay * 1000))
+        return True
 
     def _owner(self, key: str, job: Job) -> str:
         candidates = []
@@ -178,8 +205,9 @@ class Scheduler(ClaimedTicks):
                 await mirror.wait_for_key(job.name, claimed)  # the job's own key
         return not claimed()
 
-    async def _plan(self, job: Job, tick: int) -> None:
-        """Handle every unclaimed tick of ``job`` up to now (``tick`` is the oldest pending)."""
+    async def _plan(self, job: Job, tick: int, *, waited: bool = False) -> None:
+        """Handle every unclaimed tick of ``job`` up to now (``tick`` is the oldest
+        pending); ``waited``: its owner has had its hand-off time already."""
         retry = False
         covered = tick  # every tick up to here is claimed or handled
         try:
@@ -196,7 +224,8 @@ class Scheduler(ClaimedTicks):
                     last = self._last_of(job.name)
                     return last is not None and last >= tick
 
-                if claimed() or not await self._hand_off(job, job.name, claimed, self.last):
+                if claimed() or (not waited and not await self._hand_off(
+                        job, job.name, claimed, self.last)):
                     self.counters["handoffs_saved"] += 1  # no claim sent: already taken
                     covered = max(tick, self._last_of(job.name) or tick)
                     return

@@ -124,6 +124,7 @@ class Worker(Requests):
         }
         self._wake = asyncio.Event()
         self._job_locks = KeyedLock()
+        self._waited = {}
         self._tasks = set()
         self._runs_idle = asyncio.Event()
         self._runs_idle.set()
@@ -248,6 +249,7 @@ class Worker(Requests):
         if job is None:
             self.job_defs.pop(name, None)
             self.timetable.remove(name)
+            self._waited.pop(name, None)
         else:
             known = name in self.job_defs
             self.job_defs[name] = job
@@ -258,6 +260,7 @@ class Worker(Requests):
                 self._spawn(self._run_once(job, pending), name=f"once:{name}")
             if not job.enabled or not job.matches(self.labels):
                 self.timetable.remove(name)
+                self._waited.pop(name, None)
             else:
                 now = self.clock.now_ms()
                 last = self._last_of(name)

@@ -5,14 +5,16 @@ nothing (real processes, no services)."""
 import asyncio
 from pathlib import Path
 
+import pytest
+
 from cronswarm.common import Job, RunStatus
 from cronswarm.worker import RunContext, ShellExecutor
 from cronswarm.worker._proctree import wait_gone
 
 
-def context(command: str, gate: asyncio.Event) -> RunContext:
+def context(command: str, gate: asyncio.Event, shell: str = "/bin/sh") -> RunContext:
     job = Job.from_dict({"name": "g", "schedule": "* * * * *", "command": command})
-    return RunContext(job, "g@1", 1, 1, "w", gate=gate.wait)
+    return RunContext(job, "g@1", 1, 1, "w", shell=shell, gate=gate.wait)
 
 
 async def spawned(ctx: RunContext) -> int:
@@ -31,11 +33,13 @@ async def blocked_reading_stdin(pid: int) -> None:
             await asyncio.sleep(0.01)  # polled: /proc has nothing to wait on
 
 
+@pytest.mark.parametrize("shell", ["/bin/sh", "/bin/bash"])
 async def test_the_command_starts_when_the_gate_opens_not_when_the_process_does(
-        tmp_path: Path) -> None:
+        tmp_path: Path, shell: str) -> None:
     marker = tmp_path / "ran"
     gate = asyncio.Event()
-    ctx = context(f'echo "$0"; cat; touch {marker}', gate)
+    # As under `<shell> -c`: $0 the shell, no positional parameter, stdin empty.
+    ctx = context(f'echo "$0 $# $1"; cat; touch {marker}', gate, shell)
     run = asyncio.create_task(ShellExecutor().execute(ctx))
     pid = await spawned(ctx)
     await blocked_reading_stdin(pid)  # the process is there, waiting at the gate
@@ -45,7 +49,7 @@ async def test_the_command_starts_when_the_gate_opens_not_when_the_process_does(
     assert result.status is RunStatus.SUCCEEDED and result.pid == pid  # the same process
     assert marker.exists() and ctx.started_ms is not None
     head, _ = ctx.output.text()
-    assert head == "/bin/sh\n"  # $0 is the shell, and stdin is /dev/null: cat ended
+    assert head == f"{shell} 0 \n"  # and cat ended: stdin is /dev/null
 
 
 async def test_a_kill_before_the_gate_opens_runs_nothing(tmp_path: Path) -> None:
