@@ -173,15 +173,15 @@ _RUN_AS = (
 )
 
 
-# A run made ready before its instant: ``/bin/sh`` waits for one line on its
-# stdin (the gate), then runs the command with stdin from /dev/null: as
-# ``<shell> -c <command>``, or itself when the job's shell is ``/bin/sh`` (one
-# exec less; ``set --`` leaves no positional parameter, as ``sh -c`` does).
-# At end of file (the run killed before its instant, or the worker gone) it
-# exits without running anything.
-GATE_SHELL = "/bin/sh"
-GATE_SCRIPT = 'read -r _ || exit 0; exec "$0" -c "$1" </dev/null'
-GATE_SCRIPT_SAME_SHELL = 'read -r _ || exit 0; exec </dev/null; eval "set --; $1"'
+# A run made ready before its instant waits for one line on its stdin (the
+# gate), then runs the command with stdin from /dev/null. A POSIX shell waits
+# and then runs the command itself (``set --`` leaves no positional parameter,
+# as ``sh -c`` does): the gate costs no exec. Any other shell is waited for by
+# ``/bin/sh``, which then becomes ``<shell> -c <command>``. At end of file (the
+# run killed before its instant, or the worker gone) nothing runs.
+GATE_SCRIPT = 'read -r _ || exit 0; exec </dev/null; eval "set --; $1"'
+GATE_EXEC_SCRIPT = 'read -r _ || exit 0; exec "$0" -c "$1" </dev/null'
+POSIX_SHELLS = frozenset({"sh", "dash", "bash", "ksh", "mksh", "zsh", "ash"})
 
 
 def command_argv(shell: str, command: str, user: pwd.struct_passwd | None, *,
@@ -189,9 +189,10 @@ def command_argv(shell: str, command: str, user: pwd.struct_passwd | None, *,
     """The argv that runs ``command`` in ``shell``, as ``user`` when given;
     ``gated``: once a line arrives on stdin (``GATE_SCRIPT``)."""
     argv = [shell, "-c", command]
-    if gated:
-        script = GATE_SCRIPT_SAME_SHELL if shell == GATE_SHELL else GATE_SCRIPT
-        argv = [GATE_SHELL, "-c", script, shell, command]
+    if gated and os.path.basename(shell) in POSIX_SHELLS:
+        argv = [shell, "-c", GATE_SCRIPT, shell, command]
+    elif gated:
+        argv = ["/bin/sh", "-c", GATE_EXEC_SCRIPT, shell, command]
     if user is None:
         return argv
     groups = ",".join(str(g) for g in os.getgrouplist(user.pw_name, user.pw_gid))
