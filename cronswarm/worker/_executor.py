@@ -42,9 +42,10 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import IO, Any, Protocol
+from typing import Protocol
 
 from ..common import NO_SECRETS, Job, OpenedSecrets, RunStatus
+from ._gate import gated_argv, killed_before_start, open_gate
 from ._guardian import Guardian
 from ._output import BoundedOutput
 from ._procfs import become_subreaper
@@ -100,7 +101,7 @@ class RunContext:
     pid: int | None = None
     secrets: OpenedSecrets = NO_SECRETS  # opened for this attempt only
     # Returns at the instant the job may start: the attempt is made ready
-    # before it (a shell run's process waits, see ``GATE_SCRIPT``). None: at once.
+    # before it (a shell run's process waits, see ``_gate``). None: at once.
     gate: Callable[[], Awaitable[None]] | None = None
     now_ms: Callable[[], int] = field(default=lambda: time.time_ns() // 1_000_000)
     started_ms: int | None = None  # when the job started (by ``now_ms``)
@@ -173,26 +174,11 @@ _RUN_AS = (
 )
 
 
-# A run made ready before its instant waits for one line on its stdin (the
-# gate), then runs the command with stdin from /dev/null. A POSIX shell waits
-# and then runs the command itself (``set --`` leaves no positional parameter,
-# as ``sh -c`` does): the gate costs no exec. Any other shell is waited for by
-# ``/bin/sh``, which then becomes ``<shell> -c <command>``. At end of file (the
-# run killed before its instant, or the worker gone) nothing runs.
-GATE_SCRIPT = 'read -r _ || exit 0; exec </dev/null; eval "set --; $1"'
-GATE_EXEC_SCRIPT = 'read -r _ || exit 0; exec "$0" -c "$1" </dev/null'
-POSIX_SHELLS = frozenset({"sh", "dash", "bash", "ksh", "mksh", "zsh", "ash"})
-
-
 def command_argv(shell: str, command: str, user: pwd.struct_passwd | None, *,
                  gated: bool = False) -> list[str]:
     """The argv that runs ``command`` in ``shell``, as ``user`` when given;
-    ``gated``: once a line arrives on stdin (``GATE_SCRIPT``)."""
-    argv = [shell, "-c", command]
-    if gated and os.path.basename(shell) in POSIX_SHELLS:
-        argv = [shell, "-c", GATE_SCRIPT, shell, command]
-    elif gated:
-        argv = ["/bin/sh", "-c", GATE_EXEC_SCRIPT, shell, command]
+    ``gated``: once a line arrives on stdin (``_gate``)."""
+    argv = gated_argv(shell, command) if gated else [shell, "-c", command]
     if user is None:
         return argv
     groups = ",".join(str(g) for g in os.getgrouplist(user.pw_name, user.pw_gid))
@@ -303,7 +289,7 @@ class ShellExecutor:
         error: str | None = None
         details: dict[str, object] = {}
         try:
-            if proc.stdin is not None and not await _open_gate(ctx, proc.stdin, killer):
+            if proc.stdin is not None and not await open_gate(ctx, proc.stdin, killer):
                 # Killed before its instant: the waiting shell exits at end of file.
                 status = RunStatus.KILLED
                 error, details = killed_before_start(ctx)
@@ -346,38 +332,6 @@ class ShellExecutor:
             status, exit_code=code, error=error, pid=proc.pid, details=details,
             killed_by=ctx.kill.by if status is RunStatus.KILLED else None,
         )
-
-
-async def reach_gate(ctx: RunContext, killer: asyncio.Future[Any]) -> bool:
-    """Wait for the run's instant (``ctx.gate``, None: now); False if the kill
-    request (``killer`` done) came first."""
-    if ctx.gate is None:
-        return not killer.done()
-    instant = asyncio.ensure_future(ctx.gate())
-    try:
-        await asyncio.wait({instant, killer}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        instant.cancel()
-    return not ctx.kill.requested.is_set()
-
-
-async def _open_gate(ctx: RunContext, gate: IO[bytes], killer: asyncio.Task[Any]) -> bool:
-    """Let the waiting shell start the command at the run's instant; False if a
-    kill request came first: the gate closes unopened and the shell exits."""
-    try:
-        go = await reach_gate(ctx, killer)
-        if go:
-            os.write(gate.fileno(), b"\n")
-            ctx.mark_started()
-        return go
-    finally:
-        gate.close()
-
-
-def killed_before_start(ctx: RunContext) -> tuple[str, dict[str, object]]:
-    """The error and details of an attempt killed before its instant."""
-    return (f"killed before it started: {ctx.kill.reason} (by {ctx.kill.by})",
-            {"reason": "killed"})
 
 
 async def _stop_leftovers(marks: RunMarks, kill_grace: float,

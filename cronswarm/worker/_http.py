@@ -50,7 +50,8 @@ from ..common import (
     Scrubber,
     local_address_reason,
 )
-from ._executor import ExecResult, RunContext, killed_before_start, reach_gate
+from ._executor import ExecResult, RunContext
+from ._gate import killed_before_start, reach_gate
 
 log = logging.getLogger(__name__)
 

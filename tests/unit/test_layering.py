@@ -102,3 +102,13 @@ def test_a_cycle_is_found_when_there_is_one() -> None:
 def test_no_package_imports_what_it_must_not() -> None:
     graph = package_graph()
     assert [(a, b) for a, b in sorted(FORBIDDEN) if b in graph.get(a, ())] == []
+
+
+MAX_MODULE_LINES = 400
+
+
+def test_no_module_is_longer_than_the_limit() -> None:
+    # One room per concern: a module past the limit is two concerns or more.
+    long = {str(path.relative_to(ROOT)): n for path in ROOT.rglob("*.py")
+            if (n := len(path.read_text().splitlines())) > MAX_MODULE_LINES}
+    assert long == {}, f"modules over {MAX_MODULE_LINES} lines: {long}"
