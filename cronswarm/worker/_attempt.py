@@ -25,6 +25,7 @@ from ..common import (
 )
 from ._core import LiveRun, WorkerCore
 from ._executor import ExecResult, RunContext
+from ._gate import killed_before_start
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +49,7 @@ class Attempts(WorkerCore):
             if live.kill.requested.is_set():
                 reason = LEASE_LOST_REASON if live.kill.reason == LEASE_LOST else "killed"
                 await self._record_unstarted(
-                    live, RunStatus.KILLED,
-                    f"killed before it started: {live.kill.reason} (by {live.kill.by})",
+                    live, RunStatus.KILLED, killed_before_start(live.kill),
                     {"reason": reason, "waited": waited}, killed_by=live.kill.by)
             else:
                 limit = self.settings.max_concurrent_runs

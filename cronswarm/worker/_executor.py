@@ -292,11 +292,11 @@ class ShellExecutor:
             if proc.stdin is not None and not await open_gate(ctx, proc.stdin, killer):
                 # Killed before its instant: the waiting shell exits at end of file.
                 status = RunStatus.KILLED
-                error, details = killed_before_start(ctx)
-                await waiter
-            done, _ = (await asyncio.wait(
+                error, details = killed_before_start(ctx.kill), {"reason": "killed"}
+                await waiter  # then the wait below returns at once
+            done, _ = await asyncio.wait(
                 {waiter, killer}, timeout=job.timeout, return_when=asyncio.FIRST_COMPLETED
-            )) if status is None else ({waiter}, set())
+            )
             if waiter not in done:
                 if killer in done:
                     status = RunStatus.KILLED

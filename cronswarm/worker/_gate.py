@@ -16,7 +16,7 @@ import os
 from typing import IO, TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ._executor import RunContext
+    from ._executor import KillSwitch, RunContext
 
 GATE_SCRIPT = 'read -r _ || exit 0; exec </dev/null; eval "set --; $1"'
 GATE_EXEC_SCRIPT = 'read -r _ || exit 0; exec "$0" -c "$1" </dev/null'
@@ -56,7 +56,7 @@ async def open_gate(ctx: RunContext, gate: IO[bytes], killer: asyncio.Task[Any])
         gate.close()
 
 
-def killed_before_start(ctx: RunContext) -> tuple[str, dict[str, object]]:
-    """The error and details of an attempt killed before its instant."""
-    return (f"killed before it started: {ctx.kill.reason} (by {ctx.kill.by})",
-            {"reason": "killed"})
+def killed_before_start(kill: KillSwitch) -> str:
+    """The error of an attempt killed before it started (waiting for a slot,
+    or at its gate)."""
+    return f"killed before it started: {kill.reason} (by {kill.by})"

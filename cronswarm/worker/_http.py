@@ -150,9 +150,8 @@ class HttpExecutor:
         call: asyncio.Task[ExecResult] | None = None
         try:
             if not await reach_gate(ctx, killer):
-                error, details = killed_before_start(ctx)
-                return ExecResult(RunStatus.KILLED, error=error, details=details,
-                                  killed_by=ctx.kill.by)
+                return ExecResult(RunStatus.KILLED, error=killed_before_start(ctx.kill),
+                                  details={"reason": "killed"}, killed_by=ctx.kill.by)
             ctx.mark_started()
             call = asyncio.create_task(self._call(ctx, req, progress))
             done, _ = await asyncio.wait({call, killer}, timeout=ctx.job.timeout,

@@ -136,13 +136,10 @@ def adopted_children(root: int) -> list[int]:
     return children_of(root, threads=1)
 
 
-def descendant_stats(root: int, also: Iterable[int] = (), *,
-                     adopted_only: bool = False) -> dict[int, ProcStat]:
-    """Every process below ``root`` (not ``root`` itself), zombies included.
-
-    ``adopted_only``: the walk starts from the children of ``root``'s main
-    thread (``adopted_children``) and from those of ``also`` that are
-    ``root``'s children, not from the children of every thread of ``root``
+def descendant_stats(root: int, also: Iterable[int] = ()) -> dict[int, ProcStat]:
+    """Every process below the children of ``root``'s main thread
+    (``adopted_children``) and below those of ``also`` that are ``root``'s
+    children, zombies included: not the children of every thread of ``root``
     (a worker has a dozen threads: reading each one's children per run was
     most of a run's cost).
 
@@ -151,11 +148,8 @@ def descendant_stats(root: int, also: Iterable[int] = (), *,
     root's children are read again once the walk is done, until no new one
     shows up.
     """
-    def tops() -> list[int]:
-        return adopted_children(root) if adopted_only else children_of(root)
-
     found: dict[int, ProcStat] = {}
-    stack = tops()
+    stack = adopted_children(root)
     for pid in set(also) - set(stack):
         stat = read_stat(pid)  # a pid may be reused: only a child of root counts
         if stat is not None and stat.ppid == root:
@@ -171,7 +165,7 @@ def descendant_stats(root: int, also: Iterable[int] = (), *,
             found[pid] = stat
             if not stat.zombie:
                 stack.extend(children_of(pid, stat.threads))
-        stack = [pid for pid in tops() if pid not in found]
+        stack = [pid for pid in adopted_children(root) if pid not in found]
     return found
 
 

@@ -95,7 +95,7 @@ def _search_own_tree(marks: RunMarks, newer_than: float | None, known: set[int])
     roots: set[int] = set()
     maybe: list[int] = []
     tops = {marks.pgid, *known}
-    for stat in descendant_stats(os.getpid(), tops, adopted_only=True).values():
+    for stat in descendant_stats(os.getpid(), tops).values():
         if stat.zombie:
             continue
         parents[stat.pid] = stat.ppid

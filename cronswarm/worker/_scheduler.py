@@ -167,8 +167,8 @@ class Scheduler(ClaimedTicks):
         most ticks of each: no task, lock or timer per tick for them."""
         if job.overlap != "allow" or job.name in self._doubts or not self.clock_sync.may_claim:
             return False
-        last = self._last_of(job.name)
-        if last is not None and last >= tick:
+        last = self._taken(job.name, tick)
+        if last is not None:
             self.counters["handoffs_saved"] += 1
             self._waited.pop(job.name, None)
             self.timetable.advance(job.name, last)
@@ -180,6 +180,11 @@ class Scheduler(ClaimedTicks):
         self.timetable.defer(job.name, self.clock.now_ms() + CLAIM_AHEAD_MS
                              + int(self.settings.handoff_delay * 1000))
         return True
+
+    def _taken(self, name: str, tick: int) -> int | None:
+        """The job's claimed tick if it covers ``tick`` (claimed already), else None."""
+        last = self._last_of(name)
+        return last if last is not None and last >= tick else None
 
     def _owner(self, key: str, job: Job) -> str:
         candidates = []
@@ -221,8 +226,7 @@ class Scheduler(ClaimedTicks):
                     return  # off the cluster's clock: the others claim it
 
                 def claimed() -> bool:
-                    last = self._last_of(job.name)
-                    return last is not None and last >= tick
+                    return self._taken(job.name, tick) is not None
 
                 if claimed() or (not waited and not await self._hand_off(
                         job, job.name, claimed, self.last)):

@@ -236,6 +236,10 @@ class Worker(Requests):
 
     # -- job table ----------------------------------------------------------
 
+    def _unschedule(self, name: str) -> None:
+        self.timetable.remove(name)
+        self._waited.pop(name, None)  # a hand-off it was waiting for
+
     def _on_job(self, name: str, kv: KeyValue | None, _old: KeyValue | None) -> None:
         job: Job | None = None
         if kv is not None:
@@ -248,8 +252,7 @@ class Worker(Requests):
                 job = None
         if job is None:
             self.job_defs.pop(name, None)
-            self.timetable.remove(name)
-            self._waited.pop(name, None)
+            self._unschedule(name)
         else:
             known = name in self.job_defs
             self.job_defs[name] = job
@@ -259,8 +262,7 @@ class Worker(Requests):
                 # A run-now request that arrived before its job (two watches).
                 self._spawn(self._run_once(job, pending), name=f"once:{name}")
             if not job.enabled or not job.matches(self.labels):
-                self.timetable.remove(name)
-                self._waited.pop(name, None)
+                self._unschedule(name)
             else:
                 now = self.clock.now_ms()
                 last = self._last_of(name)
