@@ -6,7 +6,15 @@ from ._backoff import backoff_delay
 from ._cancel import reraise_cancellation
 from ._clock import Clock, SkewedClock, SystemClock, loop_deadline
 from ._config import MAX_OUTPUT_PART_BYTES, Settings, read_pem_file
-from ._cron import CronSchedule, from_ms, load_timezone, preview, to_ms, validate_expression
+from ._cron import (
+    CronSchedule,
+    from_ms,
+    load_timezone,
+    next_fire,
+    preview,
+    to_ms,
+    validate_expression,
+)
 from ._describe import describe
 from ._errors import (
     AuthError,
@@ -168,6 +176,7 @@ __all__ = [
     "loop_deadline",
     "may_own",
     "new_key_line",
+    "next_fire",
     "ntp_sample",
     "open_secrets",
     "output_event",

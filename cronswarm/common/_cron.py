@@ -100,6 +100,24 @@ def validate_expression(expression: str) -> str:
     return expr
 
 
+def is_valid_expression(expression: str) -> bool:
+    """Whether ``validate_expression`` accepts a normalised ``expression``.
+
+    For the stored-job decoder, which checks every job a worker loads, most
+    with a distinct expression: standard syntax is valid once it compiles,
+    without the validation cache (all misses there) or normalising again;
+    anything else is left to ``validate_expression``.
+    """
+    if (expression[:1] != "@" and expression.count(" ") in (4, 5)
+            and type(compile_cron(expression)) is CronExpr):
+        return True
+    try:
+        validate_expression(expression)
+    except ValidationError:
+        return False
+    return True
+
+
 @dataclass(frozen=True, slots=True)
 class CronSchedule:
     """A validated expression in a timezone; computes fire instants."""
@@ -135,30 +153,11 @@ class CronSchedule:
 
     def next_after(self, after_ms: int) -> int | None:
         """The first fire instant strictly after ``after_ms``; None if it never fires."""
-        zone, expr = self._zone, self._compiled
-        if type(expr) is CronExpr and expr.daily:
-            found = _next_daily(expr, zone, after_ms)
-            if found is not None:
-                return found
-        return self._walk(after_ms)
+        return _next_after(self._compiled, self._zone, after_ms)
 
     def _walk(self, after_ms: int) -> int | None:
-        """``next_after`` by walking wall-clock time (any expression, any zone)."""
-        zone, expr = self._zone, self._compiled
-        if zone is _UTC_ZONE:
-            candidate = expr.next_after(_naive_utc(after_ms))
-            return None if candidate is None else _naive_utc_ms(candidate)
-        # Walk naive wall-clock time (no DST surprises inside the evaluator),
-        # then map each candidate to an instant by the DST rule.
-        wall = from_ms(after_ms).astimezone(zone).replace(tzinfo=None)
-        while True:
-            candidate = expr.next_after(wall)
-            if candidate is None:
-                return None
-            instant = _wall_to_instant_ms(candidate, zone)
-            if instant > after_ms:
-                return instant
-            wall = candidate
+        """``next_after`` by walking wall-clock time (what the daily arithmetic must match)."""
+        return _walk(self._compiled, self._zone, after_ms)
 
     def fires_between(self, after_ms: int, until_ms: int) -> Iterator[int]:
         """Every fire instant in ``(after_ms, until_ms]``, in order."""
@@ -172,6 +171,39 @@ class CronSchedule:
 
 
 _UTC_ZONE = ZoneInfo("UTC")
+
+
+def next_fire(expression: str, timezone: str, after_ms: int) -> int | None:
+    """``CronSchedule(expression, timezone).next_after(after_ms)`` without
+    building the schedule: a worker loading 100,000 jobs asks this once per
+    job, right after validating the expression (which compiled it)."""
+    return _next_after(compile_cron(expression), load_timezone(timezone), after_ms)
+
+
+def _next_after(expr: CronExpr | CroniterExpr, zone: ZoneInfo, after_ms: int) -> int | None:
+    if type(expr) is CronExpr and expr.daily:
+        found = _next_daily(expr, zone, after_ms)
+        if found is not None:
+            return found
+    return _walk(expr, zone, after_ms)
+
+
+def _walk(expr: CronExpr | CroniterExpr, zone: ZoneInfo, after_ms: int) -> int | None:
+    """``next_after`` by walking wall-clock time (any expression, any zone)."""
+    if zone is _UTC_ZONE:
+        candidate = expr.next_after(_naive_utc(after_ms))
+        return None if candidate is None else _naive_utc_ms(candidate)
+    # Walk naive wall-clock time (no DST surprises inside the evaluator),
+    # then map each candidate to an instant by the DST rule.
+    wall = from_ms(after_ms).astimezone(zone).replace(tzinfo=None)
+    while True:
+        candidate = expr.next_after(wall)
+        if candidate is None:
+            return None
+        instant = _wall_to_instant_ms(candidate, zone)
+        if instant > after_ms:
+            return instant
+        wall = candidate
 
 
 def _next_daily(expr: CronExpr, zone: ZoneInfo, after_ms: int) -> int | None:

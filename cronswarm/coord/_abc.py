@@ -38,10 +38,13 @@ class CoordStore(Protocol):
         ...
 
     def scan_prefix(
-        self, prefix: str, *, page_size: int = 1000,
+        self, prefix: str, *, page_size: int = 1000, page_bytes: int = 0,
     ) -> AsyncGenerator[tuple[list[KeyValue], int], None]:
-        """Every key under ``prefix``, in pages of at most ``page_size`` read at
-        one revision (given with each page): the whole prefix is never held at once."""
+        """Every key under ``prefix``, in pages read at one revision (given with
+        each page): the whole prefix is never held at once. Pages have at most
+        ``page_size`` keys. With ``page_bytes``, a store read over the network
+        reads, after the first page, about that many bytes at a time (several
+        pages): fewer, larger reads."""
         ...
 
     async def put(self, key: str, value: bytes, *, lease: int = 0) -> int:

@@ -6,14 +6,17 @@ interface (``_abc``), the etcd store and its in-memory twin share them.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, NamedTuple
 
 CompareOp = Literal["==", "!=", "<", ">"]
 CompareTarget = Literal["value", "version", "create", "mod"]
 
 
-@dataclass(frozen=True, slots=True)
-class KeyValue:
+class KeyValue(NamedTuple):
+    """A key and its value at one revision. A named tuple: as immutable as a
+    frozen dataclass and built in a third of the time (a worker builds one
+    for every job it loads)."""
+
     key: str
     value: bytes
     create_revision: int

@@ -172,8 +172,9 @@ class MemoryCoordStore:
         return self._range(prefix), self.revision
 
     async def scan_prefix(
-        self, prefix: str, *, page_size: int = 1000,
+        self, prefix: str, *, page_size: int = 1000, page_bytes: int = 0,
     ) -> AsyncGenerator[tuple[list[KeyValue], int], None]:
+        # page_bytes sizes etcd's range reads; the twin has none to size.
         if page_size < 1:
             raise ValueError("page_size must be at least 1")
         self._enter()

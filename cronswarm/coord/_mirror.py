@@ -16,7 +16,8 @@ log = logging.getLogger(__name__)
 # held before (None for a new key; when keep_values is False, only a mod_revision:
 # the key's own, or that of the snapshot it was read in).
 _YIELD_EVERY = 500
-_PAGE = 1000  # keys per range read while loading
+_PAGE = 1000  # keys per page handed over while loading (and in the first read)
+_PAGE_BYTES = 1 << 20  # about this much in each later one
 
 ChangeCallback = Callable[[str, KeyValue | None, KeyValue | None], None]
 
@@ -77,7 +78,8 @@ class PrefixMirror:
         revision = self.revision
         skip = len(self.prefix)
         count = 0
-        pages = self.store.scan_prefix(self.prefix, page_size=_PAGE)
+        pages = self.store.scan_prefix(self.prefix, page_size=_PAGE,
+                                       page_bytes=_PAGE_BYTES)
         async with contextlib.aclosing(pages):  # no read left in flight on an error
             async for kvs, read_at in pages:
                 revision = read_at

@@ -11,7 +11,7 @@ from __future__ import annotations
 import heapq
 from dataclasses import dataclass
 
-from ..common import CronSchedule, Job
+from ..common import CronSchedule, Job, next_fire
 
 
 @dataclass(slots=True)
@@ -48,8 +48,7 @@ class Timetable:
     def set(self, job: Job, after_ms: int) -> Entry:
         """Add or replace ``job``; its next tick is the first after ``after_ms``."""
         self._generation += 1
-        schedule = CronSchedule.shared(job.schedule, job.timezone)
-        entry = Entry(job, schedule.next_after(after_ms), self._generation)
+        entry = Entry(job, next_fire(job.schedule, job.timezone, after_ms), self._generation)
         self._entries[job.name] = entry
         if entry.next_tick is not None:
             heapq.heappush(self._heap, (entry.next_tick, entry.generation, job.name))

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import gc
 import logging
 from collections.abc import Iterator
@@ -173,6 +174,7 @@ class Worker(Requests):
                 background.append(tg.create_task(self.jobs.run(), name="jobs-mirror"))
                 with _collector_paused():
                     await self.jobs.ready.wait()
+                _return_free_memory()
                 background.append(tg.create_task(self.once.run(), name="once-mirror"))
                 background.append(tg.create_task(self._stats_loop(), name="stats"))
                 scheduler = tg.create_task(self._schedule_loop(), name="scheduler")
@@ -272,18 +274,39 @@ class Worker(Requests):
         self._wake.set()
 
 
+def _return_free_memory() -> None:
+    """Give the memory freed by the job table's load back to the system.
+
+    The load reads etcd in replies of megabytes; glibc keeps what they freed
+    in its heaps, among the jobs that stay (a quarter of the worker's memory
+    after loading 100,000 jobs). ``malloc_trim`` returns the free pages; where
+    the C library has none (not glibc), nothing is done.
+    """
+    try:
+        trim = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):
+        return
+    trim(0)
+
+
 @contextlib.contextmanager
 def _collector_paused() -> Iterator[None]:
-    """Pause the cycle collector while the job table loads.
+    """Pause the cycle collector while the job table loads, then set aside
+    (``gc.freeze``) what is alive once it has.
 
-    Loading 100,000 jobs creates objects that live as long as the worker; the
-    collector would walk the growing heap again and again meanwhile (a fifth of
-    the load's CPU time). Reference counting still frees the garbage of the load.
+    Loading 100,000 jobs creates objects that live as long as the worker (or
+    until their job changes, and reference counting frees them: jobs hold no
+    cycles). The collector would walk the growing heap again and again during
+    the load (a fifth of its CPU time), then once more in one piece just after
+    it (a quarter of a second for 100,000 jobs), and again at every full
+    collection. Frozen, they are never walked. The price: a reference cycle
+    that became garbage during the load stays (none is made on this path).
     """
     was_enabled = gc.isenabled()
     gc.disable()
     try:
         yield
     finally:
+        gc.freeze()
         if was_enabled:
             gc.enable()

@@ -100,6 +100,17 @@ async def test_scan_prefix_pages_come_from_one_snapshot(coord: Coord) -> None:
     assert [[kv.key for kv in kvs] async for kvs, _ in coord.store.scan_prefix(p + "x/")] == [[]]
 
 
+async def test_scan_prefix_pages_stay_within_page_size_whatever_is_read_at_once(
+        coord: Coord) -> None:
+    p = coord.key("bulk/")
+    for i in range(30):
+        await coord.store.put(f"{p}{i:02d}", b"x" * 100)
+    pages = [[kv.key.removeprefix(p) for kv in kvs]
+             async for kvs, _ in coord.store.scan_prefix(p, page_size=4, page_bytes=2000)]
+    assert all(1 <= len(page) <= 4 for page in pages)
+    assert [k for page in pages for k in page] == [f"{i:02d}" for i in range(30)]
+
+
 async def test_delete_prefix_deletes_only_under_it_and_counts(coord: Coord) -> None:
     for name in ("d/a", "d/b", "d/c/d", "d0", "e"):
         await coord.store.put(coord.key(name), b"v")

@@ -123,11 +123,45 @@ async def test_scan_prefix_reads_pages_of_one_snapshot(store: EtcdStore,
     async with contextlib.aclosing(store.scan_prefix(p, page_size=2)) as scan:
         async for kvs, _ in scan:
             assert [kv.key.removeprefix(p) for kv in kvs] == ["0", "1"]
-            assert any(t.get_coro().__qualname__ == "EtcdStore._unary"  # type: ignore[union-attr]
+            assert any(t.get_coro().__qualname__ == "EtcdStore.scan_prefix.<locals>.page"  # type: ignore[union-attr]
                        for t in asyncio.all_tasks())
             break
-    assert not any(t.get_coro().__qualname__ == "EtcdStore._unary"  # type: ignore[union-attr]
+    assert not any(t.get_coro().__qualname__ == "EtcdStore.scan_prefix.<locals>.page"  # type: ignore[union-attr]
                    for t in asyncio.all_tasks())
+
+
+async def test_scan_prefix_reads_about_page_bytes_at_a_time(store: EtcdStore,
+                                                             settings: Settings) -> None:
+    p = settings.key_prefix + "/bulk/"
+    for i in range(60):
+        await store.put(f"{p}{i:02d}", b"x" * 100)
+    before = store.stats["range"]
+    keys = [kv.key async for kvs, _ in store.scan_prefix(p, page_size=5, page_bytes=2000)
+            for kv in kvs]
+    assert keys == [f"{p}{i:02d}" for i in range(60)]
+    # 5 keys first, then about 2000 bytes (some 15 keys of 130 bytes) a read:
+    # a handful of reads, where pages of 5 would take 12.
+    assert 3 <= store.stats["range"] - before <= 6
+
+
+async def test_scan_prefix_halves_a_read_whose_reply_is_over_the_limit(
+        settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    from cronswarm.coord import _etcd_channel
+    options = [(k, v) for k, v in _etcd_channel._CHANNEL_OPTIONS
+               if k != "grpc.max_receive_message_length"]
+    monkeypatch.setattr(_etcd_channel, "_CHANNEL_OPTIONS",
+                        (*options, ("grpc.max_receive_message_length", 64 << 10)))
+    small = EtcdStore(settings.etcd_endpoints)
+    try:
+        p = settings.key_prefix + "/big/"
+        for i in range(12):
+            await small.put(f"{p}{i:02d}", b"x" * (10 << 10))
+        keys = [kv.key async for kvs, _ in small.scan_prefix(p, page_size=12)
+                for kv in kvs]
+        assert keys == [f"{p}{i:02d}" for i in range(12)]  # 120 KiB in replies under 64
+        assert small.stats["errors"] >= 1  # the read of all 12 was refused once
+    finally:
+        await small.close()
 
 
 async def test_mirror_reload_reports_keys_gone_meanwhile(store: EtcdStore,

@@ -7,6 +7,8 @@ from croniter import croniter
 from hypothesis import given
 from hypothesis import strategies as st
 
+from cronswarm.common import ValidationError, validate_expression
+from cronswarm.common._cron import is_valid_expression
 from cronswarm.common._cronexpr import CronExpr, CroniterExpr, compile_cron
 
 
@@ -76,3 +78,25 @@ def test_day_or_semantics() -> None:
     compiled = compile_cron("0 0 13 * 5")
     got = compiled.next_after(dt.datetime(2026, 1, 1))
     assert got == dt.datetime(2026, 1, 2)  # a Friday comes first
+
+
+def validates(expr: str) -> bool:
+    try:
+        validate_expression(expr)
+    except ValidationError:
+        return False
+    return True
+
+
+@given(expr=st.one_of(SIX, FIVE, st.text(alphabet="0123456789*/-,? LW#@adhilmnoruwy",
+                                          max_size=24).map(lambda t: " ".join(t.split()))))
+def test_the_stored_job_check_accepts_what_validation_accepts(expr: str) -> None:
+    assert is_valid_expression(expr) == validates(expr), expr
+
+
+@pytest.mark.parametrize("expr", [
+    "@daily", "@DAILY", "@every", "* * * *", "* * * * * * *", "", "0 0 L * *", "61 * * * *",
+    "0 22-2 * * *", "0 0 * * 5#2", "*/0 * * * *", "1 2 3 * * *", "0 0 31 2 *",
+])
+def test_the_stored_job_check_on_edge_expressions(expr: str) -> None:
+    assert is_valid_expression(expr) == validates(expr), expr
