@@ -232,6 +232,7 @@ class CroniterExpr:
 _ALL = {i: tuple(range(lo, hi + 1)) for i, (lo, hi, _) in enumerate(_BOUNDS)}
 _FULL_DAYS = tuple(range(1, 32))
 _FULL_WEEKDAYS = tuple(range(7))
+_INDEXES = range(6)
 
 
 @functools.lru_cache(maxsize=8192)
@@ -242,17 +243,14 @@ def compile_cron(expression: str) -> CronExpr | CroniterExpr:
     if len(parts) == 5:
         parts = ["0", *parts]
     try:
-        fields = [_field(p, i) for i, p in enumerate(parts)]
+        seconds, minutes, hours, days, months, weekdays = map(_field, parts, _INDEXES)
     except _Extended:
         return CroniterExpr(text)
-    days, weekdays = fields[3], fields[5]
     # croniter's rule: a day field listing every value counts as unrestricted
     # ("*") only when the other day field contains a "*".
     if days == _FULL_DAYS and "*" in parts[5]:
         days = None
     if weekdays == _FULL_WEEKDAYS and "*" in parts[3]:
         weekdays = None
-    return CronExpr(
-        seconds=fields[0] or _ALL[0], minutes=fields[1] or _ALL[1], hours=fields[2] or _ALL[2],
-        days=days, months=fields[4] or _ALL[4], weekdays=weekdays,
-    )
+    return CronExpr(seconds or _ALL[0], minutes or _ALL[1], hours or _ALL[2], days,
+                    months or _ALL[4], weekdays)
