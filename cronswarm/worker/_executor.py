@@ -273,10 +273,16 @@ class ShellExecutor:
         finally:
             if proc.returncode is not None:
                 self._mains.discard(proc.pid)
-            spared = set(self._mains)
-            if self.guardian is not None and self.guardian.pid is not None:
-                spared.add(self.guardian.pid)
-            reap_adopted(marks, seen, spared, strays=self.reap_strays)
+            reap_adopted(marks, seen, self._others(proc.pid), strays=self.reap_strays)
+
+    def _others(self, main: int) -> set[int]:
+        """This process's children that are not the run of ``main``: the main
+        processes of its other runs and the guardian. Unreaped children all,
+        so none of their pids is someone else's yet."""
+        others = self._mains - {main}
+        if self.guardian is not None and (pid := self.guardian.live_pid) is not None:
+            others.add(pid)
+        return others
 
     async def _supervise(self, ctx: RunContext, proc: subprocess.Popen[bytes], marks: RunMarks,
                          seen: set[int], stream: asyncio.StreamReader) -> ExecResult:
@@ -318,7 +324,8 @@ class ShellExecutor:
                 await asyncio.shield(stop_run_processes(
                     marks, {proc.pid}, min(job.kill_grace, KILL_GRACE_CAP_S), seen))
                 await asyncio.shield(waiter)
-        await _stop_leftovers(marks, job.kill_grace, details, seen)
+        await _stop_leftovers(marks, job.kill_grace, details, seen,
+                              lambda: self._others(proc.pid))
         await _finish_reading(reader)
         code = proc.returncode
         if status is None:
@@ -334,15 +341,17 @@ class ShellExecutor:
         )
 
 
-async def _stop_leftovers(marks: RunMarks, kill_grace: float,
-                          details: dict[str, object], seen: set[int]) -> None:
-    """The main process is gone: what it left running gets a moment, then is stopped."""
-    leftovers = await run_processes(marks, seen=seen)
+async def _stop_leftovers(marks: RunMarks, kill_grace: float, details: dict[str, object],
+                          seen: set[int], others: Callable[[], set[int]]) -> None:
+    """The main process is gone: what it left running gets a moment, then is
+    stopped. ``others``: the worker's children that are not the run's, asked
+    at each search."""
+    leftovers = await run_processes(marks, seen=seen, others=others())
     if not leftovers:
         return
     details["leftover_processes"] = len(leftovers)
     still = await wait_gone(leftovers, LEFTOVER_WAIT_S)
-    if still or await run_processes(marks, seen=seen):
+    if still or await run_processes(marks, seen=seen, others=others()):
         log.info("stopping %d process(es) left behind by group %d", len(still), marks.pgid)
         await stop_run_processes(marks, still, min(kill_grace, LEFTOVER_GRACE_S), seen)
 

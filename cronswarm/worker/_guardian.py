@@ -55,6 +55,13 @@ class Guardian:
     def pid(self) -> int | None:
         return None if self._proc is None else self._proc.pid
 
+    @property
+    def live_pid(self) -> int | None:
+        """The pid of the guardian while it is not reaped (after that, the
+        pid may be another process's)."""
+        proc = self._proc
+        return None if proc is None or proc.returncode is not None else proc.pid
+
     def start(self) -> None:
         """Start the guardian process and tell it about the live runs."""
         self._proc = subprocess.Popen(
