@@ -223,8 +223,11 @@ class ShellExecutor:
             return ExecResult(RunStatus.FAILED, error=str(exc))
         shell = job.shell or ctx.shell
         tag = secrets.token_hex(12)
-        if self.guardian is not None:
-            self.guardian.watch(tag)  # before the start: a kill -9 may come at any time
+        if self.guardian is not None and ctx.gate is None:
+            # Before the start: a kill -9 may come at any time. Not for a gated
+            # run: its process runs nothing if the worker dies before the gate
+            # opens (end of file), so the guardian hears of it with its group.
+            self.guardian.watch(tag)
         try:
             return await self._execute(ctx, user, shell, tag)
         finally:
@@ -246,9 +249,10 @@ class ShellExecutor:
             # does anything else, instead of queueing for pool threads and the
             # GIL behind each other (bench_fire, 100 fires/s: p99 lag 372 ms in
             # threads, 196 ms here). Read and waited for separately: the pipe
-            # may outlive the main process (see wait_exit).
+            # may outlive the main process (see wait_exit). Unbuffered: only
+            # the pipes' descriptors are used.
             proc = subprocess.Popen(  # noqa: ASYNC220 - vfork: returns once exec'd
-                argv, stdin=subprocess.PIPE if gated else subprocess.DEVNULL,
+                argv, bufsize=0, stdin=subprocess.PIPE if gated else subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT, cwd=job.cwd, env=env, start_new_session=True)
         except (OSError, subprocess.SubprocessError) as exc:
@@ -358,8 +362,9 @@ async def _stop_leftovers(marks: RunMarks, kill_grace: float, details: dict[str,
 
 async def _finish_reading(reader: asyncio.Task[None]) -> None:
     """Every writer is gone, so the pipe ends; bounded in case one escaped us."""
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(asyncio.shield(reader), _OUTPUT_EOF_S)
+    if not reader.done():  # usually it has: no timer, no shield
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(reader), _OUTPUT_EOF_S)
     if not reader.done():
         log.warning("output pipe still open after every process of the run ended")
         reader.cancel()

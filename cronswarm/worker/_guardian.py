@@ -5,9 +5,12 @@ SIGKILL (or by the OOM killer, or crashing) stops nothing. So each worker
 starts a guardian: a separate, small process holding the read end of a pipe
 from the worker. The worker writes to it the tag of each run before the run
 starts, its process group once it has started, and its end once every
-process of it is gone. The kernel closes the pipe when the worker dies, by
-whatever means: the guardian then SIGKILLs the groups and every process that
-carries a live run's tag (or descends from one), and exits. A worker that
+process of it is gone. A run made ready before its instant (``_gate``) is
+told with its group alone: until its gate opens its process runs nothing,
+and it exits at end of file if the worker dies first. The kernel closes the
+pipe when the worker dies, by whatever means: the guardian then SIGKILLs the
+groups and every process that carries a live run's tag (or descends from
+one), and exits. A worker that
 closes the pipe after its runs ended leaves it nothing to do.
 
 The guardian is a fresh interpreter running ``_guardian_main`` (``python
@@ -19,7 +22,8 @@ when the pipe does. A guardian that dies anyway is started again by the
 worker (``Guardian.supervise``), which hands the new one its live runs.
 
 Protocol (one line per write, shorter than PIPE_BUF so never torn):
-``tag <tag>``, ``group <tag> <pgid>``, ``end <tag>``.
+``tag <tag>``, ``group <tag> <pgid>`` (also the first line of a gated run),
+``end <tag>``.
 """
 
 from __future__ import annotations

@@ -3,13 +3,15 @@ the command starts only once the gate opens, and a kill before then runs
 nothing (real processes, no services)."""
 
 import asyncio
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from cronswarm.common import Job, RunStatus
-from cronswarm.worker import RunContext, ShellExecutor
-from cronswarm.worker._proctree import wait_gone
+from cronswarm.worker import Guardian, RunContext, ShellExecutor
+from cronswarm.worker._gate import gated_argv
+from cronswarm.worker._proctree import wait_exit, wait_gone
 
 
 def context(command: str, gate: asyncio.Event, shell: str = "/bin/sh") -> RunContext:
@@ -65,3 +67,45 @@ async def test_a_kill_before_the_gate_opens_runs_nothing(tmp_path: Path) -> None
     assert result.details == {"reason": "killed"} and result.killed_by == "tests"
     assert await wait_gone({pid}, 5) == set() and not marker.exists()
     assert ctx.started_ms is None  # the job never started
+
+
+class RecordingGuardian(Guardian):
+    """What the executor tells the guardian (no guardian process)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: list[list[str]] = []
+
+    def _send(self, line: str) -> None:
+        self.lines.append(line.split())
+
+
+async def test_a_gated_run_is_told_to_the_guardian_with_its_group_alone() -> None:
+    # Until its gate opens the process runs nothing (and exits at end of file
+    # if the worker dies), so no ``tag`` line is needed before it starts; a
+    # run started at once is told its tag first.
+    guardian = RecordingGuardian()
+    gate = asyncio.Event()
+    gate.set()
+    ctx = context("true", gate)
+    result = await ShellExecutor(guardian).execute(ctx)
+    assert result.status is RunStatus.SUCCEEDED
+    [group, end] = guardian.lines
+    assert group[0] == "group" and group[2] == str(result.pid) and end == ["end", group[1]]
+    guardian.lines.clear()
+    job = Job.from_dict({"name": "g", "schedule": "* * * * *", "command": "true"})
+    result = await ShellExecutor(guardian).execute(RunContext(job, "g@2", 2, 1, "w"))
+    assert [line[0] for line in guardian.lines] == ["tag", "group", "end"]
+    assert guardian.lines[1] == ["group", guardian.lines[0][1], str(result.pid)]
+
+
+async def test_a_gated_process_whose_worker_is_gone_runs_nothing(tmp_path: Path) -> None:
+    # The worker's end of the gate closes with the worker, however it dies.
+    marker = tmp_path / "ran"
+    proc = subprocess.Popen(  # noqa: ASYNC220 - as the executor starts it
+        gated_argv("/bin/bash", f"touch {marker}"), stdin=subprocess.PIPE,
+        start_new_session=True)
+    await blocked_reading_stdin(proc.pid)
+    assert proc.stdin is not None
+    proc.stdin.close()
+    assert await wait_exit(proc) == 0 and not marker.exists()
