@@ -140,8 +140,10 @@ async def run_processes(marks: RunMarks, known: Iterable[int] = (),
     ``others``: children of this process known not to be the run's (the main
     processes of its other runs, the guardian): the walk of its own tree skips
     them and what is below them. A process of this run is never below one of
-    them: it was not forked there, and only a subreaper (this process) or
-    init adopts orphans.
+    them: it was not forked there, and orphans go to this process (the
+    subreaper) or init — unless a job of another run made itself a subreaper,
+    which is as far outside what this finds as a process that scrubs its
+    environment, leaves the group and orphans itself.
 
     Only processes started after ``marks.since`` have their environment read.
     One caught between fork and exec (its environment reads empty) is read
