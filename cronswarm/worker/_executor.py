@@ -259,7 +259,7 @@ class ShellExecutor:
             return ExecResult(RunStatus.FAILED, error=f"cannot start {shell!r}: {exc}")
         self._mains.add(proc.pid)
         if self.guardian is not None:
-            self.guardian.group(tag, proc.pid)
+            self.guardian.group(tag, proc.pid, hold=gated)  # told before the gate opens
         ctx.pid = proc.pid
         if not gated:
             ctx.mark_started()
@@ -299,7 +299,8 @@ class ShellExecutor:
         error: str | None = None
         details: dict[str, object] = {}
         try:
-            if proc.stdin is not None and not await open_gate(ctx, proc.stdin, killer):
+            before = None if self.guardian is None else self.guardian.flush
+            if proc.stdin is not None and not await open_gate(ctx, proc.stdin, killer, before):
                 # Killed before its instant: the waiting shell exits at end of file.
                 status = RunStatus.KILLED
                 error, details = killed_before_start(ctx.kill), {"reason": "killed"}

@@ -70,33 +70,57 @@ async def test_a_kill_before_the_gate_opens_runs_nothing(tmp_path: Path) -> None
 
 
 class RecordingGuardian(Guardian):
-    """What the executor tells the guardian (no guardian process)."""
+    """What the executor tells the guardian, write by write (no guardian
+    process); ``started`` says whether the run had started at each write."""
 
-    def __init__(self) -> None:
+    def __init__(self, ctx: RunContext | None = None) -> None:
         super().__init__()
-        self.lines: list[list[str]] = []
+        self.ctx = ctx
+        self.writes: list[tuple[list[list[str]], bool]] = []
+        self.wrote = asyncio.Event()
 
-    def _send(self, line: str) -> None:
-        self.lines.append(line.split())
+    def _write(self, data: str) -> None:
+        if data:
+            started = self.ctx is not None and self.ctx.started.is_set()
+            self.writes.append(([line.split() for line in data.splitlines()], started))
+            self.wrote.set()
+
+    @property
+    def lines(self) -> list[list[str]]:
+        return [line for lines, _ in self.writes for line in lines]
 
 
-async def test_a_gated_run_is_told_to_the_guardian_with_its_group_alone() -> None:
+async def test_a_gated_run_is_told_to_the_guardian_with_its_group_before_its_gate_opens(
+        ) -> None:
     # Until its gate opens the process runs nothing (and exits at end of file
-    # if the worker dies), so no ``tag`` line is needed before it starts; a
-    # run started at once is told its tag first.
-    guardian = RecordingGuardian()
+    # if the worker dies), so no ``tag`` line is needed before it starts, and
+    # its group waits until just before the gate opens; its end waits for the
+    # next write (the ends of a tick's runs go together), HOLD_S at most.
     gate = asyncio.Event()
-    gate.set()
     ctx = context("true", gate)
-    result = await ShellExecutor(guardian).execute(ctx)
+    guardian = RecordingGuardian(ctx)
+    run = asyncio.create_task(ShellExecutor(guardian).execute(ctx))
+    pid = await spawned(ctx)
+    await blocked_reading_stdin(pid)
+    assert guardian.writes == []  # waiting at its gate: nothing told yet
+    gate.set()
+    result = await asyncio.wait_for(run, 10)
     assert result.status is RunStatus.SUCCEEDED
-    [group, end] = guardian.lines
-    assert group[0] == "group" and group[2] == str(result.pid) and end == ["end", group[1]]
-    guardian.lines.clear()
+    [(lines, started)] = guardian.writes
+    assert lines == [["group", lines[0][1], str(pid)]] and not started  # before the gate
+    guardian.wrote.clear()
+    await asyncio.wait_for(guardian.wrote.wait(), 5)  # the held end, on its timer
+    assert guardian.lines[1:] == [["end", lines[0][1]]]
+
+
+async def test_a_run_started_at_once_is_told_its_tag_first() -> None:
+    guardian = RecordingGuardian()
     job = Job.from_dict({"name": "g", "schedule": "* * * * *", "command": "true"})
     result = await ShellExecutor(guardian).execute(RunContext(job, "g@2", 2, 1, "w"))
-    assert [line[0] for line in guardian.lines] == ["tag", "group", "end"]
-    assert guardian.lines[1] == ["group", guardian.lines[0][1], str(result.pid)]
+    tag = guardian.lines[0][1]
+    assert guardian.lines == [["tag", tag], ["group", tag, str(result.pid)]]
+    guardian.flush()  # what a later write (or the timer) takes along
+    assert guardian.lines[2:] == [["end", tag]]
 
 
 async def test_a_gated_process_whose_worker_is_gone_runs_nothing(tmp_path: Path) -> None:
