@@ -20,10 +20,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any
+from typing import Any, Protocol
 
 from ..common import Job, Keyspace, decode_tick, encode_tick
 from ..coord import (
@@ -160,8 +160,15 @@ def _decode(kv: KeyValue | None) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else {"raw": value}
 
 
+class TxnSender(Protocol):
+    """What sends a transaction: a ``CoordStore``, or a ``ClaimBatcher``."""
+
+    async def txn(self, compare: Sequence[Compare], success: Sequence[TxnOp],
+                  failure: Sequence[TxnOp] = ()) -> TxnResult: ...
+
+
 async def _txn_retrying(
-    store: CoordStore, ops: tuple[list[Compare], list[TxnOp], list[TxnOp]], retry_for: float,
+    store: TxnSender, ops: tuple[list[Compare], list[TxnOp], list[TxnOp]], retry_for: float,
 ) -> tuple[TxnResult, bool]:
     """Run a transaction, retrying transient failures for ``retry_for`` seconds.
 
@@ -185,7 +192,7 @@ async def _txn_retrying(
 
 async def claim(store: CoordStore, keys: Keyspace, job: Job, tick: int, ticket: Ticket, *,
                 once_revision: int | None = None, retry_for: float = 2.0, since: int = 0,
-                carry: ReleaseBatcher | None = None) -> Claim:
+                carry: ReleaseBatcher | None = None, send: TxnSender | None = None) -> Claim:
     """Claim ``tick`` of ``job`` for ``ticket`` (one transaction; two for a
     job's first tick), or with ``once_revision`` the run-now request at that
     revision.
@@ -198,6 +205,8 @@ async def claim(store: CoordStore, keys: Keyspace, job: Job, tick: int, ticket: 
 
     ``carry``: the claim takes along the releases waiting there (see
     ``ReleaseBatcher.carry``), so frequent ticks cost one transaction each.
+    ``send``: what sends the claim's transaction (a ``ClaimBatcher``: with the
+    other claims of the moment); ``store`` by default.
     """
     once = once_revision is not None
     info = ticket.info
@@ -208,7 +217,7 @@ async def claim(store: CoordStore, keys: Keyspace, job: Job, tick: int, ticket: 
         # Sent in both branches: they happen whether or not the claim is won.
         ops = (ops[0], [*ops[1], *carried.ops], [*ops[2], *carried.ops])
     try:
-        result, in_doubt = await _txn_retrying(store, ops, retry_for)
+        result, in_doubt = await _txn_retrying(send or store, ops, retry_for)
     except BaseException:
         if carried is not None:
             carried.give_back()  # may not have committed: they go out alone

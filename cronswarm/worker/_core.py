@@ -25,6 +25,7 @@ from typing import Any
 from ..common import LEASE_LOST, ClusterClock, Job, Keyring, Keyspace, Settings, Trigger
 from ..coord import CoordStore, LeaseKeeper, PrefixMirror
 from ._claim import lease_of
+from ._claim_batch import ClaimBatcher
 from ._clock_sync import ClockSync
 from ._executor import Executor, KillSwitch
 from ._fence import LeaseFence
@@ -104,6 +105,7 @@ class WorkerCore:
     feeds: OutputFeeds
     live_server: LiveOutputServer
     releases: ReleaseBatcher
+    claims: ClaimBatcher  # sends the claims of one loop turn together
     retries: RetryBoard
 
     # -- self-fencing (see _fence) --------------------------------------------

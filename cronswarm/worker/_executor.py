@@ -223,8 +223,11 @@ class ShellExecutor:
             return ExecResult(RunStatus.FAILED, error=str(exc))
         shell = job.shell or ctx.shell
         tag = secrets.token_hex(12)
-        if self.guardian is not None:
-            self.guardian.watch(tag)  # before the start: a kill -9 may come at any time
+        if self.guardian is not None and ctx.gate is None:
+            # Before the start: a kill -9 may come at any time. Not for a gated
+            # run: its process runs nothing if the worker dies before the gate
+            # opens (end of file), so the guardian hears of it with its group.
+            self.guardian.watch(tag)
         try:
             return await self._execute(ctx, user, shell, tag)
         finally:
@@ -246,16 +249,17 @@ class ShellExecutor:
             # does anything else, instead of queueing for pool threads and the
             # GIL behind each other (bench_fire, 100 fires/s: p99 lag 372 ms in
             # threads, 196 ms here). Read and waited for separately: the pipe
-            # may outlive the main process (see wait_exit).
+            # may outlive the main process (see wait_exit). Unbuffered: only
+            # the pipes' descriptors are used.
             proc = subprocess.Popen(  # noqa: ASYNC220 - vfork: returns once exec'd
-                argv, stdin=subprocess.PIPE if gated else subprocess.DEVNULL,
+                argv, bufsize=0, stdin=subprocess.PIPE if gated else subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT, cwd=job.cwd, env=env, start_new_session=True)
         except (OSError, subprocess.SubprocessError) as exc:
             return ExecResult(RunStatus.FAILED, error=f"cannot start {shell!r}: {exc}")
         self._mains.add(proc.pid)
         if self.guardian is not None:
-            self.guardian.group(tag, proc.pid)
+            self.guardian.group(tag, proc.pid, hold=gated)  # told before the gate opens
         ctx.pid = proc.pid
         if not gated:
             ctx.mark_started()
@@ -273,10 +277,16 @@ class ShellExecutor:
         finally:
             if proc.returncode is not None:
                 self._mains.discard(proc.pid)
-            spared = set(self._mains)
-            if self.guardian is not None and self.guardian.pid is not None:
-                spared.add(self.guardian.pid)
-            reap_adopted(marks, seen, spared, strays=self.reap_strays)
+            reap_adopted(marks, seen, self._others(proc.pid), strays=self.reap_strays)
+
+    def _others(self, main: int) -> set[int]:
+        """This process's children that are not the run of ``main``: the main
+        processes of its other runs and the guardian. Unreaped children all,
+        so none of their pids is someone else's yet."""
+        others = self._mains - {main}
+        if self.guardian is not None and (pid := self.guardian.live_pid) is not None:
+            others.add(pid)
+        return others
 
     async def _supervise(self, ctx: RunContext, proc: subprocess.Popen[bytes], marks: RunMarks,
                          seen: set[int], stream: asyncio.StreamReader) -> ExecResult:
@@ -289,7 +299,8 @@ class ShellExecutor:
         error: str | None = None
         details: dict[str, object] = {}
         try:
-            if proc.stdin is not None and not await open_gate(ctx, proc.stdin, killer):
+            before = None if self.guardian is None else self.guardian.flush
+            if proc.stdin is not None and not await open_gate(ctx, proc.stdin, killer, before):
                 # Killed before its instant: the waiting shell exits at end of file.
                 status = RunStatus.KILLED
                 error, details = killed_before_start(ctx.kill), {"reason": "killed"}
@@ -318,7 +329,8 @@ class ShellExecutor:
                 await asyncio.shield(stop_run_processes(
                     marks, {proc.pid}, min(job.kill_grace, KILL_GRACE_CAP_S), seen))
                 await asyncio.shield(waiter)
-        await _stop_leftovers(marks, job.kill_grace, details, seen)
+        await _stop_leftovers(marks, job.kill_grace, details, seen,
+                              lambda: self._others(proc.pid))
         await _finish_reading(reader)
         code = proc.returncode
         if status is None:
@@ -334,23 +346,26 @@ class ShellExecutor:
         )
 
 
-async def _stop_leftovers(marks: RunMarks, kill_grace: float,
-                          details: dict[str, object], seen: set[int]) -> None:
-    """The main process is gone: what it left running gets a moment, then is stopped."""
-    leftovers = await run_processes(marks, seen=seen)
+async def _stop_leftovers(marks: RunMarks, kill_grace: float, details: dict[str, object],
+                          seen: set[int], others: Callable[[], set[int]]) -> None:
+    """The main process is gone: what it left running gets a moment, then is
+    stopped. ``others``: the worker's children that are not the run's, asked
+    at each search."""
+    leftovers = await run_processes(marks, seen=seen, others=others())
     if not leftovers:
         return
     details["leftover_processes"] = len(leftovers)
     still = await wait_gone(leftovers, LEFTOVER_WAIT_S)
-    if still or await run_processes(marks, seen=seen):
+    if still or await run_processes(marks, seen=seen, others=others()):
         log.info("stopping %d process(es) left behind by group %d", len(still), marks.pgid)
         await stop_run_processes(marks, still, min(kill_grace, LEFTOVER_GRACE_S), seen)
 
 
 async def _finish_reading(reader: asyncio.Task[None]) -> None:
     """Every writer is gone, so the pipe ends; bounded in case one escaped us."""
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(asyncio.shield(reader), _OUTPUT_EOF_S)
+    if not reader.done():  # usually it has: no timer, no shield
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(reader), _OUTPUT_EOF_S)
     if not reader.done():
         log.warning("output pipe still open after every process of the run ended")
         reader.cancel()

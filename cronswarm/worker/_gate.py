@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Callable
 from typing import IO, TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -43,12 +44,16 @@ async def reach_gate(ctx: RunContext, killer: asyncio.Future[Any]) -> bool:
     return not ctx.kill.requested.is_set()
 
 
-async def open_gate(ctx: RunContext, gate: IO[bytes], killer: asyncio.Task[Any]) -> bool:
+async def open_gate(ctx: RunContext, gate: IO[bytes], killer: asyncio.Task[Any],
+                    before: Callable[[], None] | None = None) -> bool:
     """Let the waiting shell start the command at the run's instant; False if a
-    kill request came first: the gate closes unopened and the shell exits."""
+    kill request came first: the gate closes unopened and the shell exits.
+    ``before`` is called just before the gate opens."""
     try:
         go = await reach_gate(ctx, killer)
         if go:
+            if before is not None:
+                before()
             os.write(gate.fileno(), b"\n")
             ctx.mark_started()
         return go

@@ -5,9 +5,12 @@ SIGKILL (or by the OOM killer, or crashing) stops nothing. So each worker
 starts a guardian: a separate, small process holding the read end of a pipe
 from the worker. The worker writes to it the tag of each run before the run
 starts, its process group once it has started, and its end once every
-process of it is gone. The kernel closes the pipe when the worker dies, by
-whatever means: the guardian then SIGKILLs the groups and every process that
-carries a live run's tag (or descends from one), and exits. A worker that
+process of it is gone. A run made ready before its instant (``_gate``) is
+told with its group alone: until its gate opens its process runs nothing,
+and it exits at end of file if the worker dies first. The kernel closes the
+pipe when the worker dies, by whatever means: the guardian then SIGKILLs the
+groups and every process that carries a live run's tag (or descends from
+one), and exits. A worker that
 closes the pipe after its runs ended leaves it nothing to do.
 
 The guardian is a fresh interpreter running ``_guardian_main`` (``python
@@ -18,8 +21,12 @@ what stops the worker's terminal or service does not stop it first; it ends
 when the pipe does. A guardian that dies anyway is started again by the
 worker (``Guardian.supervise``), which hands the new one its live runs.
 
-Protocol (one line per write, shorter than PIPE_BUF so never torn):
-``tag <tag>``, ``group <tag> <pgid>``, ``end <tag>``.
+Protocol, lines (whole ones in each write; the worker is the only writer):
+``tag <tag>``, ``group <tag> <pgid>`` (also the first line of a gated run),
+``end <tag>``. A ``tag`` line is written at once; a gated run's ``group`` and
+every ``end`` may wait for the next write (at the latest ``HOLD_S``, and
+before any gate opens), so the runs of one tick cost a write or two, not
+three each.
 """
 
 from __future__ import annotations
@@ -40,6 +47,7 @@ log = logging.getLogger(__name__)
 _MAIN = Path(__file__).with_name("_guardian_main.py")
 _RESTART_PAUSE_S = 1.0  # between starts of a guardian that dies at once
 _EXIT_WAIT_S = 10.0  # for the guardian to exit once the pipe is closed
+HOLD_S = 0.5  # longest a line held back waits (see Guardian.release)
 
 
 class Guardian:
@@ -50,10 +58,19 @@ class Guardian:
         self._runs: dict[str, int | None] = {}  # live runs, for a restarted guardian
         self.starts = 0
         self.restarted = asyncio.Event()  # set once a guardian that died was replaced
+        self._held: list[str] = []  # lines that may wait (see group, release)
+        self._flush_timer: asyncio.TimerHandle | None = None
 
     @property
     def pid(self) -> int | None:
         return None if self._proc is None else self._proc.pid
+
+    @property
+    def live_pid(self) -> int | None:
+        """The pid of the guardian while it is not reaped (after that, the
+        pid may be another process's)."""
+        proc = self._proc
+        return None if proc is None or proc.returncode is not None else proc.pid
 
     def start(self) -> None:
         """Start the guardian process and tell it about the live runs."""
@@ -61,31 +78,64 @@ class Guardian:
             [sys.executable, "-I", str(_MAIN), TAG_VAR], stdin=subprocess.PIPE,
             stdout=subprocess.DEVNULL, start_new_session=True)
         self.starts += 1
-        for tag, pgid in self._runs.items():
-            self._send(f"tag {tag}\n" if pgid is None else f"group {tag} {pgid}\n")
+        self._held.clear()  # what they said is in _runs, told here
+        self._write("".join(f"tag {tag}\n" if pgid is None else f"group {tag} {pgid}\n"
+                            for tag, pgid in self._runs.items()))
 
     def watch(self, tag: str) -> None:
         """A run with ``tag`` is about to start."""
         self._runs[tag] = None
         self._send(f"tag {tag}\n")
 
-    def group(self, tag: str, pgid: int) -> None:
-        """The run with ``tag`` started, in process group ``pgid``."""
+    def group(self, tag: str, pgid: int, *, hold: bool = False) -> None:
+        """The run with ``tag`` started, in process group ``pgid``. ``hold``:
+        it runs nothing until ``flush`` (a gated run, whose gate opens after
+        it), so the line may wait for the others made ready meanwhile."""
         self._runs[tag] = pgid
-        self._send(f"group {tag} {pgid}\n")
+        line = f"group {tag} {pgid}\n"
+        if hold:
+            self._hold(line)
+        else:
+            self._send(line)
 
     def release(self, tag: str) -> None:
-        """Every process of the run with ``tag`` is gone."""
+        """Every process of the run with ``tag`` is gone.
+
+        Told with the next line written, or ``HOLD_S`` later: the ends of a
+        tick's runs go in one write. Until then a guardian whose worker died
+        would still kill the run's group, which has no process left, and
+        whose id no new group is likely to take within the moment.
+        """
         if self._runs.pop(tag, 0) != 0:
-            self._send(f"end {tag}\n")
+            self._hold(f"end {tag}\n")
+
+    def flush(self) -> None:
+        """Write the lines held back now (before a gated run's gate opens)."""
+        if self._held:
+            self._send("")
+
+    def _hold(self, line: str) -> None:
+        self._held.append(line)
+        if self._flush_timer is None:
+            self._flush_timer = asyncio.get_running_loop().call_later(HOLD_S, self.flush)
 
     def _send(self, line: str) -> None:
-        if self._proc is None or self._proc.stdin is None:
+        """``line`` now, after the lines held back."""
+        data, self._held = "".join(self._held) + line, []
+        if self._flush_timer is not None:
+            self._flush_timer.cancel()
+            self._flush_timer = None
+        self._write(data)
+
+    def _write(self, data: str) -> None:
+        if not data or self._proc is None or self._proc.stdin is None:
             return
         try:
-            os.write(self._proc.stdin.fileno(), line.encode())
+            view = memoryview(data.encode())
+            while view:
+                view = view[os.write(self._proc.stdin.fileno(), view):]
         except OSError as exc:  # it died: supervise() starts another, told of every run
-            log.debug("guardian %d not told %r: %s", self._proc.pid, line, exc)
+            log.debug("guardian %d not told %r: %s", self._proc.pid, data, exc)
 
     async def supervise(self) -> None:
         """Start the guardian again whenever it exits (until cancelled)."""
@@ -106,6 +156,7 @@ class Guardian:
 
     async def close(self) -> None:
         """Close the pipe; the guardian exits (after killing the runs still going)."""
+        self.flush()  # the ends held back: the runs are over
         proc, self._proc = self._proc, None
         if proc is None:
             return

@@ -23,7 +23,7 @@ import ctypes
 import functools
 import logging
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 
 log = logging.getLogger(__name__)
@@ -136,12 +136,15 @@ def adopted_children(root: int) -> list[int]:
     return children_of(root, threads=1)
 
 
-def descendant_stats(root: int, also: Iterable[int] = ()) -> dict[int, ProcStat]:
+def descendant_stats(root: int, also: Iterable[int] = (),
+                     skip: Collection[int] = ()) -> dict[int, ProcStat]:
     """Every process below the children of ``root``'s main thread
     (``adopted_children``) and below those of ``also`` that are ``root``'s
     children, zombies included: not the children of every thread of ``root``
     (a worker has a dozen threads: reading each one's children per run was
-    most of a run's cost).
+    most of a run's cost). Children of ``root`` in ``skip`` are left out with
+    everything below them (a worker's other runs and its guardian: reading
+    them made a run's end cost grow with the runs going on beside it).
 
     Not a snapshot: a process forked during the walk may be missed (callers
     sweep again). One re-parented to ``root`` during the walk is not: the
@@ -149,8 +152,8 @@ def descendant_stats(root: int, also: Iterable[int] = ()) -> dict[int, ProcStat]
     shows up.
     """
     found: dict[int, ProcStat] = {}
-    stack = adopted_children(root)
-    for pid in set(also) - set(stack):
+    stack = [pid for pid in adopted_children(root) if pid not in skip]
+    for pid in set(also) - set(stack) - set(skip):
         stat = read_stat(pid)  # a pid may be reused: only a child of root counts
         if stat is not None and stat.ppid == root:
             stack.append(pid)
@@ -165,7 +168,7 @@ def descendant_stats(root: int, also: Iterable[int] = ()) -> dict[int, ProcStat]
             found[pid] = stat
             if not stat.zombie:
                 stack.extend(children_of(pid, stat.threads))
-        stack = [pid for pid in adopted_children(root) if pid not in found]
+        stack = [pid for pid in adopted_children(root) if pid not in found and pid not in skip]
     return found
 
 

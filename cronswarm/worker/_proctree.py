@@ -32,7 +32,7 @@ import logging
 import os
 import signal
 import subprocess
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 
 import psutil
@@ -88,14 +88,15 @@ def _walks_own_tree() -> bool:
 _Found = tuple[dict[int, int], set[int], list[int]]  # parents, roots, pids whose tag to read
 
 
-def _search_own_tree(marks: RunMarks, newer_than: float | None, known: set[int]) -> _Found:
+def _search_own_tree(marks: RunMarks, newer_than: float | None, known: set[int],
+                     others: Collection[int]) -> _Found:
     # Every process of the run is below its main process (the group leader,
     # started by us) or below an orphan we adopted (a child of our main thread).
     parents: dict[int, int] = {}
     roots: set[int] = set()
     maybe: list[int] = []
     tops = {marks.pgid, *known}
-    for stat in descendant_stats(os.getpid(), tops).values():
+    for stat in descendant_stats(os.getpid(), tops, skip=others).values():
         if stat.zombie:
             continue
         parents[stat.pid] = stat.ppid
@@ -106,7 +107,8 @@ def _search_own_tree(marks: RunMarks, newer_than: float | None, known: set[int])
     return parents, roots, maybe
 
 
-def _search_host(marks: RunMarks, newer_than: float | None, _known: set[int]) -> _Found:
+def _search_host(marks: RunMarks, newer_than: float | None, _known: set[int],
+                 _others: Collection[int]) -> _Found:
     me = os.getpid()
     boot = psutil.boot_time()  # create_time is boot time + start: back to start
     parents: dict[int, int] = {}
@@ -130,9 +132,18 @@ def _search_host(marks: RunMarks, newer_than: float | None, _known: set[int]) ->
 
 
 async def run_processes(marks: RunMarks, known: Iterable[int] = (),
-                        seen: set[int] | None = None) -> set[int]:
+                        seen: set[int] | None = None, *,
+                        others: Collection[int] = ()) -> set[int]:
     """Live (non-zombie) processes of the run; see the module doc. Adds them
     to ``seen`` when given.
+
+    ``others``: children of this process known not to be the run's (the main
+    processes of its other runs, the guardian): the walk of its own tree skips
+    them and what is below them. A process of this run is never below one of
+    them: it was not forked there, and orphans go to this process (the
+    subreaper) or init — unless a job of another run made itself a subreaper,
+    which is as far outside what this finds as a process that scrubs its
+    environment, leaves the group and orphans itself.
 
     Only processes started after ``marks.since`` have their environment read.
     One caught between fork and exec (its environment reads empty) is read
@@ -142,7 +153,8 @@ async def run_processes(marks: RunMarks, known: Iterable[int] = (),
     newer_than = None if marks.since is None else marks.since - _CLOCK_SLACK_S
     known = set(known)
     search = _search_own_tree if _walks_own_tree() else _search_host
-    parents, roots, unsettled = search(marks, newer_than, known)
+    parents, roots, unsettled = search(marks, newer_than, known,
+                                       set(others) - known - {marks.pgid})
     roots.update(known)
     below = descendants(parents, roots)
     unsettled = [pid for pid in unsettled if pid not in below]
@@ -177,8 +189,12 @@ def reap_adopted(marks: RunMarks, seen: Iterable[int], spared: Iterable[int] = (
     if not _walks_own_tree():
         return 0  # orphans went to init
     seen, spared = set(seen), set(spared) | {marks.pgid}
-    zombies = [stat for stat in map(read_stat, adopted_children(os.getpid()))
-               if stat is not None and stat.zombie and stat.pid not in spared]
+    # The spared are not even read: a worker spares its other runs, and
+    # reading each of them at the end of every run made that cost grow with
+    # the runs going on.
+    zombies = [stat for stat in map(read_stat, (pid for pid in adopted_children(os.getpid())
+                                                if pid not in spared))
+               if stat is not None and stat.zombie]
     return reap(stat.pid for stat in zombies
                 if strays or stat.pid in seen or marks.pgid in (stat.pgid, stat.sid))
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from dataclasses import dataclass
+from typing import Protocol, TypeVar
 
 from ..coord import CoordStore, Txn
 
@@ -49,11 +50,19 @@ def keys_of(txn: Txn) -> frozenset[str]:
     return frozenset(keys)
 
 
-def batches(pending: list[_Pending], max_ops: int = MAX_OPS) -> list[list[_Pending]]:
+class Keyed(Protocol):
+    @property
+    def keys(self) -> frozenset[str]: ...
+
+
+K = TypeVar("K", bound=Keyed)
+
+
+def batches(pending: list[K], max_ops: int = MAX_OPS) -> list[list[K]]:
     """``pending`` in commits of at most ``max_ops``, none touching a key twice
     (etcd refuses a transaction that writes one key in two places)."""
-    out: list[list[_Pending]] = []
-    current: list[_Pending] = []
+    out: list[list[K]] = []
+    current: list[K] = []
     seen: set[str] = set()
     for item in pending:
         if len(current) >= max_ops or not seen.isdisjoint(item.keys):

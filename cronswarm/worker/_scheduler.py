@@ -356,7 +356,7 @@ class Scheduler(ClaimedTicks):
             try:
                 ticket = Ticket(rid, info, self.lease.lease_id, claimant)
                 result = await claim(self.store, self.keys, job, tick, ticket, since=since,
-                                     carry=self.releases)
+                                     carry=self.releases, send=self.claims)
             except CoordUnavailable:
                 # It may have committed with its reply lost: the next plan of
                 # this job finds out before anything else (_resolve_doubt).

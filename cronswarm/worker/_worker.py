@@ -46,6 +46,7 @@ from ..coord import (
     load_cluster_key,
 )
 from ..metrics import render, worker_registry
+from ._claim_batch import ClaimBatcher
 from ._clock_sync import ClockSync
 from ._executor import Executor, ShellExecutor
 from ._fence import LeaseFence
@@ -140,6 +141,7 @@ class Worker(Requests):
             metrics=lambda: render(self.metrics), metrics_token=settings.metrics_token,
             limits=streams)
         self.releases = ReleaseBatcher(store, linger=RELEASE_LINGER)
+        self.claims = ClaimBatcher(store)
         self.retries = RetryBoard(
             store, self.keys, self.id, self.lease, self.clock,
             handoff_delay=settings.handoff_delay, labels=self.labels, workers=self.workers,

@@ -1,4 +1,5 @@
 import asyncio
+import contextlib
 import os
 import secrets
 import signal
@@ -6,6 +7,7 @@ import subprocess
 
 import pytest
 
+from cronswarm.worker import _procfs, _proctree
 from cronswarm.worker._procfs import become_subreaper, children_of, is_subreaper, read_stat
 from cronswarm.worker._proctree import (
     TAG_VAR,
@@ -148,3 +150,54 @@ async def test_a_run_started_from_another_thread_is_found_alive_and_after_its_ma
         os.kill(pid, signal.SIGKILL)
     assert await wait_gone(orphans, 5) == set()
     assert reap_adopted(marks, seen) == 2
+
+
+@pytest.mark.usefixtures("subreaper")
+async def test_the_end_of_a_run_reads_nothing_of_the_other_runs(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # A worker's other runs (and its guardian) are its children too: the
+    # search at the end of a run and the reaping after it skip them and what
+    # is below them (read per run, they made a run's end cost grow with the
+    # runs going on), and still find and reap the run's own orphan.
+    other = subprocess.Popen(  # noqa: ASYNC220 - the executor starts runs this way
+        ["sh", "-c", "sleep 30 & echo started; wait"], stdout=subprocess.PIPE,
+        start_new_session=True)
+    tag = secrets.token_hex(8)
+    main = subprocess.Popen(  # noqa: ASYNC220
+        ["sh", "-c", "(setsid sleep 30 &); echo started"], stdout=subprocess.PIPE,
+        env={**ENV, TAG_VAR: tag}, start_new_session=True)
+    try:
+        assert other.stdout is not None and other.stdout.readline() == b"started\n"
+        [other_child] = children_of(other.pid)
+        marks = RunMarks(main.pid, tag, process_start_time(main.pid))
+        assert main.stdout is not None and main.stdout.readline() == b"started\n"
+        await wait_exit(main)
+        main.stdout.close()
+        read: list[int] = []
+        real_read_stat = _procfs.read_stat
+
+        def counting_read_stat(pid: int) -> _procfs.ProcStat | None:
+            read.append(pid)
+            return real_read_stat(pid)
+
+        monkeypatch.setattr(_procfs, "read_stat", counting_read_stat)
+        monkeypatch.setattr(_proctree, "read_stat", counting_read_stat)
+        assert await run_processes(marks) != set()
+        assert {other.pid, other_child} <= set(read)  # without ``others``: read
+        read.clear()
+        seen: set[int] = set()
+        orphans = await run_processes(marks, seen=seen, others={other.pid})
+        assert len(orphans) == 1 and orphans <= set(children_of(os.getpid(), threads=1))
+        assert {other.pid, other_child}.isdisjoint(read)
+        for pid in orphans:
+            os.kill(pid, signal.SIGKILL)
+        assert await wait_gone(orphans, 5) == set()
+        read.clear()
+        assert reap_adopted(marks, seen, {other.pid}) == 1
+        assert other.pid not in read
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(other.pid, signal.SIGKILL)
+        await wait_exit(other)
+        assert other.stdout is not None
+        other.stdout.close()
