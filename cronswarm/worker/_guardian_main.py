@@ -101,6 +101,8 @@ def guard(pipe: int, var: bytes) -> None:
     runs: dict[bytes, int | None] = {}
     with os.fdopen(pipe, "rb") as lines:
         for line in lines:
+            if not line.endswith(b"\n"):
+                break  # torn by the worker's death mid-write: a number may be cut short
             match line.split():
                 case [b"tag", tag]:
                     runs[tag] = None

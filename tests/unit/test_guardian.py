@@ -6,8 +6,9 @@ import os
 import secrets
 import signal
 import subprocess
+import sys
 
-from cronswarm.worker import Guardian, guardian_running
+from cronswarm.worker import Guardian, _guardian, guardian_running
 from cronswarm.worker._proctree import TAG_VAR, wait_gone
 
 # A shell that starts a child, a setsid'd orphan and a TERM-ignoring orphan
@@ -112,5 +113,28 @@ async def test_a_killed_guardian_is_started_again_and_told_the_live_runs() -> No
             assert await wait_gone(pids, 0) == pids
         # The context closed the new guardian's pipe with the run still live.
         assert await wait_gone(pids, 5) == set()
+    finally:
+        await stop_tree(proc, pids)
+
+
+def guardian_told(data: bytes) -> int:
+    """Run a guardian, write ``data`` to it, close its pipe; its exit status."""
+    guardian = subprocess.Popen(
+        [sys.executable, "-I", str(_guardian._MAIN), TAG_VAR], stdin=subprocess.PIPE)
+    assert guardian.stdin is not None
+    guardian.stdin.write(data)
+    guardian.stdin.close()
+    return guardian.wait(10)
+
+
+async def test_a_line_torn_by_the_workers_death_is_ignored() -> None:
+    # The worker died mid-write: "group <tag> <pgid>" without its newline may
+    # hold a number cut short, another group's id. The guardian acts only on
+    # whole lines: here, none, so the tree it names is left alone.
+    tag = secrets.token_hex(8)
+    proc, pids = start_tree(tag)
+    try:
+        assert await asyncio.to_thread(guardian_told, f"group {tag} {proc.pid}".encode()) == 0
+        assert await wait_gone(pids, 0.2) == pids  # none was killed
     finally:
         await stop_tree(proc, pids)
