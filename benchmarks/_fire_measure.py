@@ -12,7 +12,10 @@ import contextlib
 import json
 import math
 import os
+import resource
+import shlex
 import signal
+import subprocess
 import time
 import urllib.request
 from collections import Counter
@@ -242,3 +245,24 @@ def lag_summary(prefix: str, lags_ms: Sequence[float]) -> dict[str, float]:
 
 def duplicate_count(ids: Iterable[str]) -> int:
     return sum(n - 1 for n in Counter(ids).values() if n > 1)
+
+
+def job_alone_cpu_ms(witness: Path, runs: int = 300) -> float:
+    """CPU ms of one run of the bench's job by itself: ``bash -c`` with the
+    environment a worker gives a job, started and waited for here, ``runs``
+    times in a row. What a fire costs beyond it is the scheduler's."""
+    command = JOB_COMMAND.format(witness=shlex.quote(str(witness)))
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+           "LANG": os.environ.get("LANG", "C.UTF-8"), "SHELL": "/bin/bash",
+           "CRONSWARM_RUN_ID": "calibration@0", "CRONSWARM_ATTEMPT": "1"}
+    for key in ("HOME", "USER", "LOGNAME", "TZ"):
+        if key in os.environ:
+            env[key] = os.environ[key]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    for _ in range(runs):
+        subprocess.run(["/bin/bash", "-c", command], env=env, stdin=subprocess.DEVNULL,
+                       check=True)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    used = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    witness.unlink(missing_ok=True)
+    return round(used / runs * 1000, 2)

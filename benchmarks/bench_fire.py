@@ -60,6 +60,7 @@ from benchmarks._fire_measure import (  # noqa: E402
     Witness,
     cpu_of,
     etcd_counters,
+    job_alone_cpu_ms,
     lag_summary,
     per_fire,
     sleep_until,
@@ -304,10 +305,12 @@ async def main(args: argparse.Namespace) -> None:
             mongo.start(timeout=120)
             uri, mongo_pid = mongo.uri, mongo.pid
         base = Settings.load({}, etcd_endpoints=tuple(endpoints.split(",")), mongodb_uri=uri)
+        job_alone = [job_alone_cpu_ms(tmp / "calibration")]
         for jobs in rates:
             plan = Plan(jobs, args.workers, args.seconds, args.warmup, args.settle, tmp)
             rows.append(await cronswarm_round(base, plan, etcd_pid, mongo_pid))
             print(table(rows[-1:], TIMING), flush=True)
+        job_alone.append(job_alone_cpu_ms(tmp / "calibration"))
         servers.close()  # etcd and MongoDB stay out of the peer's rounds
         if args.peer:
             from benchmarks._fire_peer import apscheduler_rounds
@@ -325,8 +328,10 @@ async def main(args: argparse.Namespace) -> None:
     print(table(rows, TIMING))
     print("\nper fire: CPU ms (sched = scheduler processes: own + jobs), writes")
     print(table(rows, COST))
-    print(json.dumps({"benchmark": "fire", "rounds": rows, "cpu_count": psutil.cpu_count(),
-                      "load_avg": os.getloadavg()}))
+    print(f"\nthe job by itself (bash -c, run here 300 times before and after the "
+          f"cronswarm rounds): {job_alone[0]} / {job_alone[1]} ms of CPU")
+    print(json.dumps({"benchmark": "fire", "rounds": rows, "job_alone_cpu_ms": job_alone,
+                      "cpu_count": psutil.cpu_count(), "load_avg": os.getloadavg()}))
 
 
 if __name__ == "__main__":
