@@ -169,7 +169,7 @@ class EtcdStore:
                     following = asyncio.ensure_future(
                         page(bytes(resp.kvs[-1].key) + b"\x00", revision))
                 # In pages of at most page_size keys: fewer objects alive at
-                # once (a reply of 4 MiB is 10,000 jobs), and so less memory
+                # once (a reply of 1 MiB is some 2,500 jobs), and so less memory
                 # left in pieces behind what the caller keeps.
                 raw_kvs, step = resp.kvs, sizes.page_size
                 del resp

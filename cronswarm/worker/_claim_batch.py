@@ -22,10 +22,9 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from ..coord import Compare, CoordStore, Txn, TxnOp, TxnResult
-from ._release import batches, keys_of
+from ._release import Queued, batches
 
 # Transactions per commit. etcd allows 128 operations per branch, and a
 # nested transaction only what its parent's branch leaves (128 less its
@@ -34,11 +33,7 @@ from ._release import batches, keys_of
 MAX_BATCH = 32
 
 
-@dataclass(slots=True)
-class _Waiting:
-    txn: Txn
-    keys: frozenset[str]
-    done: asyncio.Future[TxnResult]
+_Waiting = Queued[TxnResult]  # a claim
 
 
 class ClaimBatcher:
@@ -53,15 +48,14 @@ class ClaimBatcher:
 
     async def txn(self, compare: Sequence[Compare], success: Sequence[TxnOp],
                   failure: Sequence[TxnOp] = ()) -> TxnResult:
-        loop = asyncio.get_running_loop()
-        txn = Txn(tuple(compare), tuple(success), tuple(failure))
-        done: asyncio.Future[TxnResult] = loop.create_future()
+        waiting: _Waiting = Queued.of(Txn(tuple(compare), tuple(success), tuple(failure)))
         if not self._waiting:
-            loop.call_soon(self._send_waiting)  # once this turn's claims are in
-        self._waiting.append(_Waiting(txn, keys_of(txn), done))
+            # once this turn's claims are in
+            asyncio.get_running_loop().call_soon(self._send_waiting)
+        self._waiting.append(waiting)
         # Cancelled before it is sent, it is not sent; after, its outcome is
         # lost to the caller, as a cancelled request's is.
-        return await done
+        return await waiting.done
 
     def _send_waiting(self) -> None:
         waiting = [w for w in self._waiting if not w.done.done()]
@@ -83,13 +77,11 @@ class ClaimBatcher:
                            for r in commit.nested]
         except Exception as exc:
             for waiting in batch:
-                if not waiting.done.done():
-                    waiting.done.set_exception(exc)
+                waiting.fail(exc)
             return
         except BaseException:
             for waiting in batch:
                 waiting.done.cancel()
             raise
         for waiting, result in zip(batch, results, strict=True):
-            if not waiting.done.done():
-                waiting.done.set_result(result)
+            waiting.succeed(result)

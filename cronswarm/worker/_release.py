@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from dataclasses import dataclass
-from typing import Protocol, TypeVar
+from typing import Generic, TypeVar
 
 from ..coord import CoordStore, Txn
 
@@ -34,13 +34,29 @@ MAX_OPS = 32  # releases per commit (etcd caps a txn at 128 operations by defaul
 # dashboard's count of live runs; the final record is written before the
 # release).
 LINGER = 1.0
+T = TypeVar("T")
 
 
 @dataclass(slots=True)
-class _Pending:
+class Queued(Generic[T]):
+    """A transaction waiting to go out in a commit with others (a release
+    here; a claim in ``_claim_batch``), and what its sender awaits."""
+
     txn: Txn
-    keys: frozenset[str]
-    done: asyncio.Future[None]
+    keys: frozenset[str]  # every key it reads or writes (see ``batches``)
+    done: asyncio.Future[T]
+
+    @classmethod
+    def of(cls, txn: Txn) -> Queued[T]:
+        return cls(txn, keys_of(txn), asyncio.get_running_loop().create_future())
+
+    def succeed(self, result: T) -> None:
+        if not self.done.done():
+            self.done.set_result(result)
+
+    def fail(self, error: BaseException) -> None:
+        if not self.done.done():
+            self.done.set_exception(error)
 
 
 def keys_of(txn: Txn) -> frozenset[str]:
@@ -50,19 +66,11 @@ def keys_of(txn: Txn) -> frozenset[str]:
     return frozenset(keys)
 
 
-class Keyed(Protocol):
-    @property
-    def keys(self) -> frozenset[str]: ...
-
-
-K = TypeVar("K", bound=Keyed)
-
-
-def batches(pending: list[K], max_ops: int = MAX_OPS) -> list[list[K]]:
+def batches(pending: list[Queued[T]], max_ops: int = MAX_OPS) -> list[list[Queued[T]]]:
     """``pending`` in commits of at most ``max_ops``, none touching a key twice
     (etcd refuses a transaction that writes one key in two places)."""
-    out: list[list[K]] = []
-    current: list[K] = []
+    out: list[list[Queued[T]]] = []
+    current: list[Queued[T]] = []
     seen: set[str] = set()
     for item in pending:
         if len(current) >= max_ops or not seen.isdisjoint(item.keys):
@@ -73,6 +81,9 @@ def batches(pending: list[K], max_ops: int = MAX_OPS) -> list[list[K]]:
     if current:
         out.append(current)
     return out
+
+
+_Pending = Queued[None]  # a release
 
 
 @dataclass(slots=True)
@@ -101,12 +112,10 @@ class Carried:
 
 def _settle(items: list[_Pending], error: BaseException | None) -> None:
     for item in items:
-        if item.done.done():
-            continue
         if error is None:
-            item.done.set_result(None)
+            item.succeed(None)
         else:
-            item.done.set_exception(error)
+            item.fail(error)
 
 
 def _retrieve(done: asyncio.Future[None]) -> None:
@@ -131,8 +140,9 @@ class ReleaseBatcher:
 
         Raises CoordUnavailable when etcd did not take it.
         """
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._pending.append(_Pending(txn, keys_of(txn), done))
+        item: _Pending = Queued.of(txn)
+        self._pending.append(item)
+        done = item.done
         if urgent or self.linger <= 0:
             self._now.set()
         self._start_committer()

@@ -3,12 +3,12 @@
 import asyncio
 
 from cronswarm.coord import Compare, Delete, MemoryCoordStore, Put, Txn
-from cronswarm.worker._release import ReleaseBatcher, _Pending, batches, keys_of
+from cronswarm.worker._release import Queued, ReleaseBatcher, _Pending, batches
 
 
 def pending(*keys: str) -> _Pending:
     txn = Txn((Compare.value(keys[0], "==", b"x"),), tuple(Delete(k) for k in keys))
-    return _Pending(txn, keys_of(txn), asyncio.get_running_loop().create_future())
+    return Queued.of(txn)
 
 
 async def test_releases_sharing_no_key_go_together_up_to_the_cap() -> None:
